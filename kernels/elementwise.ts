@@ -152,11 +152,20 @@ export interface Operand {
 
 type Mode = 'same' | 'scalar' | 'strided';
 
+/** vec4 units per thread on the vector path (strided by the thread count, so a warp's loads stay contiguous). */
+const VEC_PER_THREAD = 4;
+
 /**
  * Runs `expr` once per element of outShape and writes it as outType. Each operand is read as 'same'
  * (its layout is the output's), 'scalar' (one value) or 'strided' (broadcast, through uniform shape and
- * strides); the cache key holds the snippet, the types, the modes and the coalesced rank, nothing else.
+ * strides); the cache key holds the snippet, the types, the modes, the coalesced rank and the path, nothing else.
  * `bits` is a u32 uniform the snippet may read as u_bits() (fill's value).
+ *
+ * Two paths. The vector path (no strided operand and n a multiple of 4: the common contiguous case) binds
+ * the 'same' operands and the output as arrays of vec4 and gives each thread VEC_PER_THREAD of them, with
+ * no index arithmetic; the snippet is applied per component (lavapipe pays per load instruction, whatever
+ * its width, so vec4 loads are the speed-up there). The scalar path does one element per thread, through
+ * the strided offsets when an operand broadcasts.
  */
 export function elementwise(backend: WebGPUBackend, name: string, expr: string, operands: readonly Operand[], outType: string, outDType: DType, outShape: Shape, bits = 0): GpuHandle {
   const n = sizeOf(outShape);
@@ -174,6 +183,11 @@ export function elementwise(backend: WebGPUBackend, name: string, expr: string, 
       modes.push('strided');
       strided.push({ name: o.name, strides: s });
     }
+  }
+  const inputs = operands.map((o) => o.view.handle as GpuHandle);
+  if (strided.length === 0 && n % 4 === 0) {
+    vectorProgram(backend, name, expr, operands, modes, outType, n, bits, inputs, out);
+    return out;
   }
   const walk = strided.length > 0 ? coalesce(outShape, strided.map((s) => s.strides)) : { shape: [], strides: [] };
   const rank = walk.shape.length;
@@ -205,8 +219,50 @@ fn main(${FLAT_BUILTINS}) {
   };
   const values: Record<string, number | number[]> = { n, bits, shape: walk.shape };
   strided.forEach((s, j) => (values[`st_${s.name}`] = walk.strides[j]));
-  backend.dispatch(program, operands.map((o) => o.view.handle as GpuHandle), [out], uniforms.pack(values));
+  backend.dispatch(program, inputs, [out], uniforms.pack(values));
   return out;
+}
+
+const vecUniforms = new Uniforms([['units', 'u32'], ['threads', 'u32'], ['bits', 'u32']]);
+
+/**
+ * The vector path: n / 4 vec4 units; thread t of `threads` takes units t, t + threads, ... (VEC_PER_THREAD
+ * of them). The snippet becomes a function of the operands' scalars, called once per component.
+ */
+function vectorProgram(backend: WebGPUBackend, name: string, expr: string, operands: readonly Operand[], modes: readonly Mode[], outType: string, n: number, bits: number, inputs: GpuHandle[], out: GpuHandle): void {
+  const units = n / 4;
+  const threads = Math.ceil(units / VEC_PER_THREAD);
+  const program: Program = {
+    name,
+    cacheKey: `ew4|${name}|${expr}|${outType}|${operands.map((o, i) => `${o.name}:${o.type}:${modes[i]}`).join(',')}`,
+    workgroupSize: [WG, 1, 1],
+    dispatch: grid1d(threads, WG),
+    wgsl: () => {
+      const params = operands.map((o) => `${o.name}: ${o.type}`).join(', ');
+      const comp = (c: string) => `op(${operands.map((o, i) => (modes[i] === 'scalar' ? `s_${o.name}` : `v_${o.name}.${c}`)).join(', ')})`;
+      const scalars = operands.filter((_, i) => modes[i] === 'scalar').map((o) => `let s_${o.name} = in_${o.name}[0];`);
+      const unit = [
+        ...operands.filter((_, i) => modes[i] === 'same').map((o) => `let v_${o.name} = in_${o.name}[i];`),
+        `out[i] = vec4<${outType}>(${['x', 'y', 'z', 'w'].map(comp).join(', ')});`,
+      ].join(' ');
+      const body = Array.from({ length: VEC_PER_THREAD }, (_, k) => `{ let i = t + ${k}u * nt; if (i < nu) { ${unit} } }`);
+      return `${WGSL_LIB}
+${SNIPPET_LIB}
+${vecUniforms.wgsl}
+${declareBindings(operands.map((o, i) => [`in_${o.name}`, modes[i] === 'scalar' ? o.type : `vec4<${o.type}>`] as const), [['out', `vec4<${outType}>`]])}
+fn op(${params}) -> ${outType} { return ${expr}; }
+@compute @workgroup_size(${WG})
+fn main(${FLAT_BUILTINS}) {
+  let t = ${flatId(WG)};
+  let nt = u_threads();
+  if (t >= nt) { return; }
+  let nu = u_units();
+  ${scalars.join(' ')}
+  ${body.join('\n  ')}
+}`;
+    },
+  };
+  backend.dispatch(program, inputs, [out], vecUniforms.pack({ units, threads, bits }));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -153,6 +153,38 @@ describeWebGPU('elementwise kernels', (env) => {
     },
   );
 
+  // The vector path (kernels/elementwise.ts: no broadcast operand and a multiple of 4 elements) and the
+  // scalar path side by side: lengths 4k and 4k +- 1 around one unit, one workgroup's span (256 threads x 4
+  // vec4s = 4096 elements) and a few of them, with 'same' and 'scalar' (one-element) operands.
+  const VECTOR_LENGTHS = [4, 8, 12, 64, 68, 1020, 4096, 4100, 8192 + 12, 3 * 4096 + 4];
+  const lengthArb = fc.constantFrom(...VECTOR_LENGTHS).chain((n) => fc.constantFrom(n, n - 1, n + 1, n + 3)).filter((n) => n > 0);
+  test.prop(
+    [
+      fc.constantFrom<BinaryOp>('add', 'mul', 'maximum', 'lt', 'pow'),
+      fc.constantFrom<UnaryOp>('exp', 'neg', 'gelu', 'sign'),
+      lengthArb.chain((n) => fc.tuple(fc.constant(n), floats(n, 4), floats(n, 4), fc.integer({ min: 0, max: 2 }))),
+    ],
+    { numRuns: 40 },
+  )('vector and scalar paths: unary, binary (same or one-element operand), where, cast, fill match the CPU', async (bop, uop, [n, xa, xb, scalarSide]) => {
+    const { gpu, cpu } = env;
+    const a = bop === 'pow' ? xa.map((v) => Math.abs(v) + 0.1) : xa;
+    const sa = scalarSide === 1 ? [1] : [n];
+    const sb = scalarSide === 2 ? [1] : [n];
+    const [ga, ca] = both(gpu, cpu, scalarSide === 1 ? a.slice(0, 1) : a, sa);
+    const [gb, cb] = both(gpu, cpu, scalarSide === 2 ? xb.slice(0, 1) : xb, sb);
+    const got = await take(gpu, gpu.binary(bop, ga, gb, [n]), [n], 'float32');
+    expectClose(got, cpu.readSync({ handle: cpu.binary(bop, ca, cb, [n]), shape: [n], dtype: 'float32' }), bop === 'pow' ? 4e-5 : RTOL, `${bop} n=${n} ${JSON.stringify([sa, sb])}`);
+    const gu = await take(gpu, gpu.unary(uop, ga), sa, 'float32');
+    expectClose(gu, cpu.readSync({ handle: cpu.unary(uop, ca), shape: sa, dtype: 'float32' }), RTOL, `${uop} n=${n}`);
+    const [gc, cc] = both(gpu, cpu, xb.map((v) => (v > 0 ? 1 : 0)), [n]);
+    const gw = await take(gpu, gpu.where(gc, ga, gb, [n]), [n], 'float32');
+    expectSame(gw as Float32Array, cpu.readSync({ handle: cpu.where(cc, ca, cb, [n]), shape: [n], dtype: 'float32' }), `where n=${n}`);
+    const gi = await take(gpu, gpu.cast(gb, 'int32'), sb, 'int32', [ga, gb, gc]);
+    expectSame(gi, cpu.readSync({ handle: cpu.cast(cb, 'int32'), shape: sb, dtype: 'int32' }), `cast n=${n}`);
+    const gf = await take(gpu, gpu.fill([n], 'int32', -7), [n], 'int32');
+    expectSame(gf, cpu.readSync({ handle: cpu.fill([n], 'int32', -7), shape: [n], dtype: 'int32' }), `fill n=${n}`);
+  });
+
   it('more than 65535 workgroups fold into y, and every element is written', async () => {
     const { gpu } = env;
     const n = 65535 * 256 + 1001;
