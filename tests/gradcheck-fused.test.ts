@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { fc, test as fcTest } from '@fast-check/vitest';
 import * as E from '../engine/index.js';
+import { cpuFused } from '../engine/cpu/fused.js';
 import { dim, directionalCheck, floats, gradcheck, input, int32, seedArb, shapeArb, sizeOf, type GradFn, type GradInput } from './helpers/gradcheck.js';
 
 /** Both checks on the same inputs. */
@@ -121,5 +122,28 @@ describe.each([
       return E.crossEntropy(E.matmulT(y, tw, false, true), int32(targets.t, targets.shape), { reduction: 'sum' }); // tied output head
     };
     check(block, [x, g, w], `block(x [${x.shape}])`, seed);
+  });
+});
+
+// The CPU attention keeps its probabilities for the backward of the same call; a backward given an lse
+// it did not produce (a copy) recomputes them from the lse. Both routes must give the same gradients.
+describe('CPU attention backward: saved and recomputed probabilities agree', () => {
+  const arb = fc.record({ B: dim(3), T: dim(6), extra: fc.integer({ min: 0, max: 3 }), hs: dim(4), masked: fc.boolean() });
+  fcTest.prop([arb, seedArb])('attentionBackward', ({ B, T, extra, hs, masked }, seed) => {
+    const S = T + extra;
+    const g = new E.Generator(seed);
+    const view = (shape: number[]) => ({ handle: E.randn(shape, { generator: g, dtype: 'float64' }).dataSync(), shape, dtype: 'float64' as const });
+    const [q, k, v, dout] = [view([B, T, hs]), view([B, S, hs]), view([B, S, hs]), view([B, T, hs])];
+    // keyBias hides the first key of every row; rows with no other visible key exercise the empty case.
+    const keyBias = masked ? { handle: Float64Array.from({ length: B * S }, (_, i) => (i % S === 0 ? -Infinity : 0)), shape: [B, S], dtype: 'float64' as const } : undefined;
+    const { out, lse } = cpuFused.attention!(q, k, v, 0.5, keyBias);
+    const o = { handle: out, shape: q.shape, dtype: q.dtype };
+    const saved = cpuFused.attentionBackward!(q, k, v, o, { handle: lse, shape: [B, T], dtype: q.dtype }, dout, 0.5, keyBias);
+    const lseCopy = { handle: (lse as Float64Array).slice(), shape: [B, T], dtype: q.dtype };
+    const again = cpuFused.attentionBackward!(q, k, v, o, lseCopy, dout, 0.5, keyBias);
+    for (const key of ['dq', 'dk', 'dv'] as const) {
+      const [a, b] = [saved[key] as Float64Array, again[key] as Float64Array];
+      for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i]), `${key}[${i}]`).toBeLessThan(1e-9 * (1 + Math.abs(b[i])));
+    }
   });
 });

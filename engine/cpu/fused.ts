@@ -26,6 +26,25 @@ function checkTarget(t: number, V: number): void {
 
 type Floats = Float32Array | Float64Array;
 
+/** The forward's probabilities, keyed by the lse array it returned, with the inputs they belong to. */
+const savedProbs = new WeakMap<TypedArray, { q: TypedArray; k: TypedArray; keyBias: TypedArray | undefined; scale: number; p: Floats }>();
+
+/** P from the saved logsumexp: p = exp(s * scale + bias - lse), 0 where masked. */
+function recomputeProbs(q: View, k: View, lse: View, scale: number, keyBias: View | undefined, sShape: number[]): Floats {
+  const { T, S } = attnDims(q, k);
+  const p = matmulCpu(q, k, false, true, sShape) as Floats;
+  const L = arr(lse);
+  const bias = keyBias && arr(keyBias);
+  const perBias = sizeOf(q.shape.slice(0, -2)) / q.shape[0];
+  forEachScoreRow(p, T, S, (row, base, i, b) => {
+    const lim = L[row] === -Infinity ? -1 : S - T + i;
+    const bo = bias ? Math.floor(b / perBias) * S : 0;
+    for (let j = 0; j <= lim; j++) p[base + j] = Math.exp(p[base + j] * scale + (bias ? bias[bo + j] : 0) - L[row]);
+    p.fill(0, base + lim + 1, base + S);
+  });
+  return p;
+}
+
 /** Calls fn(row, base, i, b) for each (T, S) score row: row = b * T + i, base = row * S. */
 function forEachScoreRow(s: Floats, T: number, S: number, fn: (row: number, base: number, i: number, b: number) => void): void {
   const rows = s.length / S;
@@ -127,6 +146,8 @@ export const cpuFused: FusedKernels = {
 
   // Attention materialises the (T, S) score matrix of each batch row and leans on the CPU matmul: on
   // a CPU memory is plentiful and the matmul is the fast path. The WebGPU kernel is the flash-style one.
+  // The probabilities stay attached to the returned lse (savedProbs), so that the backward of the same
+  // call skips recomputing them; the garbage collector drops them with the lse.
   attention(q, k, v, scale, keyBias) {
     const { T, S } = attnDims(q, k);
     const sShape = [...q.shape.slice(0, -1), S];
@@ -134,23 +155,15 @@ export const cpuFused: FusedKernels = {
     const lse = like(q, p.length / S);
     maskedSoftmax(p, T, S, scale, keyBias && arr(keyBias), sizeOf(q.shape.slice(0, -2)) / q.shape[0], lse);
     const out = matmulCpu({ handle: p, shape: sShape, dtype: q.dtype }, v, false, false, q.shape);
+    savedProbs.set(lse, { q: arr(q), k: arr(k), keyBias: keyBias && arr(keyBias), scale, p });
     return { out, lse };
   },
 
   attentionBackward(q, k, v, o, lse, dout, scale, keyBias) {
     const { T, S, hs } = attnDims(q, k);
     const sShape = [...q.shape.slice(0, -1), S];
-    // P recomputed from the saved logsumexp: p = exp(s * scale + bias - lse), 0 where masked.
-    const p = matmulCpu(q, k, false, true, sShape) as Floats;
-    const L = arr(lse);
-    const bias = keyBias && arr(keyBias);
-    const perBias = sizeOf(q.shape.slice(0, -2)) / q.shape[0];
-    forEachScoreRow(p, T, S, (row, base, i, b) => {
-      const lim = L[row] === -Infinity ? -1 : S - T + i;
-      const bo = bias ? Math.floor(b / perBias) * S : 0;
-      for (let j = 0; j <= lim; j++) p[base + j] = Math.exp(p[base + j] * scale + (bias ? bias[bo + j] : 0) - L[row]);
-      p.fill(0, base + lim + 1, base + S);
-    });
+    const saved = savedProbs.get(arr(lse));
+    const p = saved && saved.q === arr(q) && saved.k === arr(k) && saved.keyBias === (keyBias && arr(keyBias)) && saved.scale === scale ? saved.p : recomputeProbs(q, k, lse, scale, keyBias, sShape);
     const P = { handle: p, shape: sShape, dtype: q.dtype };
     const dv = matmulCpu(P, dout, true, false, v.shape); // P^T dO
     const ds = matmulCpu(dout, v, false, true, sShape) as Floats; // dP = dO V^T, turned into dS in place
