@@ -2,23 +2,60 @@
 // Not softmax over other axes (engine/fused.ts composes those) and not the target-only variant
 // (targetlogprob.ts, which never writes the V-wide output).
 //
-// Forward: one workgroup per row. Each thread keeps an online (max, sum of exp) state over its strided
-// columns, so the statistics take ONE read of the row; the states merge in a workgroup tree, and a second
-// pass writes x - lse (as (x - max) - log(sum), see rowreduce.ts). Backward: one workgroup per row, sum(dy) by the tree, then dx = dy - exp(y) * sum.
+// Forward: threads own rows, not workgroups. Each of a row's P threads (its "parts") takes every P-th unit of
+// the row (a vec4 of columns when cols % 4 == 0, else one column) and keeps an online (max, sum of exp)
+// state over them, so the statistics take ONE read of the row (rowreduce.ts's row_stats); then it writes
+// its units as x - lse (as (x - max) - log(sum), see rowreduce.ts). With P = 1 (enough rows to fill the
+// adapter) that is one kernel with no workgroup memory and no barrier, and the second read of a row comes
+// from the cache; with P > 1 (few rows), the parts write their states to a small buffer and a second
+// kernel merges them (in part order, so deterministically) before writing. Why not a workgroup per row
+// and a tree: on lavapipe, a kernel with a barrier ran its streaming loop about twice as slowly as one
+// without (1024 x 8192: 57 ms with the tree, about 21 ms like this). Backward: one workgroup per row,
+// sum(dy) by the tree, then dx = dy - exp(y) * sum.
 // float32 accumulators (the CPU reference uses float64). Semantics of -Inf / +Inf / NaN as engine/cpu/fused.ts.
 
 import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
-import { declareBindings, FLAT_BUILTINS, flatGroup, grid1d, localId, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
-import { ONLINE_LSE_WGSL, ROW_MAIN, ROW_WG, workgroupReduceWGSL } from './rowreduce.js';
+import { declareBindings, FLAT_BUILTINS, flatId, grid1d, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
+import { ONLINE_LSE_WGSL, ROW_MAIN, ROW_WG, rowStatsWGSL, workgroupReduceWGSL } from './rowreduce.js';
 
 const uniforms = new Uniforms([['rows', 'u32'], ['cols', 'u32']]);
+const partUniforms = new Uniforms([['rows', 'u32'], ['units', 'u32'], ['parts', 'u32']]);
 
 function rowsOf(x: View): { rows: number; cols: number } {
   const cols = x.shape.length === 0 ? 1 : x.shape[x.shape.length - 1];
   return { rows: cols === 0 ? 0 : sizeOf(x.shape) / cols, cols };
+}
+
+/** Threads per workgroup in the forward kernels (each thread is one part of a row). */
+const PART_WG = 64;
+/** A part gets at least this many units: below it, merging states costs more than the parallelism gains. */
+const MIN_UNITS_PER_PART = 16;
+
+/**
+ * Threads the forward aims for, rows x parts: enough to keep a software adapter's cores busy (lavapipe runs
+ * 8 lanes per core), and a hardware adapter's many more. Tests lower it to force parts.
+ */
+export const logSoftmaxTuning: { minThreads: 'auto' | number } = { minThreads: 'auto' };
+
+export interface LogSoftmaxPlan {
+  /** Columns per unit: 4 (vec4 loads and stores) when cols % 4 == 0, else 1. */
+  width: 1 | 4;
+  /** Units per row. */
+  units: number;
+  /** Threads per row; 1 runs the single fused kernel. */
+  parts: number;
+}
+
+export function planLogSoftmax(backend: WebGPUBackend, rows: number, cols: number): LogSoftmaxPlan {
+  const width = cols % 4 === 0 ? 4 : 1;
+  const units = cols / width;
+  const tuned = logSoftmaxTuning.minThreads;
+  const minThreads = tuned === 'auto' ? (backend.adapter.architecture === 'software' ? 512 : 32768) : tuned;
+  const parts = Math.max(1, Math.min(Math.ceil(minThreads / Math.max(1, rows)), Math.floor(units / MIN_UNITS_PER_PART), 256));
+  return { width, units, parts };
 }
 
 export function logSoftmax(backend: WebGPUBackend, x: View): GpuHandle {
@@ -26,31 +63,76 @@ export function logSoftmax(backend: WebGPUBackend, x: View): GpuHandle {
   const out = backend.alloc(sizeOf(x.shape), x.dtype, 'logSoftmax');
   const { rows, cols } = rowsOf(x);
   if (rows === 0) return out;
-  const program: Program = {
-    name: 'logSoftmax',
-    cacheKey: `logSoftmax|f32|wg${ROW_WG}`,
-    workgroupSize: [ROW_WG, 1, 1],
-    dispatch: grid1d(rows, 1),
+  const plan = planLogSoftmax(backend, rows, cols);
+  const u = partUniforms.pack({ rows, units: plan.units, parts: plan.parts });
+  const xh = x.handle as GpuHandle;
+  if (plan.parts === 1) {
+    backend.dispatch(forwardProgram('fused', plan, rows), [xh], [out], u);
+    return out;
+  }
+  const states = backend.alloc(2 * rows * plan.parts, 'float32', 'logSoftmax');
+  backend.dispatch(forwardProgram('states', plan, rows), [xh], [states], u);
+  backend.dispatch(forwardProgram('finish', plan, rows), [xh, states], [out], u);
+  backend.free(states);
+  return out;
+}
+
+/**
+ * The forward's three entry points, one thread per (row, part): 'fused' (parts = 1: statistics, then the
+ * write), 'states' (each part's state into `states`) and 'finish' (merge the row's states, then write).
+ */
+function forwardProgram(kind: 'fused' | 'states' | 'finish', plan: LogSoftmaxPlan, rows: number): Program {
+  const vt = plan.width === 4 ? 'vec4<f32>' : 'f32';
+  const inputs: [string, string][] = kind === 'finish' ? [['x', vt], ['states', 'vec2<f32>']] : [['x', vt]];
+  const outputs: [string, string][] = kind === 'states' ? [['states', 'vec2<f32>']] : [['out', vt]];
+  const stats =
+    kind === 'finish'
+      ? `var st = lse_empty();
+  for (var q = 0u; q < P; q++) { st = lse_merge(st, states[row * P + q]); }`
+      : 'let st = row_stats(base, p, n, P);';
+  const tail =
+    kind === 'states'
+      ? 'states[t] = st;'
+      : `let l = lse_parts(st);
+  row_write(base, p, n, P, ${vt}(l.x), ${vt}(l.y));`;
+  return {
+    name: `logSoftmax:${kind}`,
+    cacheKey: `logSoftmax|${kind}|${vt}|wg${PART_WG}`,
+    workgroupSize: [PART_WG, 1, 1],
+    dispatch: grid1d(rows * plan.parts, PART_WG),
     wgsl: () => `${WGSL_LIB}
 ${ONLINE_LSE_WGSL}
-${uniforms.wgsl}
-${declareBindings([['x', 'f32']], [['out', 'f32']])}
-${workgroupReduceWGSL('wg_lse', 'vec2<f32>', ROW_WG, (a, b) => `lse_merge(${a}, ${b})`)}
-@compute @workgroup_size(${ROW_WG})
+${partUniforms.wgsl}
+${declareBindings(inputs, outputs)}
+${kind === 'finish' ? '' : rowStatsWGSL('x', vt)}
+${
+  kind === 'states'
+    ? ''
+    : `// out = (x - m) - log s over the units base + j, j = start, start + step, ... < end (four per step).
+fn row_write(base: u32, start: u32, end: u32, step: u32, m: ${vt}, ls: ${vt}) {
+  var j = start;
+  for (; j + 3u * step < end; j += 4u * step) {
+    out[base + j] = (x[base + j] - m) - ls;
+    out[base + j + step] = (x[base + j + step] - m) - ls;
+    out[base + j + 2u * step] = (x[base + j + 2u * step] - m) - ls;
+    out[base + j + 3u * step] = (x[base + j + 3u * step] - m) - ls;
+  }
+  for (; j < end; j += step) { out[base + j] = (x[base + j] - m) - ls; }
+}`
+}
+@compute @workgroup_size(${PART_WG})
 fn main(${FLAT_BUILTINS}) {
-  let row = ${flatGroup()};
-  if (row >= u_rows()) { return; }  // uniform: the whole workgroup leaves together
-  let lid = ${localId()};
-  let cols = u_cols();
-  let base = row * cols;
-  var st = lse_empty();
-  for (var j = lid; j < cols; j += ${ROW_WG}u) { st = lse_push(st, x[base + j]); }
-  let lse = lse_parts(wg_lse(st, lid));
-  for (var j = lid; j < cols; j += ${ROW_WG}u) { out[base + j] = (x[base + j] - lse.x) - lse.y; }
+  let t = ${flatId(PART_WG)};
+  let P = u_parts();
+  if (t >= u_rows() * P) { return; }
+  let row = t / P;
+  let p = t % P;
+  let n = u_units();
+  let base = row * n;
+  ${stats}
+  ${tail}
 }`,
   };
-  backend.dispatch(program, [x.handle as GpuHandle], [out], uniforms.pack({ rows, cols }));
-  return out;
 }
 
 /** dx = dy - exp(y) * sum(dy) along the last axis, from the forward's output y. */

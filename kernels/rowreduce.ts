@@ -1,5 +1,5 @@
-// Shared WGSL for the fused workgroup-per-row kernels (logsoftmax.ts, targetlogprob.ts, norms.ts):
-// the workgroup size, a workgroup tree reduction, and the online log-sum-exp state.
+// Shared WGSL for the fused row kernels (logsoftmax.ts, targetlogprob.ts, norms.ts): the workgroup size,
+// a workgroup tree reduction, the online log-sum-exp state, and a thread's log-sum-exp over its units of a row.
 // Not a kernel: no program is built here (the plain reductions live in reduce.ts).
 
 import { FLAT_BUILTINS, flatGroup, localId } from './program.js';
@@ -77,3 +77,56 @@ fn lse_parts(st: vec2<f32>) -> vec2<f32> {
   if (is_neg_inf(st.x)) { return vec2<f32>(st.x, st.x); }
   return vec2<f32>(st.x, log(st.y));
 }`;
+
+
+/**
+ * WGSL `fn row_stats(base: u32, start: u32, end: u32, step: u32) -> vec2<f32>`: the online log-sum-exp
+ * state (as ONLINE_LSE_WGSL's) of units `base + j`, j = start, start + step, ... < end, of the storage
+ * array `src` of `vt` elements (f32, or vec4<f32> for four columns per load). Needs WGSL_LIB and
+ * ONLINE_LSE_WGSL.
+ *
+ * Fast path, for finite values: four units per step, the block's max first, so one rescaling exp per block
+ * and no per-element branches (lavapipe runs branches as masks, so lse_push's cases cost every element).
+ * The largest exponent field seen is kept; if it is all ones (an Infinity or a NaN), the units are walked
+ * again with lse_push, whose semantics are the CPU's. Loop bounds are the caller's (uniform where they are).
+ */
+export function rowStatsWGSL(src: string, vt: 'f32' | 'vec4<f32>'): string {
+  const v4 = vt !== 'f32';
+  const ut = v4 ? 'vec4<u32>' : 'u32';
+  return /* wgsl */ `
+fn rs_hmax(v: ${vt}) -> f32 { return ${v4 ? 'max(max(v.x, v.y), max(v.z, v.w))' : 'v'}; }
+fn rs_hsum(v: ${vt}) -> f32 { return ${v4 ? '(v.x + v.y) + (v.z + v.w)' : 'v'}; }
+fn rs_exponent(v: ${vt}) -> ${ut} { return bitcast<${ut}>(v) & ${ut}(0x7f800000u); }
+fn rs_push(st: vec2<f32>, v: ${vt}) -> vec2<f32> { return ${v4 ? 'lse_push(lse_push(lse_push(lse_push(st, v.x), v.y), v.z), v.w)' : 'lse_push(st, v)'}; }
+fn row_stats(base: u32, start: u32, end: u32, step: u32) -> vec2<f32> {
+  if (start >= end) { return lse_empty(); }
+  var ex = ${ut}(0u);
+  var m = rs_hmax(${src}[base + start]);
+  var s = 0.0;
+  var j = start;
+  for (; j + 3u * step < end; j += 4u * step) {
+    let v0 = ${src}[base + j];
+    let v1 = ${src}[base + j + step];
+    let v2 = ${src}[base + j + 2u * step];
+    let v3 = ${src}[base + j + 3u * step];
+    ex = max(max(ex, rs_exponent(v0)), max(rs_exponent(v1), max(rs_exponent(v2), rs_exponent(v3))));
+    let mn = max(m, rs_hmax(max(max(v0, v1), max(v2, v3))));
+    s = s * exp(m - mn) + rs_hsum((exp(v0 - mn) + exp(v1 - mn)) + (exp(v2 - mn) + exp(v3 - mn)));
+    m = mn;
+  }
+  for (; j < end; j += step) {
+    let v = ${src}[base + j];
+    ex = max(ex, rs_exponent(v));
+    let mn = max(m, rs_hmax(v));
+    s = s * exp(m - mn) + rs_hsum(exp(v - mn));
+    m = mn;
+  }
+  if (any(ex == ${ut}(0x7f800000u))) {
+    // An Infinity or a NaN: again, exactly.
+    var st = lse_empty();
+    for (var k = start; k < end; k += step) { st = rs_push(st, ${src}[base + k]); }
+    return st;
+  }
+  return vec2<f32>(m, s);
+}`;
+}

@@ -7,6 +7,7 @@ import { expect, it } from 'vitest';
 import * as E from '../../engine/index.js';
 import type { AdamWParams, TypedArray, View } from '../../engine/index.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
+import { logSoftmaxTuning, planLogSoftmax } from '../../kernels/logsoftmax.js';
 import { both, describeWebGPU, expectClose, floats, sizeOfShape, take, view } from '../helpers/webgpu.js';
 
 /** Row lengths: odd, around the row workgroup size (64) and its multiples, and beyond. */
@@ -90,6 +91,42 @@ describeWebGPU('fused kernels: log-softmax and target log-prob', (env) => {
       const [gx, cx] = both(gpu, cpu, data, shape);
       const got = await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32', [gx]);
       expectClose(got, readCpu(env, fusedOf(cpu).logSoftmax(cx), shape), 1e-5, `cols ${cols}`);
+    }
+  });
+
+  // kernels/logsoftmax.ts's layouts: one thread per row (parts = 1, one kernel) and several per row (states,
+  // then a merge), each with vec4 units (cols % 4 == 0) and scalar ones; some rows hold NaN / +-Inf, in the
+  // four-unit blocks and in the tail, so the exact fallback after the fast path runs too.
+  fcTest.prop(
+    [
+      fc.constantFrom(1, 2, 3, 17, 65).chain((rows) =>
+        fc.constantFrom(4, 8, 64, 68, 65, 127, 1000, 1001, 4100).chain((cols) =>
+          fc.tuple(
+            fc.constant([rows, cols]),
+            fc.constantFrom(1, 100_000),
+            floats(rows * cols, 10),
+            fc.array(fc.tuple(fc.nat(rows * cols - 1), fc.constantFrom(NaN, Infinity, -Infinity)), { maxLength: 3 }),
+          ),
+        ),
+      ),
+    ],
+    { numRuns: 40 },
+  )('logSoftmax: one thread or several per row, vec4 or scalar units, specials anywhere, match the CPU', async ([shape, minThreads, x, specials]) => {
+    const { gpu, cpu } = env;
+    const data = Float32Array.from(x);
+    for (const [at, v] of specials) data[at] = v;
+    const [rows, cols] = shape;
+    logSoftmaxTuning.minThreads = minThreads;
+    try {
+      const plan = planLogSoftmax(gpu, rows, cols);
+      expect(plan.width).toBe(cols % 4 === 0 ? 4 : 1);
+      // minThreads 1 always gives one part; 100000 gives several wherever a row has 32 units or more.
+      expect(plan.parts > 1).toBe(minThreads > 1 && plan.units >= 32);
+      const [gx, cx] = both(gpu, cpu, data, shape);
+      const got = await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32', [gx]);
+      expectClose(got, readCpu(env, fusedOf(cpu).logSoftmax(cx), shape), 1e-5, `logSoftmax ${JSON.stringify(shape)} parts ${plan.parts} width ${plan.width} specials ${JSON.stringify(specials)}`);
+    } finally {
+      logSoftmaxTuning.minThreads = 'auto';
     }
   });
 
