@@ -6,7 +6,7 @@ import { fc, test as fcTest } from '@fast-check/vitest';
 import { afterEach, expect, it } from 'vitest';
 import * as E from '../../engine/index.js';
 import type { TypedArray } from '../../engine/index.js';
-import { attentionTuning, DECODE_MAX_T } from '../../kernels/attention.js';
+import { attentionTuning, DECODE_MAX_T, useSubgroupKernels } from '../../kernels/attention.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
 import { both, describeWebGPU, expectClose, floats, sizeOfShape, take } from '../helpers/webgpu.js';
 
@@ -72,6 +72,7 @@ const describeCase = (c: Case) => `q ${JSON.stringify(qShape(c))} S ${c.S} bias 
 describeWebGPU('attention kernels', (env) => {
   afterEach(() => {
     attentionTuning.constantLoops = 'auto';
+    attentionTuning.subgroups = 'auto';
   });
 
   /** Runs the forward and backward kernels on both backends (the backward from the CPU's out and lse). */
@@ -112,6 +113,21 @@ describeWebGPU('attention kernels', (env) => {
     await compareKernels(c, data);
   });
 
+  // On lavapipe (subgroups of 8) the default above is the subgroup kernels; these are the workgroup-memory
+  // ones, which adapters without subgroups (and hardware adapters) take.
+  fcTest.prop([caseArb], { numRuns: 12 })('the workgroup-memory kernels (no subgroups) match the CPU too', async ({ c, ...data }) => {
+    attentionTuning.subgroups = false;
+    expect(useSubgroupKernels(env.gpu)).toBe(false);
+    await compareKernels(c, data);
+  });
+
+  it('the subgroup kernels run by default on a software adapter with subgroups of 8 or more', () => {
+    const gpu: WebGPUBackend = env.gpu;
+    const info = (gpu.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
+    const expected = gpu.adapter.architecture === 'software' && gpu.features.has('subgroups') && (info?.subgroupMinSize ?? 0) >= 8;
+    expect(useSubgroupKernels(gpu)).toBe(expected);
+  });
+
   it('rows that see no key (causal limit plus -Infinity bias) give out 0, lse -Infinity and zero gradients', async () => {
     // Batch row 0 hides key 0, so its query 0 (which sees only key 0) sees nothing; batch row 1 hides every key.
     const c: Case = { B0: 2, H: 2, T: 5, S: 5, hs: 5, bias: 'mask' };
@@ -129,6 +145,7 @@ describeWebGPU('attention kernels', (env) => {
 
   it('the constant-bound (unrolled) variant, used on hardware adapters, matches the CPU too', async () => {
     attentionTuning.constantLoops = true;
+    attentionTuning.subgroups = false;
     const c: Case = { B0: 2, H: 0, T: 33, S: 40, hs: 4, bias: 'finite' };
     const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.61 + k) * 2);
     const [nq, nk] = [sizeOfShape(qShape(c)), sizeOfShape(kShape(c))];
