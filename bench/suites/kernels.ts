@@ -1,11 +1,14 @@
 // Suite `kernels`: our WebGPU kernels against tfjs-backend-webgpu 4.22 on the same Dawn adapter: matmul
-// (square, model-shaped, a skinny decode shape), log-softmax, a streaming add (the bandwidth ceiling) and
-// causal attention, forward and forward+backward. Not the CPU suite (cpu.ts) and not model-level timings.
+// (square, model-shaped, a skinny decode shape), the streaming ceilings (a copy-like unary and an add),
+// log-softmax, target log-prob (forward, and forward + backward), LayerNorm and RMSNorm forward, an AdamW
+// step, and causal attention forward and forward + backward over T = 128 to 2048 (a growth series). Not the
+// CPU suite (cpu.ts) and not model-level timings.
 //
 // Both sides run through their public ops (E.* and tf.*), so whatever fused kernel our backend registers
-// (kernels/logsoftmax.ts, kernels/attention.ts) is what gets timed; each row's note says which ran. Every
-// timed call ends by reading back one element of its output (a 1-element slice), which waits for all the
-// GPU work queued before it; the full outputs are compared once before timing.
+// (kernels/logsoftmax.ts, kernels/attention.ts, ...) is what gets timed; each row's note says which ran, and
+// the peer runs the composite a tfjs user would write. Every timed call ends by reading back one element of
+// its output (a 1-element slice), which waits for all the GPU work queued before it; the full outputs are
+// compared once before timing.
 
 import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import * as E from '../../engine/index.js';
@@ -26,6 +29,14 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   if (!gpu.ok) return [];
   const backend = E.getBackend('webgpu') as WebGPUBackend;
   const { tf, name: peer } = await tfjsWebGPU();
+  // tfjs-core's Node bundle registers no gradients; the peer registers the attention composite's, and the
+  // target log-prob composite needs these two more (tfjs-core's own configs, as bench/peers/tfjs-webgpu.ts does).
+  for (const cfg of [
+    (await import('@tensorflow/tfjs-core/dist/gradients/LogSoftmax_grad.js')).logSoftmaxGradConfig,
+    (await import('@tensorflow/tfjs-core/dist/gradients/Sum_grad.js')).sumGradConfig,
+  ]) {
+    if (!tf.getGradient(cfg.kernelName)) tf.registerGradient(cfg);
+  }
   opts.note(`peer: ${peer} (tfjs-backend-webgpu) through its own Dawn instance and device, on the same adapter`);
   const live = () => [E.memory().liveTensors, tf.memory().numTensors];
   const before = live();
@@ -93,32 +104,215 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       await timed({ case: label, shape, unit: 'GFLOP/s', work: 2 * M * N * K, note }, () => E.matmul(ea, eb), () => tf.matMul(ta, tb), budget);
     }
 
-    // Log-softmax over the last axis: one read and one write of the logits, 4 bytes each, at least.
-    {
-      const shape = [1024, 8192];
-      const [ex, tx] = pair(shape, -8, 8);
-      await agree('logSoftmax', () => E.logSoftmax(ex), () => tf.logSoftmax(tx));
-      const fused = E.fusedKernel(ex, 'logSoftmax') ? 'our fused kernel (kernels/logsoftmax.ts)' : 'our composed form (no fused kernel registered)';
-      await timed(
-        { case: 'log-softmax', shape: dims(shape), unit: 'GB/s', work: 8 * shape[0] * shape[1], note: `${fused}; GB/s counts one read and one write` },
-        () => E.logSoftmax(ex),
-        () => tf.logSoftmax(tx),
-      );
-    }
-
-    // A streaming kernel: the bandwidth ceiling (two reads and a write per element).
+    // Streaming kernels: the bandwidth ceiling. A copy-like unary (one read, one write) and an add (two
+    // reads, one write); the ceiling is the better of the two.
+    const streaming: number[] = [];
     {
       const n = 8 * 1024 * 1024;
       const [ex, tx] = pair([n]);
       const [ey, ty] = pair([n]);
+      await agree('neg', () => E.neg(ex), () => tf.neg(tx));
+      await timed({ case: 'neg (streaming copy)', shape: dims([n]), unit: 'GB/s', work: 8 * n, note: 'one read and one write per element: a copy with a sign flip' }, () => E.neg(ex), () => tf.neg(tx));
+      streaming.push(rows[rows.length - 1].ours.rate);
       await agree('add', () => E.add(ex, ey), () => tf.add(tx, ty));
       await timed({ case: 'add (streaming)', shape: `${dims([n])}+${dims([n])}`, unit: 'GB/s', work: 12 * n, note: 'two reads and one write per element' }, () => E.add(ex, ey), () => tf.add(tx, ty));
+      streaming.push(rows[rows.length - 1].ours.rate);
     }
 
-    // Causal attention, B*H = 8, T = 256, hs = 64. Theirs is the composite (matmul, scale, mask, softmax,
-    // matmul) and tf.grads; ours is E.scaledDotProductAttention (fused where the backend has kernels).
+    // Log-softmax over the last axis: one read and one write of the logits, 4 bytes each, at least.
+    const [R, V] = [1024, 8192];
+    const [ex, tx] = pair([R, V], -8, 8);
     {
-      const [BH, T, hs] = [8, 256, 64];
+      await agree('logSoftmax', () => E.logSoftmax(ex), () => tf.logSoftmax(tx));
+      const fused = E.fusedKernel(ex, 'logSoftmax') ? 'our fused kernel (kernels/logsoftmax.ts)' : 'our composed form (no fused kernel registered)';
+      await timed(
+        { case: 'log-softmax', shape: dims([R, V]), unit: 'GB/s', work: 8 * R * V, note: `${fused}; GB/s counts one read and one write` },
+        () => E.logSoftmax(ex),
+        () => tf.logSoftmax(tx),
+      );
+      const ceiling = Math.max(...streaming);
+      const ls = rows[rows.length - 1];
+      opts.note(
+        `streaming ceiling: ${ceiling.toFixed(2)} GB/s (the better of our neg and add rows); our log-softmax moves ${ls.ours.rate.toFixed(2)} GB/s, ` +
+          `${((100 * ls.ours.rate) / ceiling).toFixed(0)}% of it (two passes over each row, the second from the cache, plus one exp per element)`,
+      );
+    }
+
+    // Target log-prob: log p(target) per row without the V-wide output. Theirs: the one-hot form a tfjs user
+    // writes (tf.losses.softmaxCrossEntropy takes one-hot labels), sum(logSoftmax(x) * onehot, -1).
+    {
+      const targets = Int32Array.from({ length: R }, (_, r) => (r * 2654435761) % V);
+      const et = E.tensor(targets, [R], { device: 'webgpu' });
+      const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(targets, 'int32'), V, 1, 0, 'float32'));
+      const [edout, tdout] = pair([R]);
+      ours.push(et);
+      theirs.push(onehot);
+      const tfLp = (x: TfTensor) => tf.sum(tf.mul(tf.logSoftmax(x), onehot), -1);
+      const tfLpGrad = tf.grad((x: TfTensor) => tf.sum(tf.mul(tfLp(x), tdout)));
+      const which = E.fusedKernel(ex, 'targetLogProb') ? 'our fused kernels (kernels/targetlogprob.ts)' : 'our composed form';
+      await agree('targetLogProb', () => E.targetLogProb(ex, et), () => tfLp(tx));
+      await timed(
+        { case: 'target log-prob forward', shape: `${dims([R, V])}, targets ${dims([R])}`, unit: 'GB/s', work: 4 * R * V, note: `${which}; GB/s counts one read of the logits` },
+        () => E.targetLogProb(ex, et),
+        () => tfLp(tx),
+      );
+      const oursGrad = (): E.Tensor =>
+        E.tidy(() => {
+          ex.requiresGrad_(true);
+          try {
+            E.targetLogProb(ex, et).backward(edout);
+            const g = ex.grad!;
+            ex.grad = null;
+            return g;
+          } finally {
+            ex.requiresGrad_(false);
+          }
+        });
+      await agree('targetLogProb backward', oursGrad, () => tfLpGrad(tx), 1e-4);
+      rows.push(
+        await compare(
+          {
+            case: 'target log-prob forward+backward',
+            shape: `${dims([R, V])}, targets ${dims([R])}`,
+            unit: 'GB/s',
+            work: 12 * R * V,
+            note: `${which}, through E's tape; GB/s counts the forward's read and the backward's read and write`,
+            // The gradient is a kept tensor (it outlives tidy), so the job frees it itself.
+            ours: async () => {
+              const g = oursGrad();
+              const s = E.slice(g, [0, 0], [1, 1]);
+              g.dispose();
+              const v = await s.data();
+              s.dispose();
+              return v;
+            },
+            peer: { name: peer, fn: peerJob(() => tfLpGrad(tx)) },
+            tol: null,
+          },
+          opts,
+        ),
+      );
+    }
+
+    // LayerNorm and RMSNorm forward over rows of C: one read and one write per element.
+    {
+      const [N, C] = [4096, 1024];
+      const [ex2, tx2] = pair([N, C], -3, 3);
+      const [ew, tw] = pair([C]);
+      const [eb, tb] = pair([C]);
+      const eps = 1e-5;
+      const tfLayerNorm = (x: TfTensor) => {
+        const { mean, variance } = tf.moments(x, -1, true);
+        return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), tw), tb);
+      };
+      const tfRmsNorm = (x: TfTensor) => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), tw);
+      const which = (k: 'layerNorm' | 'rmsNorm') => (E.fusedKernel(ex2, k) ? 'our fused kernel (kernels/norms.ts)' : 'our composed form');
+      await agree('layerNorm', () => E.layerNorm(ex2, ew, eb, eps), () => tfLayerNorm(tx2));
+      await timed(
+        { case: 'LayerNorm forward', shape: dims([N, C]), unit: 'GB/s', work: 8 * N * C, note: `${which('layerNorm')}; theirs: moments, normalise, scale, shift; GB/s counts one read and one write` },
+        () => E.layerNorm(ex2, ew, eb, eps),
+        () => tfLayerNorm(tx2),
+      );
+      await agree('rmsNorm', () => E.rmsNorm(ex2, ew, eps), () => tfRmsNorm(tx2));
+      await timed(
+        { case: 'RMSNorm forward', shape: dims([N, C]), unit: 'GB/s', work: 8 * N * C, note: `${which('rmsNorm')}; theirs: mean of squares, rsqrt, scale; GB/s counts one read and one write` },
+        () => E.rmsNorm(ex2, ew, eps),
+        () => tfRmsNorm(tx2),
+      );
+    }
+
+    // One AdamW step over 2^20 parameters, in place. Theirs: the same update composed from tf ops on
+    // variables (tfjs has Adam but no decoupled weight decay).
+    {
+      const n = 1 << 20;
+      const hp = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+      const init = syntheticFloats(n, seed++, -1, 1);
+      const grad = syntheticFloats(n, seed++, -0.1, 0.1);
+      const setUp = () => {
+        const p = E.tensor(init, [n], { device: 'webgpu', requiresGrad: true });
+        p.grad = E.tensor(grad, [n], { device: 'webgpu' });
+        const opt = new E.AdamW([p], { lr: hp.lr, betas: [hp.beta1, hp.beta2], eps: hp.eps, weightDecay: hp.weightDecay });
+        return { p, opt, free: () => { opt.dispose(); E.dispose([p.grad, p]); } };
+      };
+      const tg = tf.tensor1d(grad);
+      const tfSetUp = () => {
+        // tidy frees the initial values (a variable holds its own reference to the data).
+        const [p, m, v] = tf.tidy(() => [tf.variable(tf.tensor1d(init)), tf.variable(tf.zeros([n])), tf.variable(tf.zeros([n]))]);
+        let step = 0;
+        const stepFn = () => {
+          step++;
+          const [bc1, bc2] = [1 - hp.beta1 ** step, 1 - hp.beta2 ** step];
+          tf.tidy(() => {
+            const m2 = tf.add(tf.mul(m, hp.beta1), tf.mul(tg, 1 - hp.beta1));
+            const v2 = tf.add(tf.mul(v, hp.beta2), tf.mul(tf.square(tg), 1 - hp.beta2));
+            const update = tf.div(tf.div(m2, bc1), tf.add(tf.sqrt(tf.div(v2, bc2)), hp.eps));
+            p.assign(tf.sub(tf.mul(p, 1 - hp.lr * hp.weightDecay), tf.mul(update, hp.lr)));
+            m.assign(m2);
+            v.assign(v2);
+          });
+        };
+        return { p, stepFn, free: () => tf.dispose([p, m, v]) };
+      };
+      // One step from the same state on both sides must agree before timing.
+      {
+        const a = setUp();
+        const b = tfSetUp();
+        a.opt.step();
+        b.stepFn();
+        checkAgree(`AdamW step: ours and ${peer}`, await a.p.data(), await b.p.data(), 1e-5);
+        a.free();
+        b.free();
+      }
+      const a = setUp();
+      const b = tfSetUp();
+      try {
+        rows.push(
+          await compare(
+            {
+              case: 'AdamW step',
+              shape: `${dims([n])} parameters`,
+              unit: 'GB/s',
+              work: 28 * n,
+              note: `ours: ${E.fusedKernel(a.p, 'adamw') ? 'the fused kernel (kernels/adamw.ts)' : 'the composed form'} through E.AdamW; GB/s counts reads of p, g, m, v and writes of p, m, v`,
+              ours: async () => {
+                a.opt.step();
+                const s = E.slice(a.p, [0], [1]);
+                const v = await s.data();
+                s.dispose();
+                return v;
+              },
+              peer: {
+                name: peer,
+                fn: async () => {
+                  b.stepFn();
+                  const s = tf.slice(b.p, [0], [1]);
+                  const v = await s.data();
+                  s.dispose();
+                  return v;
+                },
+              },
+              tol: null,
+            },
+            opts,
+          ),
+        );
+      } finally {
+        a.free();
+        b.free();
+        tg.dispose();
+      }
+    }
+
+    // Causal attention, B*H = 8, hs = 64, over T. Theirs is the composite (matmul, scale, mask, softmax,
+    // matmul) and tf.grads; ours is E.scaledDotProductAttention (fused where the backend has kernels).
+    const [BH, hs] = [8, 64];
+    const PEER_FORWARD_MAX_T = 1024;
+    const PEER_BACKWARD_MAX_T = 512;
+    opts.note(
+      `attention over T: the peer is skipped above T = ${PEER_FORWARD_MAX_T} (forward) and T = ${PEER_BACKWARD_MAX_T} (forward+backward), ` +
+        'where its composite takes seconds per call (it materialises the T x T scores); ours keeps O(T * hs) memory per head',
+    );
+    for (const T of opts.quick ? [256] : [128, 256, 512, 1024, 2048]) {
       const shape = [BH, T, hs];
       const [eq, tq] = pair(shape);
       const [ek, tk] = pair(shape);
@@ -138,11 +332,25 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       };
       const flops = 4 * BH * T * T * hs; // q k^T and p v over the full T x T square
       const shapeLabel = `q, k, v ${dims(shape)}, causal`;
-      await agree('attention forward', () => E.scaledDotProductAttention(eq, ek, ev), () => tfAttention(tq, tk, tv));
-      await timed(
-        { case: 'attention forward', shape: shapeLabel, unit: 'GFLOP/s', work: flops, note: `${which(true)}; FLOPs of 2 matmuls on the full square (causal needs half)` },
-        () => E.scaledDotProductAttention(eq, ek, ev),
-        () => tfAttention(tq, tk, tv),
+      const budget: Budget | undefined = T >= 1024 ? { time: 500, iterations: 3 } : T >= 512 ? { time: 500, iterations: 5 } : undefined;
+      const withPeer = T <= PEER_FORWARD_MAX_T;
+      if (withPeer) await agree(`attention forward T=${T}`, () => E.scaledDotProductAttention(eq, ek, ev), () => tfAttention(tq, tk, tv));
+      rows.push(
+        await compare(
+          {
+            case: 'attention forward',
+            shape: shapeLabel,
+            unit: 'GFLOP/s',
+            work: flops,
+            note: `${which(true)}; FLOPs of 2 matmuls on the full square (causal needs half)`,
+            ours: oursJob(() => E.scaledDotProductAttention(eq, ek, ev)),
+            peer: withPeer ? { name: peer, fn: peerJob(() => tfAttention(tq, tk, tv)) } : undefined,
+            tol: null,
+            growth: [{ series: `attention forward (webgpu), B*H=${BH}, hs=${hs}, over T`, size: T }],
+            budget,
+          },
+          opts,
+        ),
       );
 
       // Forward and backward. The gradients are kept tensors (backward keeps .grad), so they outlive tidy()
@@ -159,7 +367,8 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
             for (const t of [eq, ek, ev]) t.requiresGrad_(false);
           }
         });
-      await agree('attention backward', oursGrads, () => tfGrads([tq, tk, tv], tdy), 1e-3);
+      const withPeerB = T <= PEER_BACKWARD_MAX_T;
+      if (withPeerB) await agree(`attention backward T=${T}`, oursGrads, () => tfGrads([tq, tk, tv], tdy), 1e-3);
       const oursJobGrads = async () => {
         const g = oursGrads();
         const s = E.slice(g[2], [0, 0, 0], [1, 1, 1]);
@@ -177,13 +386,23 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
             work: 3 * flops,
             note: `${which(false)}; FLOPs of the 6 matmuls on the full square`,
             ours: oursJobGrads,
-            peer: { name: peer, fn: peerJob(() => tfGrads([tq, tk, tv], tdy)[2]) },
+            peer: withPeerB ? { name: peer, fn: peerJob(() => tfGrads([tq, tk, tv], tdy)[2]) } : undefined,
             tol: null,
+            growth: [{ series: `attention forward+backward (webgpu), B*H=${BH}, hs=${hs}, over T`, size: T }],
+            budget,
           },
           opts,
         ),
       );
     }
+
+    // Ceilings, for reading the rows above.
+    const matmulRates = rows.filter((r) => r.case.startsWith('matmul')).map((r) => r.ours.rate);
+    const attention = rows.filter((r) => r.case.startsWith('attention')).map((r) => r.ours.rate);
+    opts.note(
+      `ceilings in this run: best matmul ${Math.max(...matmulRates).toFixed(1)} GFLOP/s (ours), streaming ${Math.max(...streaming).toFixed(2)} GB/s (ours); ` +
+        `attention reaches up to ${Math.max(...attention).toFixed(1)} GFLOP/s counted on the full square (half of it on the causal triangle)`,
+    );
   } finally {
     for (const t of ours) t.dispose();
     for (const t of theirs) t.dispose();
