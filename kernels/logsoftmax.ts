@@ -19,7 +19,7 @@ import { sizeOf } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
 import { declareBindings, FLAT_BUILTINS, flatId, grid1d, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
-import { ONLINE_LSE_WGSL, ROW_MAIN, ROW_WG, rowStatsWGSL, workgroupReduceWGSL } from './rowreduce.js';
+import { ONLINE_LSE_WGSL, PART_WG, planRowParts, ROW_MAIN, ROW_WG, rowStatsWGSL, unitLoopWGSL, workgroupReduceWGSL, type RowPartsPlan } from './rowreduce.js';
 
 const uniforms = new Uniforms([['rows', 'u32'], ['cols', 'u32']]);
 const partUniforms = new Uniforms([['rows', 'u32'], ['units', 'u32'], ['parts', 'u32']]);
@@ -29,34 +29,8 @@ function rowsOf(x: View): { rows: number; cols: number } {
   return { rows: cols === 0 ? 0 : sizeOf(x.shape) / cols, cols };
 }
 
-/** Threads per workgroup in the forward kernels (each thread is one part of a row). */
-const PART_WG = 64;
-/** A part gets at least this many units: below it, merging states costs more than the parallelism gains. */
-const MIN_UNITS_PER_PART = 16;
-
-/**
- * Threads the forward aims for, rows x parts: enough to keep a software adapter's cores busy (lavapipe runs
- * 8 lanes per core), and a hardware adapter's many more. Tests lower it to force parts.
- */
-export const logSoftmaxTuning: { minThreads: 'auto' | number } = { minThreads: 'auto' };
-
-export interface LogSoftmaxPlan {
-  /** Columns per unit: 4 (vec4 loads and stores) when cols % 4 == 0, else 1. */
-  width: 1 | 4;
-  /** Units per row. */
-  units: number;
-  /** Threads per row; 1 runs the single fused kernel. */
-  parts: number;
-}
-
-export function planLogSoftmax(backend: WebGPUBackend, rows: number, cols: number): LogSoftmaxPlan {
-  const width = cols % 4 === 0 ? 4 : 1;
-  const units = cols / width;
-  const tuned = logSoftmaxTuning.minThreads;
-  const minThreads = tuned === 'auto' ? (backend.adapter.architecture === 'software' ? 512 : 32768) : tuned;
-  const parts = Math.max(1, Math.min(Math.ceil(minThreads / Math.max(1, rows)), Math.floor(units / MIN_UNITS_PER_PART), 256));
-  return { width, units, parts };
-}
+/** The forward's layout (rowreduce.ts's planRowParts; tests and the benchmark read it). */
+export const planLogSoftmax = planRowParts;
 
 export function logSoftmax(backend: WebGPUBackend, x: View): GpuHandle {
   wgslType(x.dtype, 'logSoftmax');
@@ -81,7 +55,7 @@ export function logSoftmax(backend: WebGPUBackend, x: View): GpuHandle {
  * The forward's three entry points, one thread per (row, part): 'fused' (parts = 1: statistics, then the
  * write), 'states' (each part's state into `states`) and 'finish' (merge the row's states, then write).
  */
-function forwardProgram(kind: 'fused' | 'states' | 'finish', plan: LogSoftmaxPlan, rows: number): Program {
+function forwardProgram(kind: 'fused' | 'states' | 'finish', plan: RowPartsPlan, rows: number): Program {
   const vt = plan.width === 4 ? 'vec4<f32>' : 'f32';
   const inputs: [string, string][] = kind === 'finish' ? [['x', vt], ['states', 'vec2<f32>']] : [['x', vt]];
   const outputs: [string, string][] = kind === 'states' ? [['states', 'vec2<f32>']] : [['out', vt]];
@@ -94,7 +68,9 @@ function forwardProgram(kind: 'fused' | 'states' | 'finish', plan: LogSoftmaxPla
     kind === 'states'
       ? 'states[t] = st;'
       : `let l = lse_parts(st);
-  row_write(base, p, n, P, ${vt}(l.x), ${vt}(l.y));`;
+  let lm = ${vt}(l.x);
+  let ls = ${vt}(l.y);
+  ${unitLoopWGSL('p', 'n', 'P', (j) => `out[base + ${j}] = (x[base + ${j}] - lm) - ls;`)}`;
   return {
     name: `logSoftmax:${kind}`,
     cacheKey: `logSoftmax|${kind}|${vt}|wg${PART_WG}`,
@@ -105,21 +81,6 @@ ${ONLINE_LSE_WGSL}
 ${partUniforms.wgsl}
 ${declareBindings(inputs, outputs)}
 ${kind === 'finish' ? '' : rowStatsWGSL('x', vt)}
-${
-  kind === 'states'
-    ? ''
-    : `// out = (x - m) - log s over the units base + j, j = start, start + step, ... < end (four per step).
-fn row_write(base: u32, start: u32, end: u32, step: u32, m: ${vt}, ls: ${vt}) {
-  var j = start;
-  for (; j + 3u * step < end; j += 4u * step) {
-    out[base + j] = (x[base + j] - m) - ls;
-    out[base + j + step] = (x[base + j + step] - m) - ls;
-    out[base + j + 2u * step] = (x[base + j + 2u * step] - m) - ls;
-    out[base + j + 3u * step] = (x[base + j + 3u * step] - m) - ls;
-  }
-  for (; j < end; j += step) { out[base + j] = (x[base + j] - m) - ls; }
-}`
-}
 @compute @workgroup_size(${PART_WG})
 fn main(${FLAT_BUILTINS}) {
   let t = ${flatId(PART_WG)};

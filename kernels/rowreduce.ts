@@ -2,6 +2,7 @@
 // a workgroup tree reduction, the online log-sum-exp state, and a thread's log-sum-exp over its units of a row.
 // Not a kernel: no program is built here (the plain reductions live in reduce.ts).
 
+import type { WebGPUBackend } from './backend.js';
 import { FLAT_BUILTINS, flatGroup, localId } from './program.js';
 
 /**
@@ -129,4 +130,56 @@ fn row_stats(base: u32, start: u32, end: u32, step: u32) -> vec2<f32> {
   }
   return vec2<f32>(m, s);
 }`;
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// Rows given to threads ("parts"), for the kernels that stream rows without a barrier (logsoftmax.ts,
+// targetlogprob.ts): each of a row's P threads takes every P-th unit of the row (a vec4 of columns when
+// cols % 4 == 0, else one column). With P = 1 a kernel reads its row's statistics and writes in one
+// thread; with P > 1 the parts write their states and a second kernel merges them (see logsoftmax.ts).
+
+/** Threads per workgroup of the row-part kernels (each thread one part of a row). */
+export const PART_WG = 64;
+/** A part gets at least this many units: below it, merging states costs more than the parallelism gains. */
+const MIN_UNITS_PER_PART = 16;
+
+/**
+ * Threads the row-part kernels aim for, rows x parts: enough to keep a software adapter's cores busy
+ * (lavapipe runs 8 lanes per core), and a hardware adapter's many more. Tests set it to force parts.
+ */
+export const rowPartsTuning: { minThreads: 'auto' | number } = { minThreads: 'auto' };
+
+export interface RowPartsPlan {
+  /** Columns per unit: 4 (vec4 loads and stores) when cols % 4 == 0, else 1. */
+  width: 1 | 4;
+  /** Units per row. */
+  units: number;
+  /** Threads per row; 1 runs a single kernel. */
+  parts: number;
+}
+
+export function planRowParts(backend: WebGPUBackend, rows: number, cols: number): RowPartsPlan {
+  const width = cols % 4 === 0 ? 4 : 1;
+  const units = cols / width;
+  const tuned = rowPartsTuning.minThreads;
+  const minThreads = tuned === 'auto' ? (backend.adapter.architecture === 'software' ? 512 : 32768) : tuned;
+  const parts = Math.max(1, Math.min(Math.ceil(minThreads / Math.max(1, rows)), Math.floor(units / MIN_UNITS_PER_PART), 256));
+  return { width, units, parts };
+}
+
+/**
+ * WGSL statements running `body(j)` (statements using the u32 expression j) for j = start, start + step,
+ * ... < end: four per step, then the rest. Bounds are WGSL expressions evaluated once each step.
+ */
+export function unitLoopWGSL(start: string, end: string, step: string, body: (j: string) => string): string {
+  const block = (off: string) => `{ let j = ju${off}; ${body('j')} }`;
+  return `var ju = ${start};
+  for (; ju + 3u * ${step} < ${end}; ju += 4u * ${step}) {
+    ${block('')}
+    ${block(` + ${step}`)}
+    ${block(` + 2u * ${step}`)}
+    ${block(` + 3u * ${step}`)}
+  }
+  for (; ju < ${end}; ju += ${step}) { ${block('')} }`;
 }

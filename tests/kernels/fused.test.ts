@@ -7,7 +7,8 @@ import { expect, it } from 'vitest';
 import * as E from '../../engine/index.js';
 import type { AdamWParams, TypedArray, View } from '../../engine/index.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
-import { logSoftmaxTuning, planLogSoftmax } from '../../kernels/logsoftmax.js';
+import { planLogSoftmax } from '../../kernels/logsoftmax.js';
+import { rowPartsTuning } from '../../kernels/rowreduce.js';
 import { both, describeWebGPU, expectClose, floats, sizeOfShape, take, view } from '../helpers/webgpu.js';
 
 /** Row lengths: odd, around the row workgroup size (64) and its multiples, and beyond. */
@@ -111,22 +112,32 @@ describeWebGPU('fused kernels: log-softmax and target log-prob', (env) => {
       ),
     ],
     { numRuns: 40 },
-  )('logSoftmax: one thread or several per row, vec4 or scalar units, specials anywhere, match the CPU', async ([shape, minThreads, x, specials]) => {
+  )('logSoftmax and target log-prob: one thread or several per row, vec4 or scalar units, specials anywhere, match the CPU', async ([shape, minThreads, x, specials]) => {
     const { gpu, cpu } = env;
     const data = Float32Array.from(x);
     for (const [at, v] of specials) data[at] = v;
     const [rows, cols] = shape;
-    logSoftmaxTuning.minThreads = minThreads;
+    rowPartsTuning.minThreads = minThreads;
     try {
       const plan = planLogSoftmax(gpu, rows, cols);
       expect(plan.width).toBe(cols % 4 === 0 ? 4 : 1);
       // minThreads 1 always gives one part; 100000 gives several wherever a row has 32 units or more.
       expect(plan.parts > 1).toBe(minThreads > 1 && plan.units >= 32);
+      const what = `${JSON.stringify(shape)} parts ${plan.parts} width ${plan.width} specials ${JSON.stringify(specials)}`;
       const [gx, cx] = both(gpu, cpu, data, shape);
-      const got = await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32', [gx]);
-      expectClose(got, readCpu(env, fusedOf(cpu).logSoftmax(cx), shape), 1e-5, `logSoftmax ${JSON.stringify(shape)} parts ${plan.parts} width ${plan.width} specials ${JSON.stringify(specials)}`);
+      const got = await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32');
+      expectClose(got, readCpu(env, fusedOf(cpu).logSoftmax(cx), shape), 1e-5, `logSoftmax ${what}`);
+      // Targets: row 0 masked, the others spread over the row (first, last and inner columns).
+      const t = Int32Array.from({ length: rows }, (_, r) => (r === 0 && rows > 1 ? -1 : (r * 37) % cols));
+      const dout = Float32Array.from({ length: rows }, (_, r) => Math.cos(r) + 0.1);
+      const [gt, ct] = both(gpu, cpu, t, [rows]);
+      const [gd, cd] = both(gpu, cpu, dout, [rows]);
+      const lp = await take(gpu, fusedOf(gpu).targetLogProb(gx, gt), [rows], 'float32');
+      expectClose(lp, readCpu(env, fusedOf(cpu).targetLogProb(cx, ct), [rows]), 1e-5, `targetLogProb ${what}`);
+      const dl = await take(gpu, fusedOf(gpu).targetLogProbBackward(gx, gt, gd), shape, 'float32', [gx, gt, gd]);
+      expectClose(dl, readCpu(env, fusedOf(cpu).targetLogProbBackward(cx, ct, cd), shape), 1e-5, `targetLogProbBackward ${what}`);
     } finally {
-      logSoftmaxTuning.minThreads = 'auto';
+      rowPartsTuning.minThreads = 'auto';
     }
   });
 
