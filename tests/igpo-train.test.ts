@@ -1,10 +1,10 @@
 // The IGPO pipeline end to end at toy size: rollouts keep sampled ids and mask tool tokens, p_t equals a
 // full forward's teacher-forced probability, turn rewards follow the algorithm, and `train` writes its files.
 
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import * as E from '../engine/index.js';
 import { GPT } from '../model/gpt.js';
 import { defaultTokenizer } from '../model/tokenizer.js';
@@ -13,6 +13,17 @@ import { collectRollouts, turnRewards, wrappedAnswer, type AgentTask, type Rollo
 import { PRESETS, defaultRLOptions, runTraining } from '../igpo/trainer.js';
 import { packRollouts } from '../igpo/update.js';
 import { entropyFromLogits, policyLoss } from '../igpo/loss.js';
+
+// Every temporary directory a test makes is removed when the file's tests end.
+const tempDirs: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 const tok = defaultTokenizer();
 
@@ -111,7 +122,7 @@ describe('rollouts', () => {
 
 describe('train', () => {
   test('the smoke preset writes metrics, a loadable checkpoint, curves and a report', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'igpo-'));
+    const out = tempDir('igpo-');
     const res = await runTraining({ preset: PRESETS.smoke, rl: defaultRLOptions('igpo'), seed: 0, device: 'cpu', outDir: out });
     const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.length).toBe(PRESETS.smoke.rl.steps);
