@@ -1,9 +1,11 @@
 // Fused LayerNorm and RMSNorm over the last axis (FusedKernels.layerNorm, rmsNorm and their backwards)
 // as WGSL kernels. Not the composed forms (engine/fused.ts) and not norms over other axes.
 //
-// Forward: one workgroup per row; LayerNorm takes the mean, then the sum of squared deviations (two
-// passes, as the CPU reference does: accurate where E[x^2] - mean^2 would cancel), then writes y, mean
-// and rstd; RMSNorm one pass for the mean square, then y and rstd.
+// Forward: LayerNorm takes the mean, then the sum of squared deviations (two passes, as the CPU reference
+// does: accurate where E[x^2] - mean^2 would cancel), then writes y, mean and rstd; RMSNorm one pass for
+// the mean square, then y and rstd. With rows enough to fill the adapter (rowreduce.ts's planRowParts
+// gives one part), one thread per row does every pass (vec4 units when cols % 4 == 0; the later passes
+// read the row from the cache), with no barrier; with fewer rows, one workgroup per row and a tree.
 // Backward: dx with one workgroup per row (the two row means of the gradient formula by one tree of
 // vec2). dweight and dbias are sums over rows, reduced deterministically without atomics: one thread per
 // (chunk of rows, column) writes a partial sum, then one thread per column adds the chunks in order.
@@ -13,7 +15,7 @@ import { sizeOf } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
 import { declareBindings, FLAT_BUILTINS, flatGroup, flatId, grid1d, localId, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
-import { ROW_MAIN, ROW_WG, workgroupReduceWGSL } from './rowreduce.js';
+import { PART_WG, planRowParts, ROW_MAIN, ROW_WG, unitLoopWGSL, workgroupReduceWGSL } from './rowreduce.js';
 
 type Kind = 'layer' | 'rms';
 
@@ -39,6 +41,13 @@ function normForward(backend: WebGPUBackend, kind: Kind, x: View, weight: View, 
   const rstd = backend.alloc(rows, x.dtype, op);
   if (rows === 0) return { y, mean, rstd };
   const layer = kind === 'layer';
+  const inputs = layer ? handles(x, weight, bias!) : handles(x, weight);
+  const outputs = layer ? [y, mean!, rstd] : [y, rstd];
+  const plan = planRowParts(backend, rows, cols);
+  if (plan.parts === 1) {
+    backend.dispatch(rowForwardProgram(kind, plan.width, rows), inputs, outputs, rowUniforms.pack({ rows, cols, eps }));
+    return { y, mean, rstd };
+  }
   const stats = layer
     ? `var s = 0.0;
   for (var j = lid; j < cols; j += ${ROW_WG}u) { s += x[base + j]; }
@@ -66,10 +75,53 @@ ${ROW_MAIN}
   ${stats}
 }`,
   };
-  const inputs = layer ? handles(x, weight, bias!) : handles(x, weight);
-  const outputs = layer ? [y, mean!, rstd] : [y, rstd];
   backend.dispatch(program, inputs, outputs, rowUniforms.pack({ rows, cols, eps }));
   return { y, mean, rstd };
+}
+
+/** The forward with one thread per row: every pass in the thread, over units of `width` columns. */
+function rowForwardProgram(kind: Kind, width: 1 | 4, rows: number): Program {
+  const op = kind === 'layer' ? 'layerNorm' : 'rmsNorm';
+  const layer = kind === 'layer';
+  const vt = width === 4 ? 'vec4<f32>' : 'f32';
+  const hsum = (v: string) => (width === 4 ? `((${v}.x + ${v}.y) + (${v}.z + ${v}.w))` : v);
+  const loop = (body: (j: string) => string) => unitLoopWGSL('0u', 'n', '1u', body);
+  const stats = layer
+    ? `var s = ${vt}(0.0);
+  { ${loop((j) => `s += x[base + ${j}];`)} }
+  let mu = ${hsum('s')} / f32(cols);
+  let muv = ${vt}(mu);
+  var s2 = ${vt}(0.0);
+  { ${loop((j) => `let d = x[base + ${j}] - muv; s2 += d * d;`)} }
+  let rs = 1.0 / sqrt(${hsum('s2')} / f32(cols) + u_eps());
+  let rsv = ${vt}(rs);
+  { ${loop((j) => `y[base + ${j}] = (x[base + ${j}] - muv) * rsv * weight[${j}] + bias[${j}];`)} }
+  mean[row] = mu;
+  rstd[row] = rs;`
+    : `var s2 = ${vt}(0.0);
+  { ${loop((j) => `let v = x[base + ${j}]; s2 += v * v;`)} }
+  let rs = 1.0 / sqrt(${hsum('s2')} / f32(cols) + u_eps());
+  let rsv = ${vt}(rs);
+  { ${loop((j) => `y[base + ${j}] = x[base + ${j}] * rsv * weight[${j}];`)} }
+  rstd[row] = rs;`;
+  return {
+    name: `${op}:rows`,
+    cacheKey: `${op}|rows|${vt}|wg${PART_WG}`,
+    workgroupSize: [PART_WG, 1, 1],
+    dispatch: grid1d(rows, PART_WG),
+    wgsl: () => `${WGSL_LIB}
+${rowUniforms.wgsl}
+${declareBindings(layer ? [['x', vt], ['weight', vt], ['bias', vt]] : [['x', vt], ['weight', vt]], layer ? [['y', vt], ['mean', 'f32'], ['rstd', 'f32']] : [['y', vt], ['rstd', 'f32']])}
+@compute @workgroup_size(${PART_WG})
+fn main(${FLAT_BUILTINS}) {
+  let row = ${flatId(PART_WG)};
+  if (row >= u_rows()) { return; }
+  let cols = u_cols();
+  let n = cols / ${width}u;
+  let base = row * n;
+  ${stats}
+}`,
+  };
 }
 
 export function layerNorm(backend: WebGPUBackend, x: View, weight: View, bias: View, eps: number): { y: GpuHandle; mean: GpuHandle; rstd: GpuHandle } {

@@ -8,7 +8,7 @@ import * as E from '../../engine/index.js';
 import type { AdamWParams, TypedArray, View } from '../../engine/index.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
 import { planLogSoftmax } from '../../kernels/logsoftmax.js';
-import { rowPartsTuning } from '../../kernels/rowreduce.js';
+import { planRowParts, rowPartsTuning } from '../../kernels/rowreduce.js';
 import { both, describeWebGPU, expectClose, floats, sizeOfShape, take, view } from '../helpers/webgpu.js';
 
 /** Row lengths: odd, around the row workgroup size (64) and its multiples, and beyond. */
@@ -229,10 +229,21 @@ describeWebGPU('fused kernels: LayerNorm and RMSNorm', (env) => {
     .filter(([r, c]) => r * c <= 40_000)
     .chain(([rows, C]) => fc.tuple(fc.constant<number[]>([rows, C]), floats(rows * C, 5), floats(C, 2), floats(C, 2), floats(rows * C, 2)));
 
-  fcTest.prop([normCase, fc.constantFrom(1e-5, 1e-6, 0.1)], { numRuns: 30 })('layerNorm and rmsNorm forward and backward match the CPU', async ([shape, x, w, b, dy], eps) => {
+  // minThreads 1: the forward's one-thread-per-row kernel (kernels/norms.ts), vec4 or scalar units by C;
+  // 100000: the workgroup-per-row kernel wherever a row has 32 units or more.
+  fcTest.prop([normCase, fc.constantFrom(1e-5, 1e-6, 0.1), fc.constantFrom(1, 100_000)], { numRuns: 40 })('layerNorm and rmsNorm forward and backward match the CPU', async ([shape, x, w, b, dy], eps, minThreads) => {
+    rowPartsTuning.minThreads = minThreads;
+    try {
+      await normForwardBackward([shape, x, w, b, dy], eps, `parts ${planRowParts(env.gpu, shape[0], shape[1]).parts}`);
+    } finally {
+      rowPartsTuning.minThreads = 'auto';
+    }
+  });
+
+  async function normForwardBackward([shape, x, w, b, dy]: [number[], Float32Array, Float32Array, Float32Array, Float32Array], eps: number, layout: string): Promise<void> {
     const { gpu, cpu } = env;
     const [rows, C] = shape;
-    const what = `${JSON.stringify(shape)} eps ${eps}`;
+    const what = `${JSON.stringify(shape)} eps ${eps} ${layout}`;
     const [gx, cx] = both(gpu, cpu, x, shape);
     const [gw, cw] = both(gpu, cpu, w, [C]);
     const [gb, cb] = both(gpu, cpu, b, [C]);
@@ -262,7 +273,7 @@ describeWebGPU('fused kernels: LayerNorm and RMSNorm', (env) => {
     expectClose(await take(gpu, rb.dx, shape, 'float32'), readCpu(env, rbC.dx, shape), 1e-5, `rmsNorm dx ${what}`);
     expectClose(await take(gpu, rb.dweight, [C], 'float32'), readCpu(env, rbC.dweight, [C]), 1e-5, `rmsNorm dweight ${what}`);
     for (const v of [gx, gw, gb, gdy, gm, gr, gr2]) gpu.free(v.handle);
-  });
+  }
 
   it('dweight and dbias are deterministic: the same bits on every run', async () => {
     const { gpu } = env;
