@@ -10,7 +10,7 @@ import * as E from '../engine/index.js';
 import { saveCheckpoint } from '../model/checkpoint.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
 import { defaultTokenizer, type Tokenizer } from '../model/tokenizer.js';
-import { trainSupervised, type Example } from '../model/train.js';
+import { lengthBuckets, trainSupervised, type Example } from '../model/train.js';
 import { groupTurnAdvantages } from './advantage.js';
 import { Episode, episodeStream, makeSplit, summarizeEpisodes, type EndReason, type EpisodeSpec } from './env.js';
 import { expertTurns } from './expert.js';
@@ -81,7 +81,7 @@ export async function warmStart(preset: Preset, seed: number, device: E.Device, 
   const w = preset.warmup;
   const { losses, optimizer } = await trainSupervised(
     model,
-    () => Array.from({ length: w.batchSize }, () => demoExample(stream.next().value as EpisodeSpec, tok, preset.rl.maxTurns, w.imperfect, gen)),
+    lengthBuckets(() => demoExample(stream.next().value as EpisodeSpec, tok, preset.rl.maxTurns, w.imperfect, gen), w.batchSize, gen),
     {
       ...w,
       weightDecay: 0.01,

@@ -23,6 +23,14 @@ export interface GPTConfig {
    * models; a 64-wide model learns attention over long contexts much sooner from about 1/sqrt(nEmbd).
    */
   initStd?: number;
+  /**
+   * Adds a learned embedding of the previous token (wtePrev, [V, C]; token 0 before the first) to each
+   * position's input. With it, one attention layer can copy a span from the context (match the current
+   * token against the previous-token part of earlier positions, an induction head), which a small model
+   * otherwise needs two layers and a slow phase change to learn; Olsson et al. (2022, "In-context
+   * learning and induction heads") sped that up the same way with "smeared keys". Off when absent.
+   */
+  prevToken?: boolean;
 }
 
 export const defaultConfig = (vocabSize: number): GPTConfig => ({
@@ -66,6 +74,11 @@ export interface ForwardOptions {
   returnCache?: boolean;
   /** Also return the final hidden states (B, T, C) after the last norm (a value head reads them). */
   returnHidden?: boolean;
+  /**
+   * The token before each position (B, T) int32, for a `prevToken` model; defaults to ids shifted right
+   * by one with token 0 first, which is right only without a cache (a decoder passes its own).
+   */
+  prevIds?: Tensor;
 }
 
 export class GPT {
@@ -87,6 +100,7 @@ export class GPT {
     const ones = (n: number) => E.ones([n], { device: opts.device, dtype: common.dtype, requiresGrad: true });
     const residStd = std / Math.sqrt(2 * L);
     this.params = new Map<string, Tensor>([['wte', normal([V, C])]]);
+    if (cfg.prevToken) this.params.set('wtePrev', normal([V, C]));
     for (let l = 0; l < L; l++) {
       this.params.set(`h.${l}.ln1`, ones(C));
       this.params.set(`h.${l}.wq`, normal([C, C]));
@@ -152,6 +166,12 @@ export class GPT {
     const vs: Tensor[] = [];
 
     let x = E.embedding(ids, this.p('wte')); // (B, T, C)
+    if (this.cfg.prevToken) {
+      if (opts.cache && !opts.prevIds) throw new Error('GPT.forward: a prevToken model decoding on a cache needs opts.prevIds (the token before each new one)');
+      const prev = opts.prevIds ?? E.cat([E.zeros([B, 1], { dtype: 'int32', device: ids.device }), ids.narrow(1, 0, T - 1)], 1);
+      if (prev.shape[0] !== B || prev.shape[1] !== T || prev.dtype !== 'int32') throw new Error(`GPT.forward: prevIds must be (B, T) int32 like ids ${E.fmt(ids.shape)}, got ${E.fmt(prev.shape)} ${prev.dtype}`);
+      x = x.add(E.embedding(prev, this.p('wtePrev')));
+    }
     for (let l = 0; l < L; l++) {
       const h = E.rmsNorm(x, this.p(`h.${l}.ln1`), this.cfg.normEps);
       const heads = (w: string) => h.matmul(this.p(w)).reshape([B, T, nh, hs]).transpose(1, 2); // (B, nh, T, hs)

@@ -50,6 +50,28 @@ export function makeBatch(examples: readonly Example[], padId: number, device?: 
   return { ids: E.tensor(ids, [B, T - 1], { device }), targets: E.tensor(targets, [B, T - 1], { device }), count };
 }
 
+/**
+ * Batches of examples of similar length, so that little of each batch is padding: draws `pool` batches'
+ * worth of examples from `next`, sorts them by length, cuts them into batches and hands those out in an
+ * order shuffled by `gen`. Every example drawn is used exactly once.
+ */
+export function lengthBuckets(next: () => Example, batchSize: number, gen: E.Generator, pool = 8): () => Example[] {
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`lengthBuckets: batchSize must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(pool) || pool < 1) throw new Error(`lengthBuckets: pool must be a positive integer, got ${pool}`);
+  let queue: Example[][] = [];
+  return () => {
+    if (queue.length === 0) {
+      const drawn = Array.from({ length: pool * batchSize }, next).sort((a, b) => a.ids.length - b.ids.length);
+      queue = Array.from({ length: pool }, (_, i) => drawn.slice(i * batchSize, (i + 1) * batchSize));
+      for (let i = queue.length - 1; i > 0; i--) {
+        const j = gen.int(i + 1);
+        [queue[i], queue[j]] = [queue[j], queue[i]];
+      }
+    }
+    return queue.pop()!;
+  };
+}
+
 /** Mean cross-entropy over the targeted positions of a batch. */
 export function batchLoss(model: GPT, batch: { ids: Tensor; targets: Tensor }): Tensor {
   const { logits } = model.forward(batch.ids);

@@ -6,6 +6,7 @@ import { describe, expect, test } from 'vitest';
 import * as E from '../engine/index.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
 import { BatchDecoder, sampleToken } from '../model/sample.js';
+import { lengthBuckets, type Example } from '../model/train.js';
 
 const tiny: GPTConfig = { vocabSize: 23, blockSize: 64, nLayer: 2, nHead: 2, nEmbd: 8, ropeBase: 10000, normEps: 1e-5 };
 
@@ -28,14 +29,17 @@ describe('GPT', () => {
     expect(logits.shape).toEqual([3, 5, tiny.vocabSize]);
     expect(() => m.forward(E.zeros([1, 65], { dtype: 'int32' }))).toThrow(/exceed blockSize 64/);
     expect(() => new GPT({ ...tiny, nHead: 3 })).toThrow(/divisible by nHead/);
+    const pt = new GPT({ ...tiny, prevToken: true });
+    const { cache } = pt.forward(E.randint(0, tiny.vocabSize, [1, 4]), { returnCache: true });
+    expect(() => pt.forward(E.randint(0, tiny.vocabSize, [1, 1]), { cache })).toThrow(/needs opts.prevIds/);
   });
 
-  fcTest.prop([fc.integer(), fc.constantFrom<'float32' | 'float64'>('float32', 'float64')], { numRuns: 6 })(
-    'KV-cache sampling, tool appends and scoring give the log-probs of a full forward',
-    async (seed, dtype) => {
+  fcTest.prop([fc.integer(), fc.constantFrom<'float32' | 'float64'>('float32', 'float64'), fc.boolean()], { numRuns: 8 })(
+    'KV-cache sampling, tool appends and scoring give the log-probs of a full forward (with and without the previous-token embedding)',
+    async (seed, dtype, prevToken) => {
       const tol = dtype === 'float64' ? 1e-9 : 2e-4;
       const g = new E.Generator(seed);
-      const model = new GPT(tiny, { generator: g, dtype });
+      const model = new GPT({ ...tiny, prevToken }, { generator: g, dtype });
       const prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9]];
       const dec = new BatchDecoder(model, prompts);
       const first = await dec.generate({ maxTokens: 6, stop: [7], generator: g });
@@ -103,4 +107,28 @@ describe('sampleToken', () => {
     expect(lp0).toBeCloseTo(0.1 / 2 - Math.log(z), 12);
     logits.forEach((x, j) => expect(Math.abs(counts[j] / n - Math.exp(x / 2) / z)).toBeLessThan(0.015));
   });
+});
+
+describe('lengthBuckets', () => {
+  fcTest.prop([fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 200 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 5 }), fc.integer()])(
+    'hands out every example once, in batches sorted into similar lengths',
+    (lengths, batchSize, pool, seed) => {
+      let i = 0;
+      const next = (): Example => {
+        const n = lengths[i++ % lengths.length];
+        return { ids: Array.from({ length: n }, () => i), lossMask: Array.from({ length: n }, () => true) };
+      };
+      const nextBatch = lengthBuckets(next, batchSize, new E.Generator(seed), pool);
+      const batches = Array.from({ length: pool }, nextBatch);
+      expect(i).toBe(pool * batchSize); // one pool drawn, nothing more
+      const ids = batches.flat().map((e) => e.ids[0]);
+      expect(new Set(ids).size).toBe(pool * batchSize);
+      // Sorted: batches do not overlap in length, whatever order they come out in.
+      const ranges = batches.map((b) => [Math.min(...b.map((e) => e.ids.length)), Math.max(...b.map((e) => e.ids.length))]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      for (let k = 1; k < ranges.length; k++) expect(ranges[k][0]).toBeGreaterThanOrEqual(ranges[k - 1][1]);
+      for (const b of batches) expect(b.length).toBe(batchSize);
+      nextBatch();
+      expect(i).toBe(2 * pool * batchSize); // the next pool
+    },
+  );
 });
