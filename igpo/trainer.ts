@@ -205,8 +205,8 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
       const batch: StepBatch = {
         groups: Array.from({ length: rl.questions }, (_, q) => rollouts.slice(q * rl.group, (q + 1) * rl.group)),
         packed,
-        refLogp: estimator.needsRefLogp ? await tokenLogProbs(ref!, packed, chunk) : undefined,
-        logp: estimator.needsRefLogp ? await tokenLogProbs(model, packed, chunk) : undefined,
+        refLogp: estimator.needsRefLogp ? await tokenLogProbs(ref!, packed, chunk, rl.temperature) : undefined,
+        logp: estimator.needsRefLogp ? await tokenLogProbs(model, packed, chunk, rl.temperature) : undefined,
         values: critic ? await critic.values(model, packed, chunk) : undefined,
       };
       const est = estimator.estimate(batch);
@@ -216,7 +216,7 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
         packed.oldValues = batch.values;
       }
       const zeroGroups = zeroAdvantageGroups(packed, packed.advantages, rl.group);
-      const stats = await updatePolicy(model, ref, opt, packed, { loss: opts.loss, lossFn, critic: critic ?? undefined, miniBatches: rl.miniBatches, clip: rl.clip });
+      const stats = await updatePolicy(model, ref, opt, packed, { loss: opts.loss, lossFn, critic: critic ?? undefined, miniBatches: rl.miniBatches, clip: rl.clip, temperature: rl.temperature });
       const t3 = performance.now();
       const igs = rollouts.flatMap((r) => turnRewards(r, 'ig').filter((_, t) => r.turns[t].kind === 'search'));
       const scored = rollouts.filter((r) => r.probs.length >= 2);

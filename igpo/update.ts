@@ -108,9 +108,19 @@ export async function scorePacked(model: GPT, packed: Packed, f: (out: { logits:
   return out;
 }
 
-/** log pi(target) of a model at every position of a packed batch (0 where there is no target). */
-export function tokenLogProbs(model: GPT, packed: Packed, chunk: number): Promise<Float32Array> {
-  return scorePacked(model, packed, (o, targets) => E.targetLogProb(o.logits, targets), { chunk });
+/**
+ * The policy's logits at a sampling temperature: logits / temperature. The policy that RL trains is the
+ * one the rollouts were sampled from, so its log-probs, the reference's and the entropy all see the same
+ * temperature (as verl does); 1 leaves the logits as they are.
+ */
+export function tempered(logits: Tensor, temperature = 1): Tensor {
+  if (!(temperature > 0)) throw new Error(`tempered: the temperature must be positive, got ${temperature}`);
+  return temperature === 1 ? logits : logits.mul(1 / temperature);
+}
+
+/** log pi(target) of a model at every position of a packed batch (0 where there is no target), at `temperature`. */
+export function tokenLogProbs(model: GPT, packed: Packed, chunk: number, temperature = 1): Promise<Float32Array> {
+  return scorePacked(model, packed, (o, targets) => E.targetLogProb(tempered(o.logits, temperature), targets), { chunk });
 }
 
 /**
@@ -137,6 +147,8 @@ export interface UpdateOptions {
   /** Minibatches per batch: one optimizer step each (PPO's ppo_mini_batch_size), so later ones see ratio != 1. */
   miniBatches: number;
   clip: number;
+  /** The rollouts' sampling temperature (see tempered); 1 when absent. */
+  temperature?: number;
 }
 
 export interface UpdateStats {
@@ -163,9 +175,11 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
       const r = rows(packed, from, to, model.device);
       opt.zeroGrad();
       critic?.opt.zeroGrad();
-      const { logits, hidden } = model.forward(r.ids, { returnHidden: !!critic }); // (b, L, V), (b, L, C)
+      const out = model.forward(r.ids, { returnHidden: !!critic }); // (b, L, V), (b, L, C)
+      const hidden = out.hidden;
+      const logits = tempered(out.logits, opts.temperature);
       const logp = E.targetLogProb(logits, r.targets);
-      const refLogp = ref && opts.loss.klCoef > 0 ? E.noGrad(() => E.targetLogProb(ref.forward(r.ids).logits, r.targets)) : undefined;
+      const refLogp = ref && opts.loss.klCoef > 0 ? E.noGrad(() => E.targetLogProb(tempered(ref.forward(r.ids).logits, opts.temperature), r.targets)) : undefined;
       const entropy = opts.loss.entropyCoef > 0 ? entropyFromLogits(logits) : undefined;
       const { loss, stats } = lossFn({ logp, oldLogp: r.oldLogp, advantages: r.advantages, mask: r.mask, refLogp, entropy }, opts.loss);
       const valueLoss = critic ? critic.loss(hidden!, packed, from, to) : null;

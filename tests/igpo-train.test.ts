@@ -11,7 +11,7 @@ import { defaultTokenizer } from '../model/tokenizer.js';
 import { Episode, makeSplit } from '../igpo/env.js';
 import { collectRollouts, turnRewards, wrappedAnswer, type AgentTask, type Rollout } from '../igpo/rollout.js';
 import { PRESETS, defaultRLOptions, runTraining } from '../igpo/trainer.js';
-import { packRollouts } from '../igpo/update.js';
+import { packRollouts, tempered, tokenLogProbs } from '../igpo/update.js';
 import { entropyFromLogits, policyLoss } from '../igpo/loss.js';
 
 // Every temporary directory a test makes is removed when the file's tests end.
@@ -83,6 +83,22 @@ describe('rollouts', () => {
       expect(pos).toBe(seq.length);
       for (let j = 0; j + 1 < r.prompt.length; j++) expect(packed.mask[b * packed.L + j]).toBe(0);
     });
+  });
+
+  test('at a sampling temperature, the update scores tokens with the tempered policy they were sampled from', async () => {
+    const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 256, nLayer: 1, nHead: 2, nEmbd: 16, ropeBase: 10000, normEps: 1e-5 }, { generator: new E.Generator(3), dtype: 'float64' });
+    const tasks = [scripted('where was tavor born?\n'), scripted('who?\n'), scripted('where?\n')];
+    const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: 2, maxTurnTokens: 10, sampling: { temperature: 0.7 }, scoreAnswers: false }, new E.Generator(5));
+    const packed = packRollouts(rollouts, rollouts.map((r) => r.turns.map(() => 1)), tok.pad);
+    const at = async (temperature: number) => {
+      const lp = await tokenLogProbs(model, packed, 2, temperature);
+      return Array.from(packed.mask).flatMap((m, i) => (m ? [Math.abs(lp[i] - packed.oldLogp[i])] : []));
+    };
+    const same = await at(0.7);
+    expect(same.length).toBeGreaterThan(10);
+    expect(Math.max(...same)).toBeLessThan(1e-5); // ratio 1 before the first update
+    expect(Math.max(...(await at(1)))).toBeGreaterThan(1e-3); // the untempered policy is another one
+    expect(() => tempered(E.zeros([1]), 0)).toThrow(/positive/);
   });
 
   test('tool-response, prompt and padding tokens get exactly zero gradient; policy tokens do not', () => {
