@@ -24,13 +24,14 @@ export interface GPTConfig {
    */
   initStd?: number;
   /**
-   * Adds a learned embedding of the previous token (wtePrev, [V, C]; token 0 before the first) to each
-   * position's input. With it, one attention layer can copy a span from the context (match the current
-   * token against the previous-token part of earlier positions, an induction head), which a small model
-   * otherwise needs two layers and a slow phase change to learn; Olsson et al. (2022, "In-context
-   * learning and induction heads") sped that up the same way with "smeared keys". Off when absent.
+   * Adds learned embeddings of the n previous tokens (wtePrev.1 .. wtePrev.n, each [V, C]; token 0 before
+   * the first) to each position's input. With them one attention layer can copy a span from the context
+   * (match the current token and its predecessors against the previous-token parts of earlier positions,
+   * an induction head), which a small model otherwise needs two layers and a slow phase change to learn;
+   * Olsson et al. (2022, "In-context learning and induction heads") sped that up the same way with
+   * "smeared keys". 0 (none) when absent.
    */
-  prevToken?: boolean;
+  prevTokens?: number;
 }
 
 export const defaultConfig = (vocabSize: number): GPTConfig => ({
@@ -75,10 +76,10 @@ export interface ForwardOptions {
   /** Also return the final hidden states (B, T, C) after the last norm (a value head reads them). */
   returnHidden?: boolean;
   /**
-   * The token before each position (B, T) int32, for a `prevToken` model; defaults to ids shifted right
-   * by one with token 0 first, which is right only without a cache (a decoder passes its own).
+   * For a model with prevTokens = n: the n tokens before the first new one (B, n) int32, oldest first,
+   * 0 where there are none; defaults to zeros, which is right only without a cache (a decoder passes its own).
    */
-  prevIds?: Tensor;
+  history?: Tensor;
 }
 
 export class GPT {
@@ -100,7 +101,7 @@ export class GPT {
     const ones = (n: number) => E.ones([n], { device: opts.device, dtype: common.dtype, requiresGrad: true });
     const residStd = std / Math.sqrt(2 * L);
     this.params = new Map<string, Tensor>([['wte', normal([V, C])]]);
-    if (cfg.prevToken) this.params.set('wtePrev', normal([V, C]));
+    for (let j = 1; j <= (cfg.prevTokens ?? 0); j++) this.params.set(`wtePrev.${j}`, normal([V, C]));
     for (let l = 0; l < L; l++) {
       this.params.set(`h.${l}.ln1`, ones(C));
       this.params.set(`h.${l}.wq`, normal([C, C]));
@@ -166,11 +167,13 @@ export class GPT {
     const vs: Tensor[] = [];
 
     let x = E.embedding(ids, this.p('wte')); // (B, T, C)
-    if (this.cfg.prevToken) {
-      if (opts.cache && !opts.prevIds) throw new Error('GPT.forward: a prevToken model decoding on a cache needs opts.prevIds (the token before each new one)');
-      const prev = opts.prevIds ?? E.cat([E.zeros([B, 1], { dtype: 'int32', device: ids.device }), ids.narrow(1, 0, T - 1)], 1);
-      if (prev.shape[0] !== B || prev.shape[1] !== T || prev.dtype !== 'int32') throw new Error(`GPT.forward: prevIds must be (B, T) int32 like ids ${E.fmt(ids.shape)}, got ${E.fmt(prev.shape)} ${prev.dtype}`);
-      x = x.add(E.embedding(prev, this.p('wtePrev')));
+    const n = this.cfg.prevTokens ?? 0;
+    if (n > 0) {
+      if (opts.cache && !opts.history) throw new Error(`GPT.forward: a model with prevTokens ${n} decoding on a cache needs opts.history (the ${n} tokens before the new ones)`);
+      const history = opts.history ?? E.zeros([B, n], { dtype: 'int32', device: ids.device });
+      if (history.shape[0] !== B || history.shape[1] !== n || history.dtype !== 'int32') throw new Error(`GPT.forward: history must be (B, ${n}) int32 for ids ${E.fmt(ids.shape)}, got ${E.fmt(history.shape)} ${history.dtype}`);
+      const context = E.cat([history, ids], 1); // (B, n + T)
+      for (let j = 1; j <= n; j++) x = x.add(E.embedding(context.narrow(1, n - j, T), this.p(`wtePrev.${j}`)));
     }
     for (let l = 0; l < L; l++) {
       const h = E.rmsNorm(x, this.p(`h.${l}.ln1`), this.cfg.normEps);

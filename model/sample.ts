@@ -104,7 +104,8 @@ export class BatchDecoder {
     const T = Math.max(1, ...lens);
     const ids = new Int32Array(this.B * T).fill(this.padId);
     const pos = new Int32Array(this.B * T);
-    const prev = new Int32Array(this.B * T); // the token before each one (a prevToken model reads it)
+    const n = this.model.cfg.prevTokens ?? 0;
+    const history = new Int32Array(this.B * n); // the n tokens before each row's chunk (a prevTokens model reads them)
     const bias = new Float32Array(this.B * T).fill(-Infinity);
     for (let b = 0; b < this.B; b++) {
       const start = this.sequences[b].length;
@@ -112,11 +113,11 @@ export class BatchDecoder {
         const i = b * T + t;
         if (t < lens[b]) {
           ids[i] = chunks[b]![t];
-          prev[i] = t > 0 ? chunks[b]![t - 1] : start > 0 ? this.sequences[b][start - 1] : 0;
           pos[i] = start + t;
           bias[i] = 0;
         } else pos[i] = Math.min(start, this.model.cfg.blockSize - 1); // a masked pad; its position is never seen
       }
+      for (let j = 0; j < n; j++) history[b * n + j] = this.sequences[b][start - n + j] ?? 0;
       if (start + lens[b] > this.model.cfg.blockSize) throw new Error(`BatchDecoder: row ${b} would hold ${start + lens[b]} tokens, more than blockSize ${this.model.cfg.blockSize}`);
     }
     const device = this.model.device;
@@ -124,7 +125,7 @@ export class BatchDecoder {
     const { logits, cache } = E.noGrad(() =>
       this.model.forward(E.tensor(ids, [this.B, T], { device }), {
         pos: E.tensor(pos, [this.B, T], { device }),
-        prevIds: E.tensor(prev, [this.B, T], { device }),
+        ...(n > 0 ? { history: E.tensor(history, [this.B, n], { device }) } : {}),
         keyBias: E.tensor(dtype === 'float64' ? Float64Array.from(bias) : bias, [this.B, T], { device }),
         cache: this.cache,
         returnCache: true,
