@@ -5,7 +5,7 @@ import type { GPTConfig } from '../model/gpt.js';
 
 export interface Preset {
   name: string;
-  model: Pick<GPTConfig, 'nLayer' | 'nHead' | 'nEmbd' | 'blockSize'>;
+  model: Pick<GPTConfig, 'nLayer' | 'nHead' | 'nEmbd' | 'blockSize' | 'initStd' | 'prevTokens'>;
   warmup: { steps: number; batchSize: number; lr: number; minLr: number; warmupSteps: number; imperfect: number };
   rl: {
     steps: number;
@@ -28,14 +28,18 @@ export interface Preset {
 export const PRESETS: Record<'default' | 'smoke', Preset> = {
   default: {
     name: 'default',
-    // Sized for the 10-minute budget on a 2-core CPU: about 1 s per warm-up step, 6 s per RL step.
-    model: { nLayer: 2, nHead: 4, nEmbd: 64, blockSize: 512 },
-    warmup: { steps: 300, batchSize: 16, lr: 3e-3, minLr: 3e-4, warmupSteps: 20, imperfect: 0.3 },
+    // Sized for the 10-minute budget on a 2-core CPU (timings in the closing notes of the IGPO issue).
+    // Copying names out of search results is what the warm-up must teach. With GPT-2's init (0.02), lr 3e-3
+    // and no previous-token embeddings, the model had not learnt it after 400 steps of 16 (eval F1 0);
+    // with initStd 1/sqrt(nEmbd), lr 8e-3 and prevTokens 3 it reaches eval F1 about 0.3 at 400 steps of 8
+    // and 0.7 at 600 (scratch runs of seed 1, 48 episodes). 450 steps leave RL something to improve.
+    model: { nLayer: 2, nHead: 4, nEmbd: 64, blockSize: 512, initStd: 0.125, prevTokens: 3 },
+    warmup: { steps: 450, batchSize: 8, lr: 8e-3, minLr: 8e-4, warmupSteps: 20, imperfect: 0.3 },
     rl: { steps: 20, questions: 8, group: 5, lr: 2e-4, maxTurns: 4, maxTurnTokens: 64, temperature: 1, miniBatches: 2, clip: 1, evalEvery: 10, evalEpisodes: 64, tokenBudget: 0 },
   },
   smoke: {
     name: 'smoke',
-    model: { nLayer: 1, nHead: 2, nEmbd: 16, blockSize: 512 },
+    model: { nLayer: 1, nHead: 2, nEmbd: 16, blockSize: 512, prevTokens: 3 },
     warmup: { steps: 4, batchSize: 4, lr: 3e-3, minLr: 3e-4, warmupSteps: 1, imperfect: 0.3 },
     rl: { steps: 2, questions: 2, group: 3, lr: 1e-3, maxTurns: 4, maxTurnTokens: 24, temperature: 1, miniBatches: 2, clip: 1, evalEvery: 2, evalEpisodes: 4, tokenBudget: 0 },
   },
