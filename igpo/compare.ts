@@ -55,13 +55,15 @@ export async function runCompare(job: CompareJob): Promise<CompareRun[]> {
   for (let seed = 0; seed < job.seeds; seed++) {
     log(`seed ${seed}: warm-up`);
     const warm = await warmStart(job.preset, seed, job.device, job.progress);
+    let evalBefore: RLResult['evalBefore'] | undefined; // the same warm start for every algorithm: evaluated once
     // The first algorithm sets the budget: the policy tokens it samples in `steps` steps.
     let budget = job.preset.rl.tokenBudget;
     for (const algo of job.algos) {
       const preset: Preset = budget > 0 ? { ...job.preset, rl: { ...job.preset.rl, steps: job.preset.rl.steps * 3, tokenBudget: budget } } : job.preset;
       const model = copyModel(warm.model);
       const t0 = performance.now();
-      const result = await trainRL(model, warm.tok, preset, defaultRLOptions(algo as Algo), seed, { progress: job.progress });
+      const result = await trainRL(model, warm.tok, preset, defaultRLOptions(algo as Algo), seed, { progress: job.progress, evalBefore });
+      evalBefore = result.evalBefore;
       const seconds = (performance.now() - t0) / 1000;
       if (budget === 0) budget = result.steps[result.steps.length - 1]?.policyTokens ?? 0;
       runs.push({ algo, seed, result, seconds });

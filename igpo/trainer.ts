@@ -170,6 +170,8 @@ export interface RLResult {
 export interface RLHooks {
   onStep?: (m: StepMetrics) => void | Promise<void>;
   progress?: boolean;
+  /** The warm-started model's evaluation, when the caller already has it (compare runs several algorithms from one). */
+  evalBefore?: { inDomain: EvalResult; ood: EvalResult };
 }
 
 /** Runs RL from a warm-started model (modified in place). */
@@ -178,7 +180,7 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
   const evalSet = makeSplit('eval', seed, rl.evalEpisodes);
   const oodSet = makeSplit('ood', seed, rl.evalEpisodes);
   const evalBoth = async () => ({ inDomain: await evaluate(model, tok, evalSet, preset), ood: await evaluate(model, tok, oodSet, preset) });
-  const evalBefore = await evalBoth();
+  const evalBefore = hooks.evalBefore ?? (await evalBoth());
   const { estimator, lossFn } = algorithmOf(opts);
   const ref = opts.loss.klCoef > 0 || estimator.needsRefLogp ? frozenCopy(model) : null;
   const critic = estimator.needsValues ? new Critic(model, rl.lr, opts.baselines.ppo, seed + 3000) : null;
@@ -187,6 +189,7 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
   const gen = new E.Generator(seed + 2000);
   const steps: StepMetrics[] = [];
   let policyTokens = 0;
+  let lastEval: { step: number; result: { inDomain: EvalResult; ood: EvalResult } } | null = null;
   const bar = hooks.progress ? new cliProgress.SingleBar({ format: `RL ${opts.algo} |{bar}| {value}/{total} steps  F1 {f1}  eval {eval}`, hideCursor: true }, cliProgress.Presets.shades_classic) : null;
   bar?.start(rl.steps, 0, { f1: '-', eval: evalBefore.inDomain.f1.toFixed(3) });
   try {
@@ -239,6 +242,7 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
         const e = await evalBoth();
         m.evalF1 = e.inDomain.f1;
         m.oodF1 = e.ood.f1;
+        lastEval = { step, result: e };
       }
       steps.push(m);
       await hooks.onStep?.(m);
@@ -250,7 +254,8 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
     critic?.dispose();
     ref?.dispose();
   }
-  const evalAfter = await evalBoth();
+  // The last step's evaluation is the final one when it had one: the model has not changed since.
+  const evalAfter = lastEval?.step === steps.length - 1 ? lastEval.result : await evalBoth();
   return { steps, evalBefore, evalAfter };
 }
 
