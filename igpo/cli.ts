@@ -6,10 +6,10 @@ import * as E from '../engine/index.js';
 import { PRESETS, defaultRLOptions, runTraining } from './trainer.js';
 import { ALGOS, type Algo } from './rollout.js';
 
-function int(name: string) {
+function int(name: string, min = -Infinity) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got '${v}'`);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer${min > -Infinity ? ` >= ${min}` : ''}, got '${v}'`);
     return n;
   };
 }
@@ -59,10 +59,13 @@ program
   .addOption(new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'))
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
   .option('--out <dir>', 'output directory', 'runs/compare')
-  .action(async (o: { algos: string; seeds: number; preset: keyof typeof PRESETS; device: 'auto' | 'cpu' | 'webgpu'; out: string }) => {
+  .option('--rl-steps <n>', 'RL steps of the first algorithm, whose sampled policy tokens are every algorithm\u2019s budget (default: the preset\u2019s)', int('--rl-steps', 1))
+  .action(async (o: { algos: string; seeds: number; preset: keyof typeof PRESETS; device: 'auto' | 'cpu' | 'webgpu'; out: string; rlSteps?: number }) => {
     const { runCompare } = await import('./compare.js');
     const algos = o.algos.split(',').map((a) => a.trim());
-    await runCompare({ algos, seeds: o.seeds, preset: PRESETS[o.preset], device: await resolveDevice(o.device), outDir: o.out, progress: process.stderr.isTTY, log: (l) => console.log(l) });
+    const base = PRESETS[o.preset];
+    const preset = o.rlSteps === undefined ? base : { ...base, rl: { ...base.rl, steps: o.rlSteps, evalEvery: Math.min(base.rl.evalEvery, o.rlSteps) } };
+    await runCompare({ algos, seeds: o.seeds, preset, device: await resolveDevice(o.device), outDir: o.out, progress: process.stderr.isTTY, log: (l) => console.log(l) });
   });
 
 program
