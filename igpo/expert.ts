@@ -30,6 +30,13 @@ export type ExpertFlaw = 'vague-query' | 'skip-hop' | 'early-answer';
 export interface ExpertOptions {
   /** Probability that the demonstration has one flaw; 0 by default. */
   imperfect?: number;
+  /**
+   * Probability that a multi-hop demonstration is hasty: it answers right after its first search, with
+   * the entity that search gave (an 'early-answer' at hop 1), whatever `imperfect` drew; 0 by default.
+   * Above 0.5 a model that imitates the demonstrations answers 2-hop questions after one search when it
+   * decodes greedily: a deficit the F1 reward, and the information gain of a second search, can undo.
+   */
+  hasty?: number;
   /** Draws the flaw and its hop; needed when `imperfect` > 0. */
   gen?: Generator;
 }
@@ -80,8 +87,14 @@ function chooseFlaw(nHops: number, gen: Generator): { flaw: ExpertFlaw; hop: num
  */
 export function expertDemo(question: Question, retriever: Searcher, opts: ExpertOptions = {}): ExpertDemo {
   const rate = opts.imperfect ?? 0;
-  if (rate > 0 && !opts.gen) throw new Error(`expertDemo: imperfect = ${rate} needs a Generator (opts.gen)`);
-  const flawed = rate > 0 && opts.gen!.random() < rate ? chooseFlaw(question.hops.length, opts.gen!) : null;
+  const hasty = opts.hasty ?? 0;
+  if ((rate > 0 || hasty > 0) && !opts.gen) throw new Error(`expertDemo: imperfect = ${rate}, hasty = ${hasty} needs a Generator (opts.gen)`);
+  const isHasty = question.hops.length > 1 && hasty > 0 && opts.gen!.random() < hasty;
+  const flawed: { flaw: ExpertFlaw; hop: number } | null = isHasty
+    ? { flaw: 'early-answer', hop: 1 }
+    : rate > 0 && opts.gen!.random() < rate
+      ? chooseFlaw(question.hops.length, opts.gen!)
+      : null;
 
   const turns: string[] = [];
   let cur = question.start;

@@ -6,7 +6,16 @@ import type { GPTConfig } from '../model/gpt.js';
 export interface Preset {
   name: string;
   model: Pick<GPTConfig, 'nLayer' | 'nHead' | 'nEmbd' | 'blockSize' | 'initStd' | 'prevTokens'>;
-  warmup: { steps: number; batchSize: number; lr: number; minLr: number; warmupSteps: number; imperfect: number };
+  warmup: {
+    steps: number;
+    batchSize: number;
+    lr: number;
+    minLr: number;
+    warmupSteps: number;
+    /** The expert's flaw rate and its hasty rate (igpo/expert.ts, ExpertOptions). */
+    imperfect: number;
+    hasty?: number;
+  };
   rl: {
     steps: number;
     /** Questions per step; each gets `group` rollouts. */

@@ -48,11 +48,11 @@ export const defaultRLOptions = (algo: Algo = 'igpo'): RLOptions => ({
 // Warm-up.
 
 /** The expert's demonstration of an episode as a training example: loss on the agent's turns only. */
-export function demoExample(spec: EpisodeSpec, tok: Tokenizer, maxTurns: number, imperfect: number, gen: E.Generator): Example {
+export function demoExample(spec: EpisodeSpec, tok: Tokenizer, maxTurns: number, imperfect: number, gen: E.Generator, hasty = 0): Example {
   const ep = Episode.fromSpec(spec, { maxTurns });
   const ids = tok.encode(ep.prompt);
   const mask = ids.map(() => false);
-  for (const turn of expertTurns(spec.question, ep.retriever, { imperfect, gen })) {
+  for (const turn of expertTurns(spec.question, ep.retriever, { imperfect, hasty, gen })) {
     const t = tok.encode(turn);
     ids.push(...t);
     mask.push(...t.map(() => true));
@@ -81,7 +81,7 @@ export async function warmStart(preset: Preset, seed: number, device: E.Device, 
   const w = preset.warmup;
   const { losses, optimizer } = await trainSupervised(
     model,
-    lengthBuckets(() => demoExample(stream.next().value as EpisodeSpec, tok, preset.rl.maxTurns, w.imperfect, gen), w.batchSize, gen),
+    lengthBuckets(() => demoExample(stream.next().value as EpisodeSpec, tok, preset.rl.maxTurns, w.imperfect, gen, w.hasty), w.batchSize, gen),
     {
       ...w,
       weightDecay: 0.01,

@@ -43,7 +43,7 @@ const PRINTABLE = /^[\x20-\x7e\n]*$/;
 const normalise = (s: string) => s.toLowerCase().replace(/[^a-z0-9 ]/g, '').trim();
 
 /** Runs the (optionally flawed) expert through an Episode; returns the episode and the demo. */
-function runExpert(spec: EpisodeSpec, opts: { imperfect?: number; gen?: Generator } = {}) {
+function runExpert(spec: EpisodeSpec, opts: { imperfect?: number; hasty?: number; gen?: Generator } = {}) {
   const ep = Episode.fromSpec(spec);
   const seen: string[] = [];
   const spy = { search: (q: string) => { const r = ep.retriever.search(q); seen.push(formatInfo(r)); return r; } };
@@ -326,6 +326,35 @@ describe('scripted expert', () => {
     expect(half).toBeGreaterThan(all);
     expect(all).toBeLessThan(0.5);
     expect(() => expertDemo(makeSplit('train', 1, 1)[0].question, { search: () => [] }, { imperfect: 0.5 })).toThrow(/needs a Generator/);
+  });
+
+  it('a hasty demonstration of a multi-hop question answers after its first search; 1-hop questions are never hasty', () => {
+    const gen = new Generator(5);
+    let hastyMulti = 0;
+    let multi = 0;
+    for (const spec of makeSplit('train', 98, 200)) {
+      const n = spec.question.hops.length;
+      const { demo, last } = runExpert(spec, { hasty: 0.6, gen });
+      const searches = demo.turns.filter((t) => parseTurn(t).kind === 'search').length;
+      if (n === 1) {
+        expect(demo.flaw).toBeNull();
+        expect(searches).toBe(1);
+        continue;
+      }
+      multi++;
+      if (demo.flaw === 'early-answer') {
+        hastyMulti++;
+        expect(demo.flawHop).toBe(1);
+        expect(searches).toBe(1);
+        expect(last.reward ?? 0).toBeLessThan(1); // it answers with the first hop's entity
+      } else {
+        expect(demo.flaw).toBeNull();
+        expect(searches).toBe(n);
+      }
+    }
+    expect(multi).toBeGreaterThan(50);
+    expect(Math.abs(hastyMulti / multi - 0.6)).toBeLessThan(0.15);
+    expect(() => expertDemo(makeSplit('train', 1, 1)[0].question, { search: () => [] }, { hasty: 0.5 })).toThrow(/needs a Generator/);
   });
 
   it('episode text (question, expert turns, info blocks) fits the 512-token context in every split', () => {
