@@ -1,26 +1,17 @@
 // Model checkpoints: a round trip is exact (same parameters, same logits), and a file that does not
 // match its config, or is damaged, is rejected with a message that names the file and the problem.
 
-import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import * as E from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
 import { saveSafetensors } from '../model/safetensors.js';
 import { defaultTokenizer } from '../model/tokenizer.js';
+import { useTempDirs } from './helpers/tempdir.js';
 
-// Every temporary directory a test makes is removed when the file's tests end.
-const tempDirs: string[] = [];
-const tempDir = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 const cfg: GPTConfig = { vocabSize: 20, blockSize: 16, nLayer: 1, nHead: 2, nEmbd: 8, ropeBase: 10000, normEps: 1e-5 };
 

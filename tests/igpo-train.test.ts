@@ -1,10 +1,9 @@
 // The IGPO pipeline end to end at toy size: rollouts keep sampled ids and mask tool tokens, p_t equals a
 // full forward's teacher-forced probability, turn rewards follow the algorithm, and `train` writes its files.
 
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import * as E from '../engine/index.js';
 import { GPT } from '../model/gpt.js';
 import { defaultTokenizer } from '../model/tokenizer.js';
@@ -13,17 +12,9 @@ import { collectRollouts, turnRewards, wrappedAnswer, type AgentTask, type Rollo
 import { PRESETS, defaultRLOptions, runTraining } from '../igpo/trainer.js';
 import { packRollouts, tempered, tokenLogProbs } from '../igpo/update.js';
 import { entropyFromLogits, policyLoss } from '../igpo/loss.js';
+import { useTempDirs } from './helpers/tempdir.js';
 
-// Every temporary directory a test makes is removed when the file's tests end.
-const tempDirs: string[] = [];
-const tempDir = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 const tok = defaultTokenizer();
 
