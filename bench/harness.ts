@@ -76,7 +76,7 @@ export interface Case {
   unit: Unit;
   work: number;
   ours: Job;
-  peer?: { name: string; fn: Job };
+  peer?: PeerJob;
   /**
    * Before timing, one call of each must agree: max |ours - peer| <= tol * max(1, max |peer|).
    * Default 1e-4; null skips the check (results that are not arrays of numbers).
@@ -86,6 +86,17 @@ export interface Case {
   note?: string;
   growth?: Growth[];
   budget?: Budget;
+}
+
+/** A peer's side of a case. */
+export interface PeerJob {
+  name: string;
+  fn: Job;
+  /**
+   * Untimed set-up run before the peer's first call and before each of its tinybench phases (warm-up,
+   * samples): tf.setBackend, where peers on several tfjs backends share tfjs-core's one engine.
+   */
+  select?: () => unknown;
 }
 
 /**
@@ -134,15 +145,32 @@ export function checkAgree(what: string, ours: unknown, peer: unknown, tol = 1e-
 
 /** Calls ours and the peer once and checks they agree, then times both in one tinybench run. */
 export async function compare(c: Case, opts: SuiteOptions): Promise<Row> {
-  opts.log(`  ${c.case} ${c.shape}`);
+  const { peer, ...rest } = c;
+  return (await comparePeers(rest, peer ? [peer] : [], opts))[0];
+}
+
+/**
+ * compare() with several peers: ours and every peer in one tinybench run, after checking that each peer
+ * agrees with ours. One row per peer, in the order given (one row with no peer when none is given); ours
+ * is timed once, so its figures repeat on each of the rows.
+ */
+export async function comparePeers(c: Omit<Case, 'peer'>, peers: readonly PeerJob[], opts: SuiteOptions): Promise<Row[]> {
+  opts.log(`  ${c.case} ${c.shape}${peers.length > 1 ? ` (${peers.length} peers)` : ''}`);
   // The first call also tells a job that returns a Promise (WebGPU: await t.data()) from a synchronous one.
   const first = c.ours();
-  const peerFirst = c.peer?.fn();
-  const [oursOut, peerOut] = [await first, await peerFirst];
+  const oursOut = await first;
   const tol = c.tol === undefined ? 1e-4 : c.tol;
-  if (c.peer && tol !== null) checkAgree(`${c.case} ${c.shape}: ours and ${c.peer.name}`, oursOut, peerOut, tol);
-  const t = await timeJobs(c.case, { ours: { fn: c.ours, async: first instanceof Promise }, ...(c.peer ? { peer: { fn: c.peer.fn, async: peerFirst instanceof Promise } } : {}) }, opts, c.budget);
-  return makeRow(c, t.ours, c.peer && t.peer ? { name: c.peer.name, ...t.peer } : null);
+  const jobs: Record<string, TimedJob> = { ours: { fn: c.ours, async: first instanceof Promise } };
+  for (const [i, p] of peers.entries()) {
+    await p.select?.();
+    const peerFirst = p.fn();
+    const peerOut = await peerFirst;
+    if (tol !== null) checkAgree(`${c.case} ${c.shape}: ours and ${p.name}`, oursOut, peerOut, tol);
+    jobs[`peer${i}`] = { fn: p.fn, async: peerFirst instanceof Promise, ...(p.select ? { beforeAll: p.select } : {}) };
+  }
+  const t = await timeJobs(c.case, jobs, opts, c.budget);
+  if (peers.length === 0) return [makeRow(c, t.ours, null)];
+  return peers.map((p, i) => makeRow(c, t.ours, { name: p.name, ...t[`peer${i}`] }));
 }
 
 /** Median, sample count and spread of a task, before any unit is applied. */
@@ -152,11 +180,15 @@ export interface Measured {
   spreadPct: number;
 }
 
-/** A job for timeJobs: whether it returns a Promise, and set-up before every call that is not timed. */
+/**
+ * A job for timeJobs: whether it returns a Promise, set-up before every call that is not timed, and set-up
+ * before each phase (warm-up, samples) of the job, not timed either.
+ */
 export interface TimedJob {
   fn: Job;
   async: boolean;
   beforeEach?: () => Promise<void> | void;
+  beforeAll?: () => unknown;
 }
 
 /**
@@ -165,7 +197,10 @@ export interface TimedJob {
  */
 export async function timeJobs(label: string, jobs: Record<string, TimedJob>, opts: SuiteOptions, b?: Budget): Promise<Record<string, Measured>> {
   const bench = new Bench({ name: label, throws: true, ...budget(opts.quick, b) });
-  for (const [name, j] of Object.entries(jobs)) bench.add(name, j.fn, { async: j.async, ...(j.beforeEach ? { beforeEach: j.beforeEach } : {}) });
+  for (const [name, j] of Object.entries(jobs)) {
+    const before = j.beforeAll;
+    bench.add(name, j.fn, { async: j.async, ...(j.beforeEach ? { beforeEach: j.beforeEach } : {}), ...(before ? { beforeAll: async () => void (await before()) } : {}) });
+  }
   await bench.run();
   const out: Record<string, Measured> = {};
   for (const name of Object.keys(jobs)) {
