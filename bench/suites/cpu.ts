@@ -1,11 +1,13 @@
-// Suite `cpu`: the engine's CPU backend against tfjs-backend-cpu, both pure JavaScript on one thread:
-// matmul (square and model-shaped, GFLOP/s), elementwise add and a full sum (GB/s). Each call reads its
-// result back with dataSync, so the work is done and both sides pay for the read.
+// Suite `cpu`: the engine's CPU backend against two TensorFlow.js backends, each case in one tinybench run:
+// tfjs-backend-cpu (pure JavaScript on one thread, as ours) and tfjs-backend-wasm (WebAssembly SIMD on one
+// thread, XNNPACK for matmul). Matmul (square and model-shaped, GFLOP/s), elementwise add and a full sum
+// (GB/s). Each call reads its result back with dataSync, so the work is done and every side pays for the read.
 
 import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import * as E from '../../engine/index.js';
-import { compare, type Case, type Row, type SuiteOptions } from '../harness.js';
+import { comparePeers, type Case, type PeerJob, type Row, type SuiteOptions } from '../harness.js';
 import { tfjsCpu } from '../peers/tfjs-cpu.js';
+import { tfjsWasm } from '../peers/tfjs-wasm.js';
 
 export const name = 'cpu';
 
@@ -35,21 +37,38 @@ function tfRead(tf: { tidy(fn: () => void): void }, f: () => TfTensor): ArrayLik
 }
 
 export async function run(opts: SuiteOptions): Promise<Row[]> {
-  const { tf, name: peer } = await tfjsCpu();
+  const { tf, name: cpuName } = await tfjsCpu();
+  const wasm = await tfjsWasm();
+  // One tfjs engine, two backends: a tensor lives on the backend active when it was made, so each peer's
+  // inputs are made, and its calls timed, with its backend selected (peers/tfjs-wasm.ts says why).
+  const peers = [
+    { name: cpuName, backend: 'cpu' },
+    { name: wasm.name, backend: 'wasm' },
+  ].map((p) => ({ ...p, select: () => tf.setBackend(p.backend) }));
+  opts.note(`Peers: ${cpuName} (JavaScript) and ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node), each on one thread as ours. Each case times ours and both peers in one tinybench run: ours is timed once, so its figures repeat on the case's ${wasm.name} row.`);
   const live = () => [E.memory().liveTensors, tf.memory().numTensors];
   const before = live();
   const rows: Row[] = [];
-  // Inputs live for the whole suite on both sides; each job makes and frees only its output.
+  // Inputs live for the whole suite on every side; each job makes and frees only its output.
   const ours: E.Tensor[] = [];
   const theirs: TfTensor[] = [];
-  const pair = (shape: number[], seed: number) => {
+  /** Our tensor and one per peer, in peers' order, from the same data. */
+  const pair = async (shape: number[], seed: number) => {
     const data = uniform(shape.reduce((p, d) => p * d, 1), seed);
     const e = E.tensor(data, shape);
-    const t = tf.tensor(data, shape, 'float32');
     ours.push(e);
-    theirs.push(t);
-    return [e, t] as const;
+    const ts: TfTensor[] = [];
+    for (const p of peers) {
+      await p.select();
+      ts.push(tf.tensor(data, shape, 'float32'));
+    }
+    theirs.push(...ts);
+    return [e, ts] as const;
   };
+  /** One job per peer, each given its own inputs. */
+  const peerJobs = <A extends unknown[]>(inputs: A[], job: (...a: A) => TfTensor): PeerJob[] =>
+    peers.map((p, i) => ({ name: p.name, select: p.select, fn: () => tfRead(tf, () => job(...inputs[i])) }));
+  const zip2 = (xs: TfTensor[], ys: TfTensor[]) => xs.map((x, i) => [x, ys[i]] as [TfTensor, TfTensor]);
 
   try {
     // [case, a's shape, b's shape, transposeA]: op(a) @ b, batch dims leading.
@@ -62,52 +81,51 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     ];
     let seed = 1;
     for (const [label, as, bs, transA] of matmuls) {
-      const [ea, ta] = pair(as, seed++);
-      const [eb, tb] = pair(bs, seed++);
+      const [ea, tas] = await pair(as, seed++);
+      const [eb, tbs] = await pair(bs, seed++);
       const r = as.length;
       const [M, K] = transA ? [as[r - 1], as[r - 2]] : [as[r - 2], as[r - 1]];
       const N = bs[bs.length - 1];
       const batch = as.slice(0, -2).reduce((p, d) => p * d, 1);
-      const c: Case = {
+      const c: Omit<Case, 'peer'> = {
         case: label,
         shape: `${dims(as)}${transA ? '^T' : ''}@${dims(bs)}`,
         unit: 'GFLOP/s',
         work: 2 * batch * M * N * K,
         ours: () => E.tidy(() => E.matmulT(ea, eb, transA, false).dataSync()),
-        peer: { name: peer, fn: () => tfRead(tf, () => tf.matMul(ta, tb, transA, false)) },
       };
-      rows.push(await compare(c, opts));
+      rows.push(...(await comparePeers(c, peerJobs(zip2(tas, tbs), (ta, tb) => tf.matMul(ta, tb, transA, false)), opts)));
     }
 
     // Memory-bound ops on 2^20 floats: bytes read plus bytes written, 4 per float32.
     const n = 1 << 20;
-    const [ex, tx] = pair([n], seed++);
-    const [ey, ty] = pair([n], seed++);
+    const [ex, txs] = await pair([n], seed++);
+    const [ey, tys] = await pair([n], seed++);
     rows.push(
-      await compare(
+      ...(await comparePeers(
         {
           case: 'add',
           shape: `${dims([n])}+${dims([n])}`,
           unit: 'GB/s',
           work: 3 * 4 * n,
           ours: () => E.tidy(() => E.add(ex, ey).dataSync()),
-          peer: { name: peer, fn: () => tfRead(tf, () => tf.add(tx, ty)) },
         },
+        peerJobs(zip2(txs, tys), (tx, ty) => tf.add(tx, ty)),
         opts,
-      ),
+      )),
     );
     rows.push(
-      await compare(
+      ...(await comparePeers(
         {
           case: 'sum (full reduction)',
           shape: dims([n]),
           unit: 'GB/s',
           work: 4 * n,
           ours: () => E.tidy(() => E.sum(ex).dataSync()),
-          peer: { name: peer, fn: () => tfRead(tf, () => tf.sum(tx)) },
         },
+        peerJobs(txs.map((t) => [t] as [TfTensor]), (tx) => tf.sum(tx)),
         opts,
-      ),
+      )),
     );
   } finally {
     for (const t of ours) t.dispose();
