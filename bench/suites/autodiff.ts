@@ -1,13 +1,15 @@
 // Suite `autodiff`: the tape's cost per op: forward + backward of elementwise chains of 10 / 100 / 1000 ops on
 // tiny tensors, and of 100 ops on growing tensors, against tfjs-core's tape (tf.grad, tf.variableGrads) on
-// tfjs-backend-cpu. Not the ops' compute speed: that is the cpu suite.
+// tfjs-backend-cpu and on tfjs-backend-wasm, both peers timed in one tinybench run with ours. Not the ops'
+// compute speed: that is the cpu suite.
 
 import type { Scalar as TfScalar, Tensor as TfTensor, Variable as TfVariable } from '@tensorflow/tfjs-core';
 import * as E from '../../engine/index.js';
-import { compare, type Row, type SuiteOptions } from '../harness.js';
+import { comparePeers, type Job, type PeerJob, type Row, type SuiteOptions } from '../harness.js';
 import { syntheticFloats } from '../napkin.js';
 import { tfjsCpu } from '../peers/tfjs-cpu.js';
 import { registerTfjsGrads } from '../peers/tfjs-grads.js';
+import { tfjsWasm } from '../peers/tfjs-wasm.js';
 
 export const name = 'autodiff';
 
@@ -15,10 +17,17 @@ export const name = 'autodiff';
 const opKind = (i: number) => i % 3;
 
 export async function run(opts: SuiteOptions): Promise<Row[]> {
-  const { tf, name: peerName } = await tfjsCpu();
+  const { tf, name: cpuName } = await tfjsCpu();
+  const wasm = await tfjsWasm();
   registerTfjsGrads(tf);
-  const peer = `${peerName} (tape)`;
-  opts.note('ours: E.tidy around forward, loss.backward() and a read of the gradient; tfjs: tf.tidy around tf.grad(f)(x) (or tf.variableGrads) and dataSync. Both on one JavaScript thread.');
+  // One tfjs engine, two backends: each peer's tensors are made, and its calls timed, with its backend
+  // selected (peers/tfjs-wasm.ts says why). The wasm rows' growth series carry the backend in their name.
+  const peers = [
+    { name: cpuName, backend: 'cpu', series: '' },
+    { name: wasm.name, backend: 'wasm', series: ' (beside tfjs-wasm)' },
+  ].map((p) => ({ ...p, select: () => tf.setBackend(p.backend) }));
+  opts.note('ours: E.tidy around forward, loss.backward() and a read of the gradient; tfjs: tf.tidy around tf.grad(f)(x) (or tf.variableGrads) and dataSync. All on one JavaScript thread.');
+  opts.note(`Peers: tfjs-core's tape on ${cpuName} (JavaScript kernels) and on ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node). Each case times ours and both peers in one tinybench run: ours is timed once, so its figures repeat on the case's ${wasm.name} row.`);
   opts.note('ops/s counts the chain\'s ops, each forward and backward; the note gives microseconds per op (forward + backward), the figure the target is about: ours no worse than tfjs-core\'s.');
   const live = () => [E.memory().liveTensors, tf.memory().numTensors];
   const before = live();
@@ -26,17 +35,25 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   const theirs: TfTensor[] = [];
   const rows: Row[] = [];
 
-  /** x, a (near 1, so long chains neither blow up nor vanish too fast) and b, on both sides. */
-  const inputs = (n: number, seed: number) => {
+  /** x, a (near 1, so long chains neither blow up nor vanish too fast) and b: ours, and one set per peer. */
+  const inputs = async (n: number, seed: number) => {
     const xd = syntheticFloats(n, seed, -0.5, 0.5);
     const ad = syntheticFloats(n, seed + 1, 0.98, 1.02);
     const bd = syntheticFloats(n, seed + 2, -0.02, 0.02);
     const e = { x: E.tensor(xd, [n]), a: E.tensor(ad, [n]), b: E.tensor(bd, [n]) };
-    const t = { x: tf.tensor(xd, [n]), a: tf.tensor(ad, [n]), b: tf.tensor(bd, [n]) };
     ours.push(e.x, e.a, e.b);
-    theirs.push(t.x, t.a, t.b);
-    return { e, t };
+    const ts: { x: TfTensor; a: TfTensor; b: TfTensor }[] = [];
+    for (const p of peers) {
+      await p.select();
+      const t = { x: tf.tensor(xd, [n]), a: tf.tensor(ad, [n]), b: tf.tensor(bd, [n]) };
+      theirs.push(t.x, t.a, t.b);
+      ts.push(t);
+    }
+    return { e, ts };
   };
+  /** One job per peer, named `${peer}${suffix}`, built from that peer's inputs. */
+  const peerJobs = <T>(perPeer: T[], suffix: string, job: (t: T) => Job): PeerJob[] =>
+    peers.map((p, i) => ({ name: `${p.name}${suffix}`, select: p.select, fn: job(perPeer[i]) }));
   const chainE = (x: E.Tensor, a: E.Tensor, b: E.Tensor, N: number) => {
     let y = x;
     for (let i = 0; i < N; i++) y = opKind(i) === 0 ? y.mul(a) : opKind(i) === 1 ? y.add(b) : y.tanh();
@@ -57,7 +74,9 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     }
     return out;
   };
-  const perOp = (N: number, r: Row) => `${((1000 * r.ours.medianMs) / N).toFixed(2)} µs/op ours, ${r.peer ? ((1000 * r.peer.medianMs) / N).toFixed(2) : '—'} µs/op ${peerName}`;
+  const perOp = (N: number, r: Row) => `${((1000 * r.ours.medianMs) / N).toFixed(2)} µs/op ours, ${r.peer ? `${((1000 * r.peer.medianMs) / N).toFixed(2)} µs/op ${r.peer.name.replace(/ \(.*\)$/, '')}` : '—'}`;
+  /** The growth series of a peer's row: the cpu peer's keeps the suite's original name. */
+  const seriesOf = (r: Row, i: number, series: string, size: number) => ({ ...r, growth: [{ series: series + peers[i].series, size }] });
   const withNote = (r: Row, note: string): Row => ({ ...r, note });
 
   try {
@@ -65,10 +84,9 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     let seed = 1;
     const sizes = opts.quick ? [10, 100] : [10, 100, 1000];
     for (const N of sizes) {
-      const { e, t } = inputs(4, (seed += 3));
+      const { e, ts } = await inputs(4, (seed += 3));
       e.x.requiresGrad_();
-      const grad = tf.grad((x: TfTensor) => tf.sum(chainT(x, t.a, t.b, N)));
-      const r = await compare(
+      const rs = await comparePeers(
         {
           case: 'chain fwd+bwd, d/dx',
           shape: `${N} ops on [4]`,
@@ -78,44 +96,52 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
             chainE(e.x, e.a, e.b, N).sum().backward();
             return takeGrads([e.x]);
           }),
-          peer: { name: peer, fn: () => tfRead(tf, () => grad(t.x)) },
-          growth: [{ series: 'tape: chain fwd+bwd on [4], over ops', size: N }],
           budget: { time: 500 },
         },
+        peerJobs(ts, ' (tape)', (t) => {
+          const grad = tf.grad((x: TfTensor) => tf.sum(chainT(x, t.a, t.b, N)));
+          return () => tfRead(tf, () => grad(t.x));
+        }),
         opts,
       );
-      rows.push(withNote(r, perOp(N, r)));
+      rows.push(...rs.map((r, i) => withNote(seriesOf(r, i, 'tape: chain fwd+bwd on [4], over ops', N), perOp(N, r))));
     }
 
     // The same 100-op chain without a tape on either side: the dispatch cost alone.
     {
       const N = 100;
-      const { e, t } = inputs(4, (seed += 3));
-      const r = await compare(
+      const { e, ts } = await inputs(4, (seed += 3));
+      const rs = await comparePeers(
         {
           case: 'chain forward, no tape',
           shape: `${N} ops on [4]`,
           unit: 'ops/s',
           work: N,
           ours: () => E.noGrad(() => E.tidy(() => chainE(e.x, e.a, e.b, N).dataSync())),
-          peer: { name: peerName, fn: () => tfRead(tf, () => chainT(t.x, t.a, t.b, N)) },
           budget: { time: 500 },
         },
+        peerJobs(ts, '', (t) => () => tfRead(tf, () => chainT(t.x, t.a, t.b, N))),
         opts,
       );
-      rows.push(withNote(r, perOp(N, r)));
+      rows.push(...rs.map((r) => withNote(r, perOp(N, r))));
     }
 
     // Two parameters instead of the input: tf.variableGrads against leaves that require grad.
     {
       const N = 100;
-      const { e, t } = inputs(4, (seed += 3));
+      const { e, ts } = await inputs(4, (seed += 3));
       e.a.requiresGrad_();
       e.b.requiresGrad_();
-      const va: TfVariable = tf.variable(t.a, true, `autodiff_a_${seed}`);
-      const vb: TfVariable = tf.variable(t.b, true, `autodiff_b_${seed}`);
-      theirs.push(va, vb);
-      const r = await compare(
+      // Each peer's variables, made on its backend (a variable shares its initial value's data).
+      const vars: { x: TfTensor; a: TfVariable; b: TfVariable }[] = [];
+      for (const [i, p] of peers.entries()) {
+        await p.select();
+        const a = tf.variable(ts[i].a, true, `autodiff_a_${seed}_${p.backend}`);
+        const b = tf.variable(ts[i].b, true, `autodiff_b_${seed}_${p.backend}`);
+        theirs.push(a, b);
+        vars.push({ x: ts[i].x, a, b });
+      }
+      const rs = await comparePeers(
         {
           case: 'chain fwd+bwd, d/d(a, b)',
           shape: `${N} ops on [4], 2 parameters`,
@@ -125,31 +151,27 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
             chainE(e.x, e.a, e.b, N).sum().backward();
             return takeGrads([e.a, e.b]);
           }),
-          peer: {
-            name: `${peerName} (variableGrads)`,
-            fn: () => {
-              let out: number[] = [];
-              tf.tidy(() => {
-                const { grads } = tf.variableGrads(() => tf.sum(chainT(t.x, va, vb, N)) as TfScalar, [va, vb]);
-                out = [...grads[va.name].dataSync(), ...grads[vb.name].dataSync()];
-              });
-              return out;
-            },
-          },
           budget: { time: 500 },
         },
+        peerJobs(vars, ' (variableGrads)', ({ x, a, b }) => () => {
+          let out: number[] = [];
+          tf.tidy(() => {
+            const { grads } = tf.variableGrads(() => tf.sum(chainT(x, a, b, N)) as TfScalar, [a, b]);
+            out = [...grads[a.name].dataSync(), ...grads[b.name].dataSync()];
+          });
+          return out;
+        }),
         opts,
       );
-      rows.push(withNote(r, perOp(N, r)));
+      rows.push(...rs.map((r) => withNote(r, perOp(N, r))));
     }
 
     // Tensor size at 100 ops: where per-op bookkeeping stops mattering and elementwise compute takes over.
     for (const n of opts.quick ? [4, 4096] : [4, 256, 4096, 65536]) {
       const N = 100;
-      const { e, t } = inputs(n, (seed += 3));
+      const { e, ts } = await inputs(n, (seed += 3));
       e.x.requiresGrad_();
-      const grad = tf.grad((x: TfTensor) => tf.sum(chainT(x, t.a, t.b, N)));
-      const r = await compare(
+      const rs = await comparePeers(
         {
           case: 'chain fwd+bwd, d/dx',
           shape: `${N} ops on [${n}]`,
@@ -161,13 +183,19 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
             chainE(e.x, e.a, e.b, N).sum().backward();
             return takeGrads([e.x]);
           }),
-          peer: { name: peer, fn: () => tfRead(tf, () => grad(t.x)) },
-          growth: [{ series: 'tape: 100-op chain fwd+bwd, over elements', size: n }],
           budget: { time: 500 },
         },
+        peerJobs(ts, ' (tape)', (t) => {
+          const grad = tf.grad((x: TfTensor) => tf.sum(chainT(x, t.a, t.b, N)));
+          return () => tfRead(tf, () => grad(t.x));
+        }),
         opts,
       );
-      rows.push(withNote(r, perOp(N, r) + '; GB/s assumes 9 floats moved per element per op (fwd + bwd)'));
+      rows.push(
+        ...rs.map((r, i) =>
+          withNote(seriesOf(r, i, 'tape: 100-op chain fwd+bwd, over elements', n), perOp(N, r) + '; GB/s assumes 9 floats moved per element per op (fwd + bwd)'),
+        ),
+      );
     }
   } finally {
     for (const t of ours) {
