@@ -392,6 +392,12 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean):
   if (ka !== kb) {
     throw new Error(`matmul: inner dimensions differ: ${fmt(a.shape)}${transA ? '^T' : ''} @ ${fmt(b.shape)}${transB ? '^T' : ''} (${ka} vs ${kb})`);
   }
+  if (!transA && a.ndim > 2 && b.ndim === 2) {
+    // A stack of matrices times one matrix is one tall product: (..., m, k) -> (rows, k). Its backward is
+    // then one product too, not a batch of them summed over the stack.
+    const lead = a.shape.slice(0, -1);
+    return reshape(matmulT(reshape(a, [sizeOf(lead), ka]), b, false, transB), [...lead, n]);
+  }
   const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
   const shape = [...batch, m, n];
   const y = fromHandle('matmul', a.backend, a.backend.matmul(a, b, transA, transB, shape), shape, a.dtype);

@@ -231,13 +231,20 @@ export class CpuBackend implements Backend {
   cat(xs: readonly View[], axis: number): unknown {
     const outShape = [...xs[0].shape];
     outShape[axis] = xs.reduce((n, x) => n + x.shape[axis], 0);
-    const os = stridesOf(outShape);
     const out = arrayFor(xs[0].dtype, sizeOf(outShape));
+    // Handles are dense row-major, so each input is `outer` contiguous runs that land at a fixed stride.
+    const outer = sizeOf(outShape.slice(0, axis));
+    const inner = sizeOf(outShape.slice(axis + 1));
+    const outRun = outShape[axis] * inner;
     let at = 0;
     for (const x of xs) {
-      const dst = stridedOffsets(x.shape, os, at * os[axis]);
       const src = arr(x);
-      for (let i = 0; i < dst.length; i++) out[dst[i]] = src[i];
+      const run = x.shape[axis] * inner;
+      for (let o = 0; o < outer && run > 0; o++) {
+        const [s0, d0] = [o * run, o * outRun + at * inner];
+        if (run >= 32) out.set(src.subarray(s0, s0 + run), d0);
+        else for (let j = 0; j < run; j++) out[d0 + j] = src[s0 + j];
+      }
       at += x.shape[axis];
     }
     return out;

@@ -26,6 +26,9 @@ function checkTarget(t: number, V: number): void {
 
 type Floats = Float32Array | Float64Array;
 
+/** Up to this many query rows per head, attention takes plain loops (attentionFewRows), not the matmul. */
+export const FEW_ROWS = 4;
+
 /** The forward's probabilities, keyed by the lse array it returned, with the inputs they belong to. */
 const savedProbs = new WeakMap<TypedArray, { q: TypedArray; k: TypedArray; keyBias: TypedArray | undefined; scale: number; p: Floats }>();
 
@@ -86,6 +89,50 @@ function attnDims(q: View, k: View) {
   const S = k.shape[r - 2];
   const B = sizeOf(q.shape.slice(0, -2));
   return { B, T, S, hs };
+}
+
+/**
+ * Attention for a few query rows (decoding one token on a KV cache): plain loops over each (batch,
+ * head), since the matmul route would make two tiny products per head. Same masking and outputs as the
+ * general route; p receives the probabilities.
+ */
+function attentionFewRows(q: View, k: View, v: View, scale: number, keyBias: View | undefined, p: Floats, out: Floats, lse: TypedArray): void {
+  const { B, T, S, hs } = attnDims(q, k);
+  const [Q, K, Vv] = [arr(q), arr(k), arr(v)];
+  const bias = keyBias && arr(keyBias);
+  const perBias = B / q.shape[0];
+  const acc = new Float64Array(hs);
+  for (let bh = 0; bh < B; bh++) {
+    const kv = bh * S * hs;
+    const bo = bias ? Math.floor(bh / perBias) * S : 0;
+    for (let i = 0; i < T; i++) {
+      const row = bh * T + i;
+      const [base, qo, lim] = [row * S, row * hs, S - T + i];
+      let m = -Infinity;
+      for (let j = 0; j <= lim; j++) {
+        let dot = 0;
+        for (let d = 0, ko = kv + j * hs; d < hs; d++) dot += Q[qo + d] * K[ko + d];
+        const z = dot * scale + (bias ? bias[bo + j] : 0);
+        p[base + j] = z;
+        if (z > m) m = z;
+      }
+      p.fill(0, base + lim + 1, base + S);
+      acc.fill(0);
+      if (m === -Infinity) {
+        p.fill(0, base, base + S);
+        lse[row] = -Infinity;
+      } else {
+        let l = 0;
+        for (let j = 0; j <= lim; j++) l += p[base + j] = Math.exp(p[base + j] - m);
+        for (let j = 0; j <= lim; j++) {
+          const pj = (p[base + j] /= l);
+          if (pj !== 0) for (let d = 0, vo = kv + j * hs; d < hs; d++) acc[d] += pj * Vv[vo + d];
+        }
+        lse[row] = m + Math.log(l);
+      }
+      for (let d = 0; d < hs; d++) out[qo + d] = acc[d];
+    }
+  }
 }
 
 export const cpuFused: FusedKernels = {
@@ -151,10 +198,19 @@ export const cpuFused: FusedKernels = {
   attention(q, k, v, scale, keyBias) {
     const { T, S } = attnDims(q, k);
     const sShape = [...q.shape.slice(0, -1), S];
-    const p = matmulCpu(q, k, false, true, sShape) as Floats; // (..., T, S) scores, then probabilities
-    const lse = like(q, p.length / S);
-    maskedSoftmax(p, T, S, scale, keyBias && arr(keyBias), sizeOf(q.shape.slice(0, -2)) / q.shape[0], lse);
-    const out = matmulCpu({ handle: p, shape: sShape, dtype: q.dtype }, v, false, false, q.shape);
+    let p: Floats;
+    let out: Floats;
+    let lse: TypedArray;
+    if (T <= FEW_ROWS) {
+      [p, out] = [like(q, sizeOf(sShape)) as Floats, like(q) as Floats];
+      lse = like(q, p.length / S);
+      attentionFewRows(q, k, v, scale, keyBias, p, out, lse);
+    } else {
+      p = matmulCpu(q, k, false, true, sShape) as Floats; // (..., T, S) scores, then probabilities
+      lse = like(q, p.length / S);
+      maskedSoftmax(p, T, S, scale, keyBias && arr(keyBias), sizeOf(q.shape.slice(0, -2)) / q.shape[0], lse);
+      out = matmulCpu({ handle: p, shape: sShape, dtype: q.dtype }, v, false, false, q.shape) as Floats;
+    }
     savedProbs.set(lse, { q: arr(q), k: arr(k), keyBias: keyBias && arr(keyBias), scale, p });
     return { out, lse };
   },
