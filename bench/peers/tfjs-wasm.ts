@@ -1,5 +1,5 @@
-// The WebAssembly peer: TensorFlow.js with tfjs-backend-wasm (its C++ kernels compiled to WebAssembly, XNNPACK
-// for matmul), set up once in Node; the cpu and autodiff suites time it beside tfjs-backend-cpu.
+// The WebAssembly peer: TensorFlow.js with tfjs-backend-wasm (its C++ kernels, XNNPACK among them, compiled to
+// WebAssembly), set up once in Node; the cpu and autodiff suites time it beside tfjs-backend-cpu.
 //
 // tfjs-core keeps one engine per process: the 'cpu' and 'wasm' peers share it, and a tensor belongs to the
 // backend that was active when it was made. A suite that uses both calls tf.setBackend before making a
@@ -26,12 +26,24 @@ export interface TfjsWasm {
 
 let ready: Promise<TfjsWasm> | null = null;
 
+/**
+ * Why this peer is off, or null when it runs (the default). Env TFJS_WASM=off turns it off, for a run that
+ * cannot load the package: the esbuild bundle of ../shared/tools/gpu-bundle.sh carries neither the .wasm
+ * files nor the `__dirname` that the package's Node loader reads.
+ */
+export function tfjsWasmOff(): string | null {
+  return process.env.TFJS_WASM === 'off' ? 'the tfjs-wasm peer is off (env TFJS_WASM=off)' : null;
+}
+
 /** tfjs-core with the 'wasm' backend active (left active: call tf.setBackend to go back to another). */
 export function tfjsWasm(): Promise<TfjsWasm> {
   ready ??= setUp().catch((e: unknown) => {
     ready = null;
     const why = e instanceof Error ? e.message : typeof e === 'object' && e && 'message' in e ? String(e.message) : String(e);
-    throw new Error(`tfjs-wasm peer: @tensorflow/tfjs-backend-wasm could not be loaded (${why}). It is a devDependency: run npm ci.`);
+    throw new Error(
+      `tfjs-wasm peer: @tensorflow/tfjs-backend-wasm could not be loaded (${why}). It is a devDependency: run npm ci; ` +
+        'to run without this peer (a bundled run), set env TFJS_WASM=off.',
+    );
   });
   return ready;
 }

@@ -9,7 +9,7 @@ import { comparePeers, type Job, type PeerJob, type Row, type SuiteOptions } fro
 import { syntheticFloats } from '../napkin.js';
 import { tfjsCpu } from '../peers/tfjs-cpu.js';
 import { registerTfjsGrads } from '../peers/tfjs-grads.js';
-import { tfjsWasm } from '../peers/tfjs-wasm.js';
+import { tfjsWasm, tfjsWasmOff } from '../peers/tfjs-wasm.js';
 
 export const name = 'autodiff';
 
@@ -18,16 +18,21 @@ const opKind = (i: number) => i % 3;
 
 export async function run(opts: SuiteOptions): Promise<Row[]> {
   const { tf, name: cpuName } = await tfjsCpu();
-  const wasm = await tfjsWasm();
+  const off = tfjsWasmOff();
+  const wasm = off ? null : await tfjsWasm();
   registerTfjsGrads(tf);
   // One tfjs engine, two backends: each peer's tensors are made, and its calls timed, with its backend
   // selected (peers/tfjs-wasm.ts says why). The wasm rows' growth series carry the backend in their name.
   const peers = [
     { name: cpuName, backend: 'cpu', series: '' },
-    { name: wasm.name, backend: 'wasm', series: ' (beside tfjs-wasm)' },
+    ...(wasm ? [{ name: wasm.name, backend: 'wasm', series: ' (beside tfjs-wasm)' }] : []),
   ].map((p) => ({ ...p, select: () => tf.setBackend(p.backend) }));
   opts.note('ours: E.tidy around forward, loss.backward() and a read of the gradient; tfjs: tf.tidy around tf.grad(f)(x) (or tf.variableGrads) and dataSync. All on one JavaScript thread.');
-  opts.note(`Peers: tfjs-core's tape on ${cpuName} (JavaScript kernels) and on ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node). Each case times ours and both peers in one tinybench run: ours is timed once, so its figures repeat on the case's ${wasm.name} row.`);
+  opts.note(
+    wasm
+      ? `Peers: tfjs-core's tape on ${cpuName} (JavaScript kernels) and on ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node). Each case times ours and both peers in one tinybench run: ours is timed once, so its figures repeat on the case's ${wasm.name} row.`
+      : `Peer: tfjs-core's tape on ${cpuName} (JavaScript kernels); ${off}.`,
+  );
   opts.note('ops/s counts the chain\'s ops, each forward and backward; the note gives microseconds per op (forward + backward), the figure the target is about: ours no worse than tfjs-core\'s.');
   const live = () => [E.memory().liveTensors, tf.memory().numTensors];
   const before = live();

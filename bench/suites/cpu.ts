@@ -1,13 +1,13 @@
 // Suite `cpu`: the engine's CPU backend against two TensorFlow.js backends, each case in one tinybench run:
 // tfjs-backend-cpu (pure JavaScript on one thread, as ours) and tfjs-backend-wasm (WebAssembly SIMD on one
-// thread, XNNPACK for matmul). Matmul (square and model-shaped, GFLOP/s), elementwise add and a full sum
+// thread, C++ kernels with XNNPACK). Matmul (square and model-shaped, GFLOP/s), elementwise add and a full sum
 // (GB/s). Each call reads its result back with dataSync, so the work is done and every side pays for the read.
 
 import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import * as E from '../../engine/index.js';
 import { comparePeers, type Case, type PeerJob, type Row, type SuiteOptions } from '../harness.js';
 import { tfjsCpu } from '../peers/tfjs-cpu.js';
-import { tfjsWasm } from '../peers/tfjs-wasm.js';
+import { tfjsWasm, tfjsWasmOff } from '../peers/tfjs-wasm.js';
 
 export const name = 'cpu';
 
@@ -38,14 +38,19 @@ function tfRead(tf: { tidy(fn: () => void): void }, f: () => TfTensor): ArrayLik
 
 export async function run(opts: SuiteOptions): Promise<Row[]> {
   const { tf, name: cpuName } = await tfjsCpu();
-  const wasm = await tfjsWasm();
+  const off = tfjsWasmOff();
+  const wasm = off ? null : await tfjsWasm();
   // One tfjs engine, two backends: a tensor lives on the backend active when it was made, so each peer's
   // inputs are made, and its calls timed, with its backend selected (peers/tfjs-wasm.ts says why).
   const peers = [
     { name: cpuName, backend: 'cpu' },
-    { name: wasm.name, backend: 'wasm' },
+    ...(wasm ? [{ name: wasm.name, backend: 'wasm' }] : []),
   ].map((p) => ({ ...p, select: () => tf.setBackend(p.backend) }));
-  opts.note(`Peers: ${cpuName} (JavaScript) and ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node), each on one thread as ours. Each case times ours and both peers in one tinybench run: ours is timed once, so its figures repeat on the case's ${wasm.name} row.`);
+  opts.note(
+    wasm
+      ? `Peers: ${cpuName} (JavaScript) and ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node), each on one thread as ours. Each case times ours and both peers in one tinybench run: ours is timed once, so its figures repeat on the case's ${wasm.name} row.`
+      : `Peer: ${cpuName} (JavaScript, one thread as ours); ${off}.`,
+  );
   const live = () => [E.memory().liveTensors, tf.memory().numTensors];
   const before = live();
   const rows: Row[] = [];
