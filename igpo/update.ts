@@ -75,6 +75,40 @@ export function packRollouts(rollouts: readonly Rollout[], advantages: readonly 
   return p;
 }
 
+/** Per row of a packed batch: positions up to its last target (the rest is padding). */
+export function rowLengths(p: Packed): number[] {
+  return Array.from({ length: p.B }, (_, b) => {
+    let n = p.L;
+    while (n > 0 && p.targets[b * p.L + n - 1] === -1) n--;
+    return n;
+  });
+}
+
+/** Some rows of a packed batch as a batch of their own, cut to the longest of them: less padding to run. */
+export function selectRows(p: Packed, rows: readonly number[]): Packed {
+  const lens = rowLengths(p);
+  const L = Math.max(1, ...rows.map((b) => lens[b]));
+  // Every row is at least as long as L in the source, so a row's first L positions are all it needs.
+  const take = <A extends Int32Array | Float32Array>(a: A): A => {
+    const out = (a instanceof Int32Array ? new Int32Array(rows.length * L) : new Float32Array(rows.length * L)) as A;
+    rows.forEach((b, i) => out.set(a.subarray(b * p.L, b * p.L + L), i * L));
+    return out;
+  };
+  return {
+    B: rows.length,
+    L,
+    ids: take(p.ids),
+    targets: take(p.targets),
+    mask: take(p.mask),
+    advantages: take(p.advantages),
+    oldLogp: take(p.oldLogp),
+    turn: take(p.turn),
+    ...(p.returns ? { returns: take(p.returns) } : {}),
+    ...(p.oldValues ? { oldValues: take(p.oldValues) } : {}),
+    policyTokens: rows.reduce((n, b) => n + p.mask.subarray(b * p.L, (b + 1) * p.L).reduce((a, m) => a + m, 0), 0),
+  };
+}
+
 /** Rows [from, to) of one (B * L) array of a packed batch as a (to - from, L) tensor. */
 export function rowsOf(p: Packed, a: Int32Array | Float32Array, from: number, to: number, device: E.Device): Tensor {
   return E.tensor(a.subarray(from * p.L, to * p.L), [to - from, p.L], { device });
@@ -169,10 +203,15 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
   const critic = opts.critic;
   const sums = { loss: 0, clipFrac: 0, kl: 0, entropy: 0, gradNorm: 0, valueLoss: 0 };
   let n = 0;
-  for (let from = 0; from < packed.B; from += mb) {
-    const to = Math.min(packed.B, from + mb);
+  // Minibatches of rows of similar length, each cut to its longest row: short episodes skip the padding
+  // (and the attention over it) that the longest one in the whole batch would give them.
+  const lens = rowLengths(packed);
+  const order = Array.from({ length: packed.B }, (_, b) => b).sort((a, b) => lens[a] - lens[b] || a - b);
+  for (let start = 0; start < packed.B; start += mb) {
+    const part = selectRows(packed, order.slice(start, start + mb));
+    const [from, to] = [0, part.B];
     const out = E.tidy(() => {
-      const r = rows(packed, from, to, model.device);
+      const r = rows(part, from, to, model.device);
       opt.zeroGrad();
       critic?.opt.zeroGrad();
       const out = model.forward(r.ids, { returnHidden: !!critic }); // (b, L, V), (b, L, C)
@@ -182,7 +221,7 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
       const refLogp = ref && opts.loss.klCoef > 0 ? E.noGrad(() => E.targetLogProb(tempered(ref.forward(r.ids).logits, opts.temperature), r.targets)) : undefined;
       const entropy = opts.loss.entropyCoef > 0 ? entropyFromLogits(logits) : undefined;
       const { loss, stats } = lossFn({ logp, oldLogp: r.oldLogp, advantages: r.advantages, mask: r.mask, refLogp, entropy }, opts.loss);
-      const valueLoss = critic ? critic.loss(hidden!, packed, from, to) : null;
+      const valueLoss = critic ? critic.loss(hidden!, part, from, to) : null;
       (valueLoss ? loss.add(valueLoss.mul(critic!.coef)) : loss).backward();
       const gradNorm = E.clipGradNorm(params, opts.clip);
       opt.step();

@@ -10,7 +10,7 @@ import { defaultTokenizer } from '../model/tokenizer.js';
 import { Episode, makeSplit } from '../igpo/env.js';
 import { collectRollouts, turnRewards, wrappedAnswer, type AgentTask, type Rollout } from '../igpo/rollout.js';
 import { PRESETS, defaultRLOptions, runTraining } from '../igpo/trainer.js';
-import { packRollouts, tempered, tokenLogProbs } from '../igpo/update.js';
+import { packRollouts, rowLengths, selectRows, tempered, tokenLogProbs } from '../igpo/update.js';
 import { entropyFromLogits, policyLoss } from '../igpo/loss.js';
 import { useTempDirs } from './helpers/tempdir.js';
 
@@ -90,6 +90,29 @@ describe('rollouts', () => {
     expect(Math.max(...same)).toBeLessThan(1e-5); // ratio 1 before the first update
     expect(Math.max(...(await at(1)))).toBeGreaterThan(1e-3); // the untempered policy is another one
     expect(() => tempered(E.zeros([1]), 0)).toThrow(/positive/);
+  });
+
+  test('a minibatch of rows cut to its longest row keeps every row, and every log-prob, as in the full batch', async () => {
+    const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 256, nLayer: 1, nHead: 2, nEmbd: 16, ropeBase: 10000, normEps: 1e-5 }, { generator: new E.Generator(6), dtype: 'float64' });
+    const tasks = ['where was tavor born?\n', 'who?\n', 'where?\n', 'and who was born in melin, then?\n'].map(scripted);
+    const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: 3, maxTurnTokens: 14, sampling: {}, scoreAnswers: false }, new E.Generator(7));
+    const packed = packRollouts(rollouts, rollouts.map((r) => r.turns.map((_, k) => k - 0.5)), tok.pad);
+    const lens = rowLengths(packed);
+    rollouts.forEach((r, b) => expect(lens[b]).toBe(r.prompt.length + r.turns.reduce((n, t) => n + t.tokens.length + t.observation.length, 0) - 1));
+    const rows = [...lens.keys()].sort((a, b) => lens[a] - lens[b]).slice(0, 2); // the two shortest rows
+    const part = selectRows(packed, rows);
+    expect(part.L).toBe(Math.max(...rows.map((b) => lens[b])));
+    expect(part.L).toBeLessThan(packed.L);
+    const full = await tokenLogProbs(model, packed, 4);
+    const cut = await tokenLogProbs(model, part, 4);
+    rows.forEach((b, i) => {
+      for (let j = 0; j < part.L; j++) {
+        const [src, dst] = [b * packed.L + j, i * part.L + j];
+        for (const k of ['ids', 'targets', 'mask', 'advantages', 'oldLogp', 'turn'] as const) expect(part[k][dst]).toBe(packed[k][src]);
+        if (packed.mask[src]) expect(cut[dst]).toBeCloseTo(full[src], 12);
+      }
+    });
+    expect(part.policyTokens).toBe(rows.reduce((n, b) => n + packed.mask.subarray(b * packed.L, (b + 1) * packed.L).reduce((a, m) => a + m, 0), 0));
   });
 
   test('tool-response, prompt and padding tokens get exactly zero gradient; policy tokens do not', () => {
