@@ -300,6 +300,8 @@ export interface EpisodeSummary {
   searchHitRate: number;
   /** Fraction of all chain facts that some search returned. */
   neededRecall: number;
+  /** The same by the question's number of hops: episodes, mean reward, mean searches. */
+  byHops: Record<number, { episodes: number; meanReward: number; meanSearches: number }>;
 }
 
 /** Aggregates finished episodes' records. */
@@ -310,7 +312,12 @@ export function summarizeEpisodes(records: readonly EpisodeRecord[]): EpisodeSum
   let hitSearches = 0;
   let found = 0;
   let total = 0;
+  const byHops: EpisodeSummary['byHops'] = {};
   for (const r of records) {
+    const h = (byHops[r.hops] ??= { episodes: 0, meanReward: 0, meanSearches: 0 });
+    h.episodes++;
+    h.meanReward += r.reward ?? 0;
+    h.meanSearches += r.searches;
     if (r.end !== null) ends[r.end] = (ends[r.end] ?? 0) + 1;
     reward += r.reward ?? 0;
     searches += r.searches;
@@ -319,6 +326,10 @@ export function summarizeEpisodes(records: readonly EpisodeRecord[]): EpisodeSum
     total += r.neededTotal;
   }
   const n = records.length;
+  for (const h of Object.values(byHops)) {
+    h.meanReward /= h.episodes;
+    h.meanSearches /= h.episodes;
+  }
   return {
     episodes: n,
     meanReward: n ? reward / n : 0,
@@ -326,5 +337,6 @@ export function summarizeEpisodes(records: readonly EpisodeRecord[]): EpisodeSum
     meanSearches: n ? searches / n : 0,
     searchHitRate: searches ? hitSearches / searches : 0,
     neededRecall: total ? found / total : 0,
+    byHops,
   };
 }

@@ -12,7 +12,7 @@ import { GPT, type GPTConfig } from '../model/gpt.js';
 import { defaultTokenizer, type Tokenizer } from '../model/tokenizer.js';
 import { lengthBuckets, trainSupervised, type Example } from '../model/train.js';
 import { groupTurnAdvantages } from './advantage.js';
-import { Episode, episodeStream, makeSplit, summarizeEpisodes, type EndReason, type EpisodeSpec } from './env.js';
+import { Episode, episodeStream, makeSplit, summarizeEpisodes, type EndReason, type EpisodeSpec, type EpisodeSummary } from './env.js';
 import { expertTurns } from './expert.js';
 import { baseline, defaultBaselineOptions, isBaseline, lossOptionsFor, turnLevel, zeroAdvantageGroups, type AdvantageEstimator, type BaselineOptions, type StepBatch } from './baselines.js';
 import { defaultLossOptions, type PolicyLossFn, type PolicyLossOptions } from './loss.js';
@@ -105,6 +105,8 @@ export interface EvalResult {
   episodes: number;
   ends: Partial<Record<EndReason, number>>;
   meanSearches: number;
+  /** F1 and searches by the question's number of hops. */
+  byHops: EpisodeSummary['byHops'];
 }
 
 /** Greedy decoding on fixed episodes, in batches; mean final reward (F1). */
@@ -117,7 +119,7 @@ export async function evaluate(model: GPT, tok: Tokenizer, specs: readonly Episo
     records.push(...eps.map((ep) => ep.record()));
   }
   const s = summarizeEpisodes(records);
-  return { f1: s.meanReward, episodes: s.episodes, ends: s.ends, meanSearches: s.meanSearches };
+  return { f1: s.meanReward, episodes: s.episodes, ends: s.ends, meanSearches: s.meanSearches, byHops: s.byHops };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -327,12 +329,19 @@ function report(job: TrainJob, losses: number[], res: RLResult, seconds: number)
 | --- | --- | --- |
 | in-domain F1 (${res.evalBefore.inDomain.episodes} episodes) | ${res.evalBefore.inDomain.f1.toFixed(3)} | ${res.evalAfter.inDomain.f1.toFixed(3)} |
 | out-of-domain F1 (${res.evalBefore.ood.episodes} episodes) | ${res.evalBefore.ood.f1.toFixed(3)} | ${res.evalAfter.ood.f1.toFixed(3)} |
-| episode ends, in-domain | ${fmtEnds(res.evalBefore.inDomain.ends)} | ${fmtEnds(res.evalAfter.inDomain.ends)} |
+${hopRows(res.evalBefore.inDomain, res.evalAfter.inDomain)}| episode ends, in-domain | ${fmtEnds(res.evalBefore.inDomain.ends)} | ${fmtEnds(res.evalAfter.inDomain.ends)} |
 
 Time per phase over all RL steps: rollout ${(ms.rollout / 1000).toFixed(1)} s, IG scoring ${(ms.ig / 1000).toFixed(1)} s, update ${(ms.update / 1000).toFixed(1)} s.
 
 Curves: curves.svg. Per-step metrics: metrics.jsonl. Checkpoint: model.safetensors.
 `;
+}
+
+/** In-domain F1 and searches per episode by the question's hops, before and after. */
+function hopRows(before: EvalResult, after: EvalResult): string {
+  const hops = [...new Set([...Object.keys(before.byHops), ...Object.keys(after.byHops)].map(Number))].sort((a, b) => a - b);
+  const cell = (r: EvalResult, h: number) => (r.byHops[h] ? `F1 ${r.byHops[h].meanReward.toFixed(3)}, ${r.byHops[h].meanSearches.toFixed(2)} searches` : '-');
+  return hops.map((h) => `| in-domain, ${h}-hop questions (${before.byHops[h]?.episodes ?? 0} episodes) | ${cell(before, h)} | ${cell(after, h)} |\n`).join('');
 }
 
 function fmtEnds(ends: Partial<Record<string, number>>): string {

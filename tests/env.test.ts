@@ -280,6 +280,16 @@ describe('Episode', () => {
     expect(sum.ends).toEqual({ answer: 40, 'unclosed-tag': 1 });
     expect(sum.meanReward).toBeCloseTo(40 / 41, 12);
     expect(sum.searchHitRate).toBe(1);
+    // By hops: the expert searches once per hop; the malformed episode counts with its question's hops.
+    const all = [...runs, bad.record()];
+    expect(Object.values(sum.byHops).reduce((n, h) => n + h.episodes, 0)).toBe(41);
+    for (const [h, v] of Object.entries(sum.byHops)) {
+      const rs = all.filter((r) => r.hops === Number(h));
+      expect(v.episodes).toBe(rs.length);
+      expect(v.meanSearches).toBeCloseTo(rs.reduce((n, r) => n + r.searches, 0) / rs.length, 12);
+      expect(v.meanReward).toBeCloseTo(rs.reduce((n, r) => n + (r.reward ?? 0), 0) / rs.length, 12);
+    }
+    expect(sum.byHops[2].meanSearches).toBeGreaterThan(sum.byHops[1].meanSearches);
   });
 });
 
