@@ -47,8 +47,9 @@ export const PRESETS: Record<'default' | 'smoke', Preset> = {
     // model then answers after one search on nearly every 2-hop question when it decodes greedily (eval F1
     // 0.01 on them; 0.42 on 1-hop ones), yet samples a second search about 1 time in 6 at temperature 0.7.
     // That is a deficit of the policy, not of its ability to read (with two searches it is right 64% of the
-    // time): what RL is for. With flawless demonstrations the deficit is in copying names, which 16 RL steps
-    // barely moved (eval F1 0.42 -> 0.46 on 256 episodes, seed 1).
+    // time): what RL is for. Without hasty demonstrations (the other flaws are too rare for greedy decoding
+    // to copy) the deficit is in copying names, which 16 RL steps at temperature 0.7 barely moved (eval F1
+    // 0.42 -> 0.46 on 256 episodes, seed 1).
     warmup: { steps: 450, batchSize: 8, lr: 8e-3, minLr: 8e-4, warmupSteps: 20, imperfect: 0.3, hasty: 0.4 },
     // RL: wide steps (16 questions x 8 rollouts) at temperature 1. From the seed-1 warm start above, eval F1
     // went 0.156 -> 0.320 in 16 steps, and mean searches per episode 1.01 -> 1.55 (128 episodes; at
