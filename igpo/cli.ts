@@ -78,8 +78,10 @@ program
   .action(async (o: { checkpoint: string; episodes: number; seed: number; device: 'auto' | 'cpu' | 'webgpu' }) => {
     const { runEval } = await import('./trainer.js');
     const r = await runEval(o.checkpoint, { episodes: o.episodes, seed: o.seed, device: await resolveDevice(o.device) });
-    console.log(`in-domain F1 ${r.inDomain.f1.toFixed(3)} (${r.inDomain.episodes} episodes; ends ${JSON.stringify(r.inDomain.ends)})`);
-    console.log(`out-of-domain F1 ${r.ood.f1.toFixed(3)} (${r.ood.episodes} episodes; ends ${JSON.stringify(r.ood.ends)})`);
+    for (const [name, e] of [['in-domain', r.inDomain], ['out-of-domain', r.ood]] as const) {
+      console.log(`${name} F1 ${e.f1.toFixed(3)} (${e.episodes} episodes; ends ${JSON.stringify(e.ends)})`);
+      for (const [h, b] of Object.entries(e.byHops)) console.log(`  ${h}-hop questions: F1 ${b.meanReward.toFixed(3)}, ${b.meanSearches.toFixed(2)} searches per episode (${b.episodes} episodes)`);
+    }
   });
 
 await program.parseAsync(process.argv);
