@@ -54,53 +54,60 @@ export function wrappedAnswer(tok: Tokenizer, gold: string | readonly string[]):
   return [tok.answer, ...tok.encode(g), tok.answerEnd];
 }
 
-/** Runs every task to its end in one batch (callers replicate a question G times for a group). */
+/**
+ * Runs every task to its end in one batch (callers replicate a question G times for a group). Rows whose
+ * episode has ended leave the decoder between turns (BatchDecoder.retain), which changes no other row.
+ */
 export async function collectRollouts(model: GPT, tok: Tokenizer, tasks: readonly AgentTask[], opts: RolloutOptions, gen: E.Generator, timings?: { generateMs: number; scoreMs: number }): Promise<Rollout[]> {
-  const B = tasks.length;
   const rollouts: Rollout[] = tasks.map((t) => ({ prompt: tok.encode(t.prompt), turns: [], probs: [], outcome: 0, endReason: 'max-turns' }));
   const answers = tasks.map((t) => wrappedAnswer(tok, t.gold));
   const dec = new BatchDecoder(model, rollouts.map((r) => r.prompt), tok.pad);
-  const done = new Array<boolean>(B).fill(false);
+  /** The task of each decoder row: every task at first, then those still running. */
+  let live = tasks.map((_, i) => i);
+  /** p_t of the rows marked, on top of each row's cache. */
   const score = async (rows: boolean[]) => {
     if (!opts.scoreAnswers || !rows.some(Boolean)) return;
     const t0 = performance.now();
-    const lps = await dec.score(answers.map((a, b) => (rows[b] ? a : null)));
+    const lps = await dec.score(live.map((i, b) => (rows[b] ? answers[i] : null)));
     if (timings) timings.scoreMs += performance.now() - t0;
-    lps.forEach((lp, b) => rows[b] && rollouts[b].probs.push(answerProbability(lp)));
+    lps.forEach((lp, b) => rows[b] && rollouts[live[b]].probs.push(answerProbability(lp)));
   };
   try {
-    await score(done.map((d) => !d));
-    for (let turn = 0; turn < opts.maxTurns && done.some((d) => !d); turn++) {
+    await score(live.map(() => true));
+    for (let turn = 0; turn < opts.maxTurns && live.length > 0; turn++) {
       const t0 = performance.now();
-      const gen1 = await dec.generate({ ...opts.sampling, generator: gen, maxTokens: opts.maxTurnTokens, stop: [tok.searchEnd, tok.answerEnd, tok.eos], active: done.map((d) => !d) });
+      const gen1 = await dec.generate({ ...opts.sampling, generator: gen, maxTokens: opts.maxTurnTokens, stop: [tok.searchEnd, tok.answerEnd, tok.eos] });
       if (timings) timings.generateMs += performance.now() - t0;
-      const obs: (number[] | null)[] = new Array(B).fill(null);
-      for (let b = 0; b < B; b++) {
-        if (done[b]) continue;
-        const r = rollouts[b];
+      const obs: (number[] | null)[] = live.map(() => null);
+      live.forEach((i, b) => {
+        const r = rollouts[i];
         const t: Turn = { tokens: gen1.tokens[b], logprobs: gen1.logprobs[b], observation: [], kind: 'ended' };
         r.turns.push(t);
-        const res = tasks[b].step(tok.decode(t.tokens));
+        const res = tasks[i].step(tok.decode(t.tokens));
         if (res.done) {
-          done[b] = true;
           r.outcome = res.reward ?? 0;
           r.endReason = res.reason ?? (res.reward !== undefined ? 'answer' : 'ended');
           t.kind = r.endReason === 'answer' ? 'answer' : 'ended';
-          continue;
+          return;
         }
         t.kind = 'search';
         t.observation = tok.encode(res.observation ?? '');
-        if (dec.sequences[b].length + t.observation.length + answers[b].length > model.cfg.blockSize) {
+        if (dec.sequences[b].length + t.observation.length + answers[i].length > model.cfg.blockSize) {
           // No room for the response and another turn: the episode ends here, its IG so far kept.
-          done[b] = true;
           r.endReason = 'length';
           t.observation = [];
-          continue;
+          return;
         }
         obs[b] = t.observation;
-      }
-      dec.append(obs);
-      await score(obs.map((o) => o !== null));
+      });
+      // Only rows with a response go on; the others are done.
+      const keep = obs.flatMap((o, b) => (o !== null ? [b] : []));
+      if (keep.length === 0) break;
+      dec.retain(keep);
+      live = keep.map((b) => live[b]);
+      const kept = keep.map((b) => obs[b]);
+      dec.append(kept);
+      await score(kept.map(() => true));
     }
   } finally {
     dec.dispose();

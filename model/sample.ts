@@ -75,9 +75,9 @@ export function sampleToken(logits: ArrayLike<number>, opts: SamplingOptions, g:
  * them), then call generate / append / score in any order; dispose() frees the cache.
  */
 export class BatchDecoder {
-  readonly B: number;
+  private rows: number;
   /** Per row: every real token so far (prompt, sampled, appended). */
-  readonly sequences: number[][];
+  sequences: number[][];
   private cache: KVCache | undefined;
   /** (B, V): logits after each row's last real token. */
   private last: Tensor | undefined;
@@ -88,9 +88,38 @@ export class BatchDecoder {
     readonly padId = 0,
   ) {
     if (prompts.length === 0 || prompts.some((p) => p.length === 0)) throw new Error('BatchDecoder: every row needs a non-empty prompt');
-    this.B = prompts.length;
+    this.rows = prompts.length;
     this.sequences = prompts.map(() => []);
     this.feed(prompts);
+  }
+
+  /** Rows in the batch. */
+  get B(): number {
+    return this.rows;
+  }
+
+  /**
+   * Keeps only the given rows, in that order (their cache, last logits and tokens), and frees the rest:
+   * rows that are finished stop costing a share of every later forward. Each kept row decodes exactly as
+   * it would have in the full batch.
+   */
+  retain(rows: readonly number[]): void {
+    if (rows.length === 0 || rows.some((r, i) => !Number.isInteger(r) || r < 0 || r >= this.rows || (i > 0 && r <= rows[i - 1]))) {
+      throw new Error(`BatchDecoder.retain: rows must be increasing indices in [0, ${this.rows}) and not empty, got [${rows.join(', ')}]`);
+    }
+    if (rows.length === this.rows) return;
+    E.tidy(() => {
+      const idx = E.tensor(Int32Array.from(rows), [rows.length], { device: this.model.device });
+      const pick = (t: Tensor) => E.keep(E.indexSelect(t, 0, idx));
+      const cache = this.cache!;
+      const last = this.last!;
+      this.cache = { k: cache.k.map(pick), v: cache.v.map(pick), keyBias: pick(cache.keyBias) };
+      this.last = pick(last);
+      disposeCache(cache);
+      last.dispose();
+    });
+    this.sequences = rows.map((r) => this.sequences[r]);
+    this.rows = rows.length;
   }
 
   /** Slots used so far (real tokens plus padding). */

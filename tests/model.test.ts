@@ -69,6 +69,36 @@ describe('GPT', () => {
     },
   );
 
+  fcTest.prop([fc.integer(), fc.constantFrom<'float32' | 'float64'>('float32', 'float64'), fc.constantFrom(0, 2)], { numRuns: 10 })(
+    'retain drops rows: the kept ones decode, append and score as a full forward says, with their own tokens',
+    async (seed, dtype, prevTokens) => {
+      const tol = dtype === 'float64' ? 1e-9 : 2e-4;
+      const g = new E.Generator(seed);
+      const model = new GPT({ ...tiny, prevTokens }, { generator: g, dtype });
+      const prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9], [2, 2]];
+      const dec = new BatchDecoder(model, prompts);
+      const first = await dec.generate({ maxTokens: 5, stop: [7], generator: g });
+      dec.retain([0, 2, 3]);
+      dec.append([[10, 11], null, [12]]);
+      dec.retain([0, 2]); // rows 0 and 3 of the original batch
+      expect(dec.B).toBe(2);
+      const second = await dec.generate({ maxTokens: 4, generator: g });
+      const scored = await dec.score([[3, 4], [5]]);
+      [0, 3].forEach((orig, b) => {
+        const seq = dec.sequences[b];
+        const appended = orig === 0 ? [10, 11] : [12];
+        expect(seq).toEqual([...prompts[orig], ...first.tokens[orig], ...appended, ...second.tokens[b]]);
+        const full = fullLogprobs(model, seq);
+        second.logprobs[b].forEach((lp, j) => expect(Math.abs(lp - full[seq.length - second.tokens[b].length + j - 1])).toBeLessThan(tol));
+        const ext = fullLogprobs(model, [...seq, ...(b === 0 ? [3, 4] : [5])]);
+        scored[b].forEach((lp, j) => expect(Math.abs(lp - ext[seq.length - 1 + j])).toBeLessThan(tol));
+      });
+      expect(() => dec.retain([1, 0])).toThrow(/increasing indices/);
+      expect(() => dec.retain([])).toThrow(/not empty/);
+      dec.dispose();
+    },
+  );
+
   test('a seed gives the same tokens', async () => {
     const run = async () => {
       const model = new GPT(tiny, { generator: new E.Generator(5) });
