@@ -85,8 +85,7 @@ export function rowLengths(p: Packed): number[] {
 }
 
 /** Some rows of a packed batch as a batch of their own, cut to the longest of them: less padding to run. */
-export function selectRows(p: Packed, rows: readonly number[]): Packed {
-  const lens = rowLengths(p);
+export function selectRows(p: Packed, rows: readonly number[], lens: readonly number[] = rowLengths(p)): Packed {
   const L = Math.max(1, ...rows.map((b) => lens[b]));
   // Every row is at least as long as L in the source, so a row's first L positions are all it needs.
   const take = <A extends Int32Array | Float32Array>(a: A): A => {
@@ -208,7 +207,7 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
   const lens = rowLengths(packed);
   const order = Array.from({ length: packed.B }, (_, b) => b).sort((a, b) => lens[a] - lens[b] || a - b);
   for (let start = 0; start < packed.B; start += mb) {
-    const part = selectRows(packed, order.slice(start, start + mb));
+    const part = selectRows(packed, order.slice(start, start + mb), lens);
     const [from, to] = [0, part.B];
     const out = E.tidy(() => {
       const r = rows(part, from, to, model.device);
