@@ -75,9 +75,8 @@ export function sampleToken(logits: ArrayLike<number>, opts: SamplingOptions, g:
  * them), then call generate / append / score in any order; dispose() frees the cache.
  */
 export class BatchDecoder {
-  private rows: number;
   /** Per row: every real token so far (prompt, sampled, appended). */
-  sequences: number[][];
+  private seqs: number[][];
   private cache: KVCache | undefined;
   /** (B, V): logits after each row's last real token. */
   private last: Tensor | undefined;
@@ -88,14 +87,18 @@ export class BatchDecoder {
     readonly padId = 0,
   ) {
     if (prompts.length === 0 || prompts.some((p) => p.length === 0)) throw new Error('BatchDecoder: every row needs a non-empty prompt');
-    this.rows = prompts.length;
-    this.sequences = prompts.map(() => []);
+    this.seqs = prompts.map(() => []);
     this.feed(prompts);
   }
 
   /** Rows in the batch. */
   get B(): number {
-    return this.rows;
+    return this.seqs.length;
+  }
+
+  /** Per row: every real token so far (prompt, sampled, appended). */
+  get sequences(): number[][] {
+    return this.seqs;
   }
 
   /**
@@ -104,10 +107,10 @@ export class BatchDecoder {
    * it would have in the full batch.
    */
   retain(rows: readonly number[]): void {
-    if (rows.length === 0 || rows.some((r, i) => !Number.isInteger(r) || r < 0 || r >= this.rows || (i > 0 && r <= rows[i - 1]))) {
-      throw new Error(`BatchDecoder.retain: rows must be increasing indices in [0, ${this.rows}) and not empty, got [${rows.join(', ')}]`);
+    if (rows.length === 0 || rows.some((r, i) => !Number.isInteger(r) || r < 0 || r >= this.B || (i > 0 && r <= rows[i - 1]))) {
+      throw new Error(`BatchDecoder.retain: rows must be increasing indices in [0, ${this.B}) and not empty, got [${rows.join(', ')}]`);
     }
-    if (rows.length === this.rows) return;
+    if (rows.length === this.B) return;
     E.tidy(() => {
       const idx = E.tensor(Int32Array.from(rows), [rows.length], { device: this.model.device });
       const pick = (t: Tensor) => E.keep(E.indexSelect(t, 0, idx));
@@ -118,8 +121,7 @@ export class BatchDecoder {
       disposeCache(cache);
       last.dispose();
     });
-    this.sequences = rows.map((r) => this.sequences[r]);
-    this.rows = rows.length;
+    this.seqs = rows.map((r) => this.seqs[r]);
   }
 
   /** Slots used so far (real tokens plus padding). */
@@ -178,7 +180,7 @@ export class BatchDecoder {
       this.cache = { k: cache.k.map((t) => E.keep(t)), v: cache.v.map((t) => E.keep(t)), keyBias: E.keep(cache.keyBias) };
       this.last = E.keep(last);
     });
-    chunks.forEach((c, b) => c && this.sequences[b].push(...c));
+    chunks.forEach((c, b) => c && this.seqs[b].push(...c));
   }
 
   /** Appends tokens that were not sampled (a tool's response), per row; null or [] leaves a row as it is. */
