@@ -24,36 +24,43 @@ function zscore(xs: readonly number[], eps: number): number[] {
 }
 
 /**
- * rewards[i][t]: rollout i's reward for turn t (IG for every turn but the last, F1 for the last);
- * rollouts may have different turn counts. Returns the same ragged shape:
- * A~[i][t] = sum_{k >= t} gamma^(k - t) * A[i][k], with A the group-normalised rewards.
- * Deviation: none from the paper's Eqs. for normalisation and discounting; 'separate' follows the code.
+ * The group normalisation of turn rewards. rewards[i][t]: rollout i's reward for turn t (IG for every
+ * turn but the last, F1 for the last); rollouts may have different turn counts. Returns the same ragged
+ * shape, A[i][t]: 'joint' z-scores every reward of the group together, 'separate' the last turns'
+ * among themselves and the others among themselves.
+ * Deviation: none from the paper's Eq. for normalisation; 'separate' follows the authors' code.
  */
-export function groupTurnAdvantages(rewards: readonly (readonly number[])[], opts: TurnAdvantageOptions = {}): number[][] {
-  const { gamma = 1, norm = 'joint', eps = 1e-6 } = opts;
+export function normalizeGroupRewards(rewards: readonly (readonly number[])[], opts: Pick<TurnAdvantageOptions, 'norm' | 'eps'> = {}): number[][] {
+  const { norm = 'joint', eps = 1e-6 } = opts;
   rewards.forEach((r, i) => {
-    if (r.length === 0) throw new Error(`groupTurnAdvantages: rollout ${i} has no turns`);
+    if (r.length === 0) throw new Error(`normalizeGroupRewards: rollout ${i} has no turns`);
     r.forEach((x, t) => {
-      if (!Number.isFinite(x)) throw new Error(`groupTurnAdvantages: rewards[${i}][${t}] = ${x} is not finite`);
+      if (!Number.isFinite(x)) throw new Error(`normalizeGroupRewards: rewards[${i}][${t}] = ${x} is not finite`);
     });
   });
-  let normed: number[][];
+  let at = 0;
   if (norm === 'joint') {
     const flat = zscore(rewards.flat(), eps);
-    let at = 0;
-    normed = rewards.map((r) => flat.slice(at, (at += r.length)));
-  } else {
-    const finals = zscore(rewards.map((r) => r[r.length - 1]), eps);
-    const gains = zscore(rewards.flatMap((r) => r.slice(0, -1)), eps);
-    let at = 0;
-    normed = rewards.map((r, i) => [...gains.slice(at, (at += r.length - 1)), finals[i]]);
+    return rewards.map((r) => flat.slice(at, (at += r.length)));
   }
-  return normed.map((a) => {
-    const out = new Array<number>(a.length);
+  const finals = zscore(rewards.map((r) => r[r.length - 1]), eps);
+  const gains = zscore(rewards.flatMap((r) => r.slice(0, -1)), eps);
+  return rewards.map((r, i) => [...gains.slice(at, (at += r.length - 1)), finals[i]]);
+}
+
+/** A~[i][t] = sum_{k >= t} gamma^(k - t) * A[i][k], per rollout. Deviation: none from the paper's Eq. */
+export function discountedSums(a: readonly (readonly number[])[], gamma: number): number[][] {
+  return a.map((row) => {
+    const out = new Array<number>(row.length);
     let acc = 0;
-    for (let t = a.length - 1; t >= 0; t--) out[t] = acc = a[t] + gamma * acc;
+    for (let t = row.length - 1; t >= 0; t--) out[t] = acc = row[t] + gamma * acc;
     return out;
   });
+}
+
+/** IGPO's turn advantages: normalise within the group (normalizeGroupRewards), then discount (discountedSums). */
+export function groupTurnAdvantages(rewards: readonly (readonly number[])[], opts: TurnAdvantageOptions = {}): number[][] {
+  return discountedSums(normalizeGroupRewards(rewards, opts), opts.gamma ?? 1);
 }
 
 /** Outcome-only group advantage (GRPO): each rollout's single reward, z-scored in the group. */

@@ -1,83 +1,16 @@
-// The paper's baselines (its Tables 1 and 2) on IGPO's own code path: each is an AdvantageEstimator (the
-// rollouts of a step grouped by question -> an advantage per policy token), plus a policy-loss variant where
-// the algorithm has one (GSPO's sequence-level ratio; PPO's critic lives in value.ts). Pure functions over
-// arrays and one loss on tensors; the training loop stays in trainer.ts and update.ts.
+// The paper's baselines (its Tables 1 and 2) on IGPO's own code path: the maths of each as an advantage
+// estimator (estimator.ts's contract), plus a policy-loss variant where the algorithm has one (GSPO's
+// sequence-level ratio; PPO's critic lives in value.ts). Pure functions over arrays and one loss on
+// tensors; the registry that names them is algorithms.ts, the training loop trainer.ts and update.ts.
 
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
 import { groupOutcomeAdvantages } from './advantage.js';
-import { checkLossInputs, withPenalties, type PolicyLossFn, type PolicyLossOptions } from './loss.js';
-import type { Algo, Rollout } from './rollout.js';
+import type { AdvantageEstimator } from './estimator.js';
+import { checkLossInputs, withPenalties, type PolicyLossFn } from './loss.js';
+import type { Rollout } from './rollout.js';
 import type { Packed } from './update.js';
-import { batchNormalize, defaultValueOptions, policyPositions, ppoEstimator, type ValueOptions } from './value.js';
-
-// ---------------------------------------------------------------------------------------------------
-// The interface.
-
-/** One RL step's rollouts, grouped by question (groups[q]: its G rollouts, packed in this order). */
-export interface StepBatch {
-  groups: readonly (readonly Rollout[])[];
-  packed: Packed;
-  /**
-   * (B * L) log pi_ref, and log pi_old recomputed by the same no-grad forward (not the sampler's values), at
-   * every packed position, when the estimator asks for them (needsRefLogp): their difference is exactly 0
-   * where the two models are equal, as at the first step, instead of float noise that a normalisation blows up.
-   */
-  refLogp?: Float32Array;
-  logp?: Float32Array;
-  /** (B * L) the critic's V_old at every packed position, when the estimator asks for it (needsValues). */
-  values?: Float32Array;
-}
-
-export interface StepAdvantages {
-  /** (B * L) the advantage of each position's target token; 0 off the policy-token mask. */
-  advantages: Float32Array;
-  /** (B * L) value targets, for an estimator with a critic (PPO). */
-  returns?: Float32Array;
-}
-
-/** Rewards and baselines -> per-token advantages for one step. */
-export interface AdvantageEstimator {
-  readonly needsRefLogp?: boolean;
-  /** The trainer gives such an estimator a critic (value.ts) and its values. */
-  readonly needsValues?: boolean;
-  estimate(batch: StepBatch): StepAdvantages;
-}
-
-/** Every policy token of turn t of rollout i carries perTurn[i][t]. */
-export function broadcastTurns(packed: Packed, perTurn: readonly (readonly number[])[]): Float32Array {
-  if (perTurn.length !== packed.B) throw new Error(`broadcastTurns: ${perTurn.length} rollouts for ${packed.B} rows`);
-  const out = new Float32Array(packed.B * packed.L);
-  for (let b = 0; b < packed.B; b++) {
-    for (let j = 0; j < packed.L; j++) {
-      const i = b * packed.L + j;
-      const t = packed.turn[i];
-      if (t < 0) continue;
-      if (t >= perTurn[b].length) throw new Error(`broadcastTurns: rollout ${b} has ${perTurn[b].length} turn advantages, token needs turn ${t}`);
-      out[i] = perTurn[b][t];
-    }
-  }
-  return out;
-}
-
-/** A turn-level estimator: f gives, per group, an advantage per rollout per turn (IGPO's ablation, RLOO, GSPO, GiGPO). */
-export function turnLevel(f: (group: readonly Rollout[]) => number[][]): AdvantageEstimator {
-  return { estimate: (batch) => ({ advantages: broadcastTurns(batch.packed, batch.groups.flatMap((g) => f(g))) }) };
-}
-
-/** Groups (consecutive runs of `groupSize` rows) whose policy tokens' advantages are all exactly 0: no learning signal. */
-export function zeroAdvantageGroups(packed: Packed, advantages: ArrayLike<number>, groupSize: number): number {
-  let zero = 0;
-  for (let from = 0; from < packed.B; from += groupSize) {
-    let all = true;
-    for (let i = from * packed.L; i < Math.min(packed.B, from + groupSize) * packed.L && all; i++) if (packed.mask[i] === 1 && advantages[i] !== 0) all = false;
-    if (all) zero++;
-  }
-  return zero;
-}
-
-/** An outcome-level advantage per rollout, given to every turn of the rollout. */
-const perRollout = (group: readonly Rollout[], a: readonly number[]) => group.map((r, i) => r.turns.map(() => a[i]));
+import { batchNormalize, defaultValueOptions, policyPositions, type ValueOptions } from './value.js';
 
 // ---------------------------------------------------------------------------------------------------
 // RLOO.
@@ -140,7 +73,7 @@ export function reinforcePPEstimator(opts: ReinforcePPOptions): AdvantageEstimat
     needsRefLogp: true,
     estimate(batch) {
       if (!batch.refLogp || !batch.logp) throw new Error('reinforce++: the estimator needs log pi_old and log pi_ref of the batch');
-      const returns = klShapedReturns(batch.packed, batch.groups.flat().map((r) => r.outcome), batch.logp, batch.refLogp, opts);
+      const returns = klShapedReturns(batch.packed, batch.outcomes.flat(), batch.logp, batch.refLogp, opts);
       return { advantages: batchNormalize(returns, batch.packed.mask, opts.eps) };
     },
   };
@@ -229,14 +162,15 @@ function normalize(xs: readonly number[], norm: 'std' | 'mean', eps: number): nu
 
 /**
  * GiGPO (Feng et al. 2025, "Group-in-Group Policy Optimization for LLM Agent Training"): A = A^E + omega A^S.
- * A^E_i: the episode-level group advantage of the outcome reward (normalised in the group of G rollouts).
+ * A^E_i: the episode-level group advantage of the outcome reward outcomes[i] (normalised in the group of G rollouts).
  * A^S_{i,t}: the step return R_{i,t} = sum_{k >= t} gamma^(k - t) r_{i,k} (here the outcome on the last turn,
  * so gamma^(T_i - 1 - t) F1_i) normalised within its anchor group (anchorGroups); a singleton anchor gives 0.
  * Deviations: population std (the authors' code uses the sample std); anchor states as in anchorKeys.
  */
-export function gigpoAdvantages(group: readonly Rollout[], opts: GiGPOOptions): number[][] {
-  const episode = normalize(group.map((r) => r.outcome), opts.norm, opts.eps);
-  const returns = group.map((r) => r.turns.map((_, t) => opts.gamma ** (r.turns.length - 1 - t) * r.outcome));
+export function gigpoAdvantages(group: readonly Rollout[], outcomes: readonly number[], opts: GiGPOOptions): number[][] {
+  if (outcomes.length !== group.length) throw new Error(`gigpoAdvantages: ${outcomes.length} outcomes for ${group.length} rollouts`);
+  const episode = normalize(outcomes, opts.norm, opts.eps);
+  const returns = group.map((r, i) => r.turns.map((_, t) => opts.gamma ** (r.turns.length - 1 - t) * outcomes[i]));
   const step = group.map((r) => r.turns.map(() => 0));
   for (const members of anchorGroups(group).values()) {
     const a = normalize(members.map(([i, t]) => returns[i][t]), opts.norm, opts.eps);
@@ -246,10 +180,9 @@ export function gigpoAdvantages(group: readonly Rollout[], opts: GiGPOOptions): 
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The registry.
+// Settings.
 
-export type BaselineAlgo = Exclude<Algo, 'igpo' | 'grpo' | 'ig'>;
-
+/** The baselines' own settings; IGPO and its ablations ignore them. */
 export interface BaselineOptions {
   reinforcePP: ReinforcePPOptions;
   /** GSPO's sequence-level clip range (the paper's 3e-4 / 4e-4). */
@@ -264,28 +197,3 @@ export const defaultBaselineOptions: BaselineOptions = {
   gigpo: { omega: 1, gamma: 0.95, norm: 'std', eps: 1e-6 },
   ppo: defaultValueOptions,
 };
-
-export const isBaseline = (algo: Algo): algo is BaselineAlgo => algo !== 'igpo' && algo !== 'grpo' && algo !== 'ig';
-
-/** The shared loss options as an algorithm uses them: REINFORCE++ moves the KL into the reward, GSPO clips sequences. */
-export function lossOptionsFor(algo: Algo, base: PolicyLossOptions, opts: BaselineOptions = defaultBaselineOptions): PolicyLossOptions {
-  if (algo === 'reinforce++') return { ...base, klCoef: 0 };
-  if (algo === 'gspo') return { ...base, ...opts.gspo };
-  return base;
-}
-
-/** A baseline's advantage estimator, and its policy loss when it is not the shared token-level one. */
-export function baseline(algo: BaselineAlgo, opts: BaselineOptions = defaultBaselineOptions): { estimator: AdvantageEstimator; lossFn?: PolicyLossFn } {
-  switch (algo) {
-    case 'rloo':
-      return { estimator: turnLevel((g) => perRollout(g, rlooAdvantages(g.map((r) => r.outcome)))) };
-    case 'reinforce++':
-      return { estimator: reinforcePPEstimator(opts.reinforcePP) };
-    case 'gspo':
-      return { estimator: turnLevel((g) => perRollout(g, groupOutcomeAdvantages(g.map((r) => r.outcome)))), lossFn: gspoLoss };
-    case 'gigpo':
-      return { estimator: turnLevel((g) => gigpoAdvantages(g, opts.gigpo)) };
-    case 'ppo':
-      return { estimator: ppoEstimator(opts.ppo) };
-  }
-}

@@ -1,10 +1,12 @@
-// The `igpo` command line: `igpo train` (warm-up then RL, the main job) and `igpo compare` (the paper's
-// ablation at our scale). Argument parsing is commander's; the work is in trainer.ts and compare.ts.
+// The `igpo` command line: `igpo train` (warm-up then RL, the main job), `igpo compare` (the paper's
+// comparisons at our scale) and `igpo eval` (a checkpoint's F1, and its p_t dumped). Argument parsing is
+// commander's; the work is in trainer.ts and compare.ts.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as E from '../engine/index.js';
-import { PRESETS, defaultRLOptions, runTraining } from './trainer.js';
-import { ALGOS, type Algo } from './rollout.js';
+import { ALGOS, defaultRLOptions, type Algo, type RLOptions } from './algorithms.js';
+import { PROBES, resolveProbe, type Probe } from './reward.js';
+import { PRESETS, runTraining } from './trainer.js';
 
 function int(name: string, min = -Infinity) {
   return (v: string) => {
@@ -27,31 +29,87 @@ export async function resolveDevice(device: 'auto' | 'cpu' | 'webgpu'): Promise<
   }
 }
 
+function number(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
+    return n;
+  };
+}
+
 const program = new Command('igpo').description('Information Gain-based Policy Optimization on a tiny search agent, in TypeScript');
 
-program
+/** A bad combination of flags: one line, exit 1 (commander's own error). */
+const usageError = (msg: string): never => program.error(`error: ${msg}`);
+
+type DeviceFlag = 'auto' | 'cpu' | 'webgpu';
+
+interface ProbeFlags {
+  probe: string;
+  probePrefix?: string;
+  probeClose?: boolean;
+}
+
+/** The probe flags: which probe measures p_t (`dflt` when not given), and its two options. */
+function withProbe(cmd: Command, dflt: { value: string; description?: string }): Command {
+  return cmd
+    .addOption(
+      new Option('--probe <probe>', 'how p_t is measured: think (an answer turn\u2019s opening, then the gold answer scored) or bare (the first probe: <answer>gold</answer>, every token scored)')
+        .choices(Object.keys(PROBES))
+        .default(dflt.value, dflt.description),
+    )
+    .option('--probe-prefix <text>', 'the probe\u2019s unscored opening text instead of its own')
+    .option('--probe-close', 'score the closing </answer> too');
+}
+
+function probeOf(o: ProbeFlags): Probe {
+  try {
+    return resolveProbe(o.probe, { prefix: o.probePrefix, close: o.probeClose });
+  } catch (e) {
+    return usageError(`--probe: ${(e as Error).message}`);
+  }
+}
+
+interface RLFlags extends ProbeFlags {
+  norm: 'joint' | 'separate';
+  igLogSpace?: boolean;
+  formatPenalty?: number;
+}
+
+/** What the paper and the authors' released script vary, on train and compare alike. */
+function withRLOptions(cmd: Command): Command {
+  return withProbe(cmd, { value: 'think' })
+    .addOption(new Option('--norm <norm>', 'turn-reward normalisation: joint (paper) or separate (authors\u2019 code)').choices(['joint', 'separate']).default('joint'))
+    .option('--ig-log-space', 'IG as log p_t - log p_{t-1} (the authors\u2019 log_prob_diff)')
+    .option('--format-penalty <r>', 'outcome reward of a malformed or answerless episode instead of 0 (the authors\u2019 code: -2); off by default', number('--format-penalty'));
+}
+
+function rlOptionsOf(o: RLFlags): Omit<RLOptions, 'algo' | 'loss' | 'baselines' | 'gamma'> {
+  return { norm: o.norm, logSpace: o.igLogSpace ?? false, probe: probeOf(o), formatPenalty: o.formatPenalty ?? null };
+}
+
+const train = program
   .command('train')
   .description('supervised warm-up on expert demonstrations, then RL; writes metrics.jsonl, model.safetensors, curves.svg, report.md')
   .addOption(new Option('--algo <algo>', 'igpo (F1 + IG), grpo (F1 only), ig (IG only), or a baseline: rloo, ppo, reinforce++, gspo, gigpo').choices(ALGOS).default('igpo'))
   .addOption(new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'))
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
-  .addOption(new Option('--norm <norm>', 'turn-reward normalisation: joint (paper) or separate (authors\u2019 code)').choices(['joint', 'separate']).default('joint'))
   .option('--seed <n>', 'random seed', int('--seed'), 0)
-  .option('--out <dir>', 'output directory', 'runs/train')
-  .action(async (o: { algo: Algo; preset: keyof typeof PRESETS; device: 'auto' | 'cpu' | 'webgpu'; norm: 'joint' | 'separate'; seed: number; out: string }) => {
-    const device = await resolveDevice(o.device);
-    await runTraining({
-      preset: PRESETS[o.preset],
-      rl: { ...defaultRLOptions(o.algo), norm: o.norm },
-      seed: o.seed,
-      device,
-      outDir: o.out,
-      progress: process.stderr.isTTY,
-      log: (line) => console.log(line),
-    });
+  .option('--out <dir>', 'output directory', 'runs/train');
+withRLOptions(train).action(async (o: RLFlags & { algo: Algo; preset: keyof typeof PRESETS; device: DeviceFlag; seed: number; out: string }) => {
+  const rl = rlOptionsOf(o);
+  await runTraining({
+    preset: PRESETS[o.preset],
+    rl: { ...defaultRLOptions(o.algo), ...rl },
+    seed: o.seed,
+    device: await resolveDevice(o.device),
+    outDir: o.out,
+    progress: process.stderr.isTTY,
+    log: (line) => console.log(line),
   });
+});
 
-program
+const compare = program
   .command('compare')
   .description('the paper\u2019s comparisons at our scale (its Tables 1-3, Figures 1, 4, 5): equal token budget per algorithm')
   .option('--algos <list>', `comma-separated algorithms (${ALGOS.join(', ')})`, 'igpo,grpo,ig')
@@ -59,29 +117,34 @@ program
   .addOption(new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'))
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
   .option('--out <dir>', 'output directory', 'runs/compare')
-  .option('--rl-steps <n>', 'RL steps of the first algorithm, whose sampled policy tokens are every algorithm\u2019s budget (default: the preset\u2019s)', int('--rl-steps', 1))
-  .action(async (o: { algos: string; seeds: number; preset: keyof typeof PRESETS; device: 'auto' | 'cpu' | 'webgpu'; out: string; rlSteps?: number }) => {
-    const { runCompare } = await import('./compare.js');
-    const algos = o.algos.split(',').map((a) => a.trim());
-    const base = PRESETS[o.preset];
-    const preset = o.rlSteps === undefined ? base : { ...base, rl: { ...base.rl, steps: o.rlSteps, evalEvery: Math.min(base.rl.evalEvery, o.rlSteps) } };
-    await runCompare({ algos, seeds: o.seeds, preset, device: await resolveDevice(o.device), outDir: o.out, progress: process.stderr.isTTY, log: (l) => console.log(l) });
-  });
+  .option('--rl-steps <n>', 'RL steps of the first algorithm, whose sampled policy tokens are every algorithm\u2019s budget (default: the preset\u2019s)', int('--rl-steps', 1));
+withRLOptions(compare).action(async (o: RLFlags & { algos: string; seeds: number; preset: keyof typeof PRESETS; device: DeviceFlag; out: string; rlSteps?: number }) => {
+  const { runCompare } = await import('./compare.js');
+  const rl = rlOptionsOf(o);
+  const algos = o.algos.split(',').map((a) => a.trim());
+  const base = PRESETS[o.preset];
+  const preset = o.rlSteps === undefined ? base : { ...base, rl: { ...base.rl, steps: o.rlSteps, evalEvery: Math.min(base.rl.evalEvery, o.rlSteps) } };
+  await runCompare({ algos, seeds: o.seeds, preset, rl, device: await resolveDevice(o.device), outDir: o.out, progress: process.stderr.isTTY, log: (l) => console.log(l) });
+});
 
-program
+const evaluate = program
   .command('eval')
   .description('greedy eval F1 of a checkpoint on held-out and out-of-domain episodes')
   .requiredOption('--checkpoint <file>', 'a model.safetensors written by igpo train')
-  .option('--episodes <n>', 'episodes per split', int('--episodes'), 128)
+  .option('--episodes <n>', 'episodes per split', int('--episodes', 1), 128)
   .option('--seed <n>', 'which held-out episodes', int('--seed'), 0)
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
-  .action(async (o: { checkpoint: string; episodes: number; seed: number; device: 'auto' | 'cpu' | 'webgpu' }) => {
-    const { runEval } = await import('./trainer.js');
-    const r = await runEval(o.checkpoint, { episodes: o.episodes, seed: o.seed, device: await resolveDevice(o.device) });
-    for (const [name, e] of [['in-domain', r.inDomain], ['out-of-domain', r.ood]] as const) {
-      console.log(`${name} F1 ${e.f1.toFixed(3)} (${e.episodes} episodes; ends ${JSON.stringify(e.ends)})`);
-      for (const [h, b] of Object.entries(e.byHops)) console.log(`  ${h}-hop questions: F1 ${b.meanReward.toFixed(3)}, ${b.meanSearches.toFixed(2)} searches per episode (${b.episodes} episodes)`);
-    }
-  });
+  .option('--dump <file>', 'write every episode as a JSON line: its token ids, turns, probe tokens and p_t as training scores them');
+withProbe(evaluate, { value: 'checkpoint', description: 'the one the checkpoint was trained with' }).action(async (o: ProbeFlags & { checkpoint: string; episodes: number; seed: number; device: DeviceFlag; dump?: string }) => {
+  const { runEval } = await import('./trainer.js');
+  if (o.probe === 'checkpoint' && (o.probePrefix !== undefined || o.probeClose)) usageError('--probe-prefix and --probe-close need --probe think or bare');
+  const probe = o.probe === 'checkpoint' ? undefined : probeOf(o);
+  const r = await runEval(o.checkpoint, { episodes: o.episodes, seed: o.seed, device: await resolveDevice(o.device), probe, dump: o.dump });
+  for (const [name, e] of [['in-domain', r.inDomain], ['out-of-domain', r.ood]] as const) {
+    console.log(`${name} F1 ${e.f1.toFixed(3)} (${e.episodes} episodes; ends ${JSON.stringify(e.ends)})`);
+    for (const [h, b] of Object.entries(e.byHops)) console.log(`  ${h}-hop questions: F1 ${b.meanReward.toFixed(3)}, ${b.meanSearches.toFixed(2)} searches per episode (${b.episodes} episodes)`);
+  }
+  if (o.dump) console.log(`wrote ${o.dump}: ${2 * o.episodes} episodes, one JSON line each`);
+});
 
 await program.parseAsync(process.argv);

@@ -194,7 +194,10 @@ export class Episode {
   readonly prompt: string;
   private readonly opts: Required<Pick<EpisodeOptions, 'maxTurns' | 'maxContextTokens' | 'maxTokens'>> & { score: AnswerScore };
   private readonly needed: ReadonlySet<string>;
+  /** The question's last chain fact: the one that holds the gold answer. */
+  private readonly answerFact: string;
   private readonly seen = new Set<string>();
+  private factTurn: number | null = null;
   private readonly turns: TurnRecord[] = [];
   private text: string;
   private end: EndReason | null = null;
@@ -209,6 +212,7 @@ export class Episode {
     this.facts = facts.map((f) => (typeof f === 'string' ? f : f.text));
     this.retriever = new Retriever(this.facts, opts);
     this.needed = new Set(question.chain.map((f) => f.text));
+    this.answerFact = question.chain[question.chain.length - 1].text;
     this.opts = {
       maxTurns: opts.maxTurns ?? 4,
       maxContextTokens: opts.maxContextTokens ?? CONTEXT_TOKENS,
@@ -236,6 +240,11 @@ export class Episode {
     return this.turns.length;
   }
 
+  /** The turn whose search first returned the fact that holds the gold answer, or null while none has. */
+  get answerFactTurn(): number | null {
+    return this.factTurn;
+  }
+
   /** The episode's text so far: prompt, then each turn followed by its info block. */
   transcript(): string {
     return this.text;
@@ -258,6 +267,7 @@ export class Episode {
     const hits = retrieved.filter((f) => this.needed.has(f));
     const fresh = hits.filter((f) => !this.seen.has(f));
     for (const f of hits) this.seen.add(f);
+    if (this.factTurn === null && retrieved.includes(this.answerFact)) this.factTurn = this.turns.length;
     this.turns.push({ text: turnText, kind: 'search', query: parsed.query, retrieved, neededHits: hits.length, newNeeded: fresh.length });
     if (this.turns.length >= this.opts.maxTurns) return this.finish('max-turns', 0);
     const observation = formatInfo(retrieved);

@@ -1,48 +1,30 @@
 // The IGPO training job: a supervised warm-up on the scripted expert's demonstrations, then RL with G
-// rollouts per question, turn rewards (IG and/or F1), group-normalised turn advantages and the clipped
-// surrogate loss against a frozen reference; the paper's baselines (baselines.ts) run on the same loop.
-// Writes metrics.jsonl, the checkpoint, curves and report.md.
+// rollouts per question, each algorithm's rewards and advantages (its entry in algorithms.ts), and the
+// clipped surrogate loss against a frozen reference on minibatches of whole groups. Writes
+// metrics.jsonl, the checkpoint, curves and report.md; `igpo eval` (runEval) reads a checkpoint back.
 
 import cliProgress from 'cli-progress';
 import { mkdir, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
 import * as E from '../engine/index.js';
 import { saveCheckpoint } from '../model/checkpoint.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
 import { defaultTokenizer, type Tokenizer } from '../model/tokenizer.js';
 import { lengthBuckets, trainSupervised, type Example } from '../model/train.js';
-import { groupTurnAdvantages } from './advantage.js';
+import { algorithm, lossOptionsOf, outcomeReward, type Algo, type RLOptions } from './algorithms.js';
 import { Episode, episodeStream, makeSplit, summarizeEpisodes, type EndReason, type EpisodeSpec, type EpisodeSummary } from './env.js';
+import type { StepBatch } from './estimator.js';
 import { expertTurns } from './expert.js';
-import { baseline, defaultBaselineOptions, isBaseline, lossOptionsFor, turnLevel, zeroAdvantageGroups, type AdvantageEstimator, type BaselineOptions, type StepBatch } from './baselines.js';
-import { defaultLossOptions, type PolicyLossFn, type PolicyLossOptions } from './loss.js';
-import { collectRollouts, turnRewards, type Algo, type Rollout } from './rollout.js';
-import { frozenCopy, packRollouts, tokenLogProbs, updatePolicy } from './update.js';
+import { collapsedGroups, gtEntropyReduction, igByAnswerFact, igShare, meanOrNull, pearson, rolloutGains, zeroAdvantageGroups } from './metrics.js';
+import { THINK_PROBE, type Probe } from './reward.js';
+import { collectRollouts, type Rollout } from './rollout.js';
+import { frozenCopy, groupMinibatches, packRollouts, tokenLogProbs, updatePolicy } from './update.js';
 import { Critic } from './value.js';
 import { PRESETS, type Preset } from './presets.js';
 
 export { PRESETS, type Preset } from './presets.js';
-
-export interface RLOptions {
-  algo: Algo;
-  /** Turn-reward normalisation; 'joint' is the paper's. GRPO always uses 'separate' (see rlStep). */
-  norm: 'joint' | 'separate';
-  gamma: number;
-  /** IG in log space (the authors' log_prob_diff option). */
-  logSpace: boolean;
-  loss: PolicyLossOptions;
-  /** The baselines' own settings (baselines.ts, value.ts); IGPO's ablation ignores them. */
-  baselines: BaselineOptions;
-}
-
-export const defaultRLOptions = (algo: Algo = 'igpo'): RLOptions => ({
-  algo,
-  norm: 'joint',
-  gamma: 1,
-  logSpace: false,
-  loss: lossOptionsFor(algo, defaultLossOptions),
-  baselines: defaultBaselineOptions,
-});
+export { defaultRLOptions, type RLOptions } from './algorithms.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Warm-up.
@@ -109,17 +91,53 @@ export interface EvalResult {
   byHops: EpisodeSummary['byHops'];
 }
 
+export interface EvalOptions {
+  /** The probe of the run (its tokens are kept free at the end of the context, as in training). */
+  probe?: Probe;
+  /** Score p_t on the greedy episodes, at this temperature (the preset's RL temperature for a dump). */
+  scoreTemperature?: number;
+  /** Each finished episode: its rollout, as collectRollouts returned it. */
+  onEpisode?: (r: Rollout, spec: EpisodeSpec) => void;
+  batch?: number;
+}
+
 /** Greedy decoding on fixed episodes, in batches; mean final reward (F1). */
-export async function evaluate(model: GPT, tok: Tokenizer, specs: readonly EpisodeSpec[], preset: Preset, batch = 32): Promise<EvalResult> {
+export async function evaluate(model: GPT, tok: Tokenizer, specs: readonly EpisodeSpec[], preset: Preset, opts: EvalOptions = {}): Promise<EvalResult> {
+  const batch = opts.batch ?? 32;
   const records = [];
   for (let i = 0; i < specs.length; i += batch) {
-    const eps = specs.slice(i, i + batch).map((s) => Episode.fromSpec(s, { maxTurns: preset.rl.maxTurns }));
+    const part = specs.slice(i, i + batch);
+    const eps = part.map((s) => Episode.fromSpec(s, { maxTurns: preset.rl.maxTurns }));
     const tasks = eps.map((ep) => ({ prompt: ep.prompt, gold: ep.gold, step: (t: string) => ep.step(t) }));
-    await collectRollouts(model, tok, tasks, { maxTurns: preset.rl.maxTurns, maxTurnTokens: preset.rl.maxTurnTokens, sampling: { temperature: 0 }, scoreAnswers: false }, new E.Generator(0));
+    const rollouts = await collectRollouts(
+      model,
+      tok,
+      tasks,
+      { maxTurns: preset.rl.maxTurns, maxTurnTokens: preset.rl.maxTurnTokens, sampling: { temperature: 0 }, probe: opts.probe ?? THINK_PROBE, scoreTemperature: opts.scoreTemperature ?? null },
+      new E.Generator(0),
+    );
+    rollouts.forEach((r, k) => opts.onEpisode?.(r, part[k]));
     records.push(...eps.map((ep) => ep.record()));
   }
   const s = summarizeEpisodes(records);
   return { f1: s.meanReward, episodes: s.episodes, ends: s.ends, meanSearches: s.meanSearches, byHops: s.byHops };
+}
+
+/**
+ * One line of `igpo eval --dump`: every token id of the episode in order, where each turn's policy
+ * tokens are ([start, end) in ids), the probe's tokens, and p_t scored on ids[0:pAt[t]] + prefix + answer,
+ * averaged over the answer's tokens.
+ */
+export function dumpLine(r: Rollout, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const ids = [...r.prompt];
+  const turns = r.turns.map((t) => {
+    const start = ids.length;
+    ids.push(...t.tokens);
+    const end = ids.length;
+    ids.push(...t.observation);
+    return { kind: t.kind, start, end };
+  });
+  return { ids, turns, probe: r.probe, p: r.probs, pAt: r.probeAt, ...extra };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -130,14 +148,35 @@ export interface StepMetrics {
   algo: Algo;
   seed: number;
   trainF1: number;
+  /**
+   * The paper's advantage collapse: the fraction of the step's groups whose outcome rewards are all equal
+   * (TRL's frac_reward_zero_std), whatever the algorithm does with them.
+   */
+  collapsedGroups: number;
+  /** The fraction of groups whose advantages are all exactly 0; about 0 for IGPO by construction. */
   zeroAdvantageGroups: number;
-  meanIG: number;
-  /** Mean over rollouts of log p_last - log p_0: the drop in the ground truth's entropy (-log p). */
-  gtEntropyReduction: number;
+  /** Mean over rollouts of the algorithm's return (its turn rewards summed). */
+  rewardMean: number;
+  /** Mean IG per search turn that got a tool response (probability space). */
+  meanIG: number | null;
+  /** IG turns' share of the group-normalised turn rewards' sum of squares; null for estimators without turn rewards. */
+  igShare: number | null;
+  /** Pearson's correlation over the step's rollouts of a rollout's summed IG with its F1. */
+  igF1Corr: number | null;
+  /** Mean summed IG of rollouts shown the answer's fact by a search, and of those that searched without it. */
+  igFound: number | null;
+  igNotFound: number | null;
+  /** Mean IG of the search turns that first returned the answer's fact, and of every other search turn. */
+  igFactTurn: number | null;
+  igOtherTurns: number | null;
+  /** Mean over rollouts of log p_last - log p_0: the drop in the ground truth's entropy (-log p), the paper's Fig. 4. */
+  gtEntropyReduction: number | null;
   policyTokens: number;
   loss: number;
   kl: number;
   clipFrac: number;
+  /** Per minibatch, in order: the first is on-policy (ratio 1 before its step). */
+  clipFracs: number[];
   entropy: number;
   gradNorm: number;
   /** PPO's value loss. */
@@ -146,21 +185,6 @@ export interface StepMetrics {
   ms: { rollout: number; igScoring: number; update: number };
   evalF1?: number;
   oodF1?: number;
-}
-
-/** Rewards -> advantages for one group of rollouts of the same question (IGPO's ablation: igpo, grpo, ig). */
-export function groupAdvantages(group: readonly Rollout[], opts: RLOptions): number[][] {
-  const algo = opts.algo;
-  if (isBaseline(algo)) throw new Error(`groupAdvantages: '${algo}' is a baseline; see baselines.ts`);
-  const rewards = group.map((r) => turnRewards(r, algo, { logSpace: opts.logSpace }));
-  // GRPO is outcome-only: with IG terms all zero, 'separate' normalisation gives every turn of a rollout
-  // its z-scored outcome, which is GRPO's advantage; 'joint' would mix in the zeros.
-  return groupTurnAdvantages(rewards, { gamma: opts.gamma, norm: opts.algo === 'grpo' ? 'separate' : opts.norm });
-}
-
-/** What an algorithm brings to the shared loop: its advantage estimator, and its policy loss if not the shared one. */
-export function algorithmOf(opts: RLOptions): { estimator: AdvantageEstimator; lossFn?: PolicyLossFn } {
-  return isBaseline(opts.algo) ? baseline(opts.algo, opts.baselines) : { estimator: turnLevel((g) => groupAdvantages(g, opts)) };
 }
 
 export interface RLResult {
@@ -176,19 +200,26 @@ export interface RLHooks {
   evalBefore?: { inDomain: EvalResult; ood: EvalResult };
 }
 
-/** Runs RL from a warm-started model (modified in place). */
+/**
+ * Runs RL from a warm-started model (modified in place). Each step reads top-down: rollouts (with p_t
+ * scored by the run's probe), outcome rewards, advantages by the algorithm's estimator (algorithms.ts),
+ * the update on minibatches of whole groups, then the step's metrics (metrics.ts).
+ */
 export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: RLOptions, seed: number, hooks: RLHooks = {}): Promise<RLResult> {
   const rl = preset.rl;
+  const algo = algorithm(opts.algo);
+  const estimator = algo.estimator(opts);
+  const loss = lossOptionsOf(opts);
   const evalSet = makeSplit('eval', seed, rl.evalEpisodes);
   const oodSet = makeSplit('ood', seed, rl.evalEpisodes);
-  const evalBoth = async () => ({ inDomain: await evaluate(model, tok, evalSet, preset), ood: await evaluate(model, tok, oodSet, preset) });
+  const evalBoth = async () => ({ inDomain: await evaluate(model, tok, evalSet, preset, { probe: opts.probe }), ood: await evaluate(model, tok, oodSet, preset, { probe: opts.probe }) });
   const evalBefore = hooks.evalBefore ?? (await evalBoth());
-  const { estimator, lossFn } = algorithmOf(opts);
-  const ref = opts.loss.klCoef > 0 || estimator.needsRefLogp ? frozenCopy(model) : null;
+  const ref = loss.klCoef > 0 || estimator.needsRefLogp ? frozenCopy(model) : null;
   const critic = estimator.needsValues ? new Critic(model, rl.lr, opts.baselines.ppo, seed + 3000) : null;
   const opt = new E.AdamW(model.parameters(), { lr: rl.lr, weightDecay: 0, betas: [0.9, 0.999] });
   const stream = episodeStream('train', seed + 1000);
   const gen = new E.Generator(seed + 2000);
+  const shuffle = new E.Generator(seed + 4000); // minibatch order: its own stream, so sampling sees the same draws
   const steps: StepMetrics[] = [];
   let policyTokens = 0;
   let lastEval: { step: number; result: { inDomain: EvalResult; ood: EvalResult } } | null = null;
@@ -196,19 +227,23 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
   bar?.start(rl.steps, 0, { f1: '-', eval: evalBefore.inDomain.f1.toFixed(3) });
   try {
     for (let step = 0; step < rl.steps && (rl.tokenBudget === 0 || policyTokens < rl.tokenBudget); step++) {
+      // Rollouts: G per question, p_t scored at the temperature the loss trains.
       const specs = Array.from({ length: rl.questions }, () => stream.next().value as EpisodeSpec);
       const eps = specs.flatMap((s) => Array.from({ length: rl.group }, () => Episode.fromSpec(s, { maxTurns: rl.maxTurns })));
       const tasks = eps.map((ep) => ({ prompt: ep.prompt, gold: ep.gold, step: (t: string) => ep.step(t) }));
       const timings = { generateMs: 0, scoreMs: 0 };
       const t0 = performance.now();
-      const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: rl.maxTurns, maxTurnTokens: rl.maxTurnTokens, sampling: { temperature: rl.temperature }, scoreAnswers: true }, gen, timings);
+      const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: rl.maxTurns, maxTurnTokens: rl.maxTurnTokens, sampling: { temperature: rl.temperature }, probe: opts.probe, scoreTemperature: rl.temperature }, gen, timings);
       const t1 = performance.now();
+      // Rewards and advantages.
       const packed = packRollouts(rollouts, null, tok.pad);
       policyTokens += packed.policyTokens;
       const t2 = performance.now();
+      const byGroup = <T>(xs: readonly T[]) => Array.from({ length: rl.questions }, (_, q) => xs.slice(q * rl.group, (q + 1) * rl.group));
       const chunk = Math.ceil(packed.B / rl.miniBatches);
       const batch: StepBatch = {
-        groups: Array.from({ length: rl.questions }, (_, q) => rollouts.slice(q * rl.group, (q + 1) * rl.group)),
+        groups: byGroup(rollouts),
+        outcomes: byGroup(rollouts.map((r) => outcomeReward(r, opts))),
         packed,
         refLogp: estimator.needsRefLogp ? await tokenLogProbs(ref!, packed, chunk, rl.temperature) : undefined,
         logp: estimator.needsRefLogp ? await tokenLogProbs(model, packed, chunk, rl.temperature) : undefined,
@@ -220,11 +255,13 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
         packed.returns = est.returns;
         packed.oldValues = batch.values;
       }
-      const zeroGroups = zeroAdvantageGroups(packed, packed.advantages, rl.group);
-      const stats = await updatePolicy(model, ref, opt, packed, { loss: opts.loss, lossFn, critic: critic ?? undefined, miniBatches: rl.miniBatches, clip: rl.clip, temperature: rl.temperature });
+      // The update, on minibatches of whole groups.
+      const minibatches = groupMinibatches(packed.B, rl.group, rl.miniBatches, shuffle);
+      const stats = await updatePolicy(model, ref, opt, packed, { loss, lossFn: algo.lossFn, critic: critic ?? undefined, minibatches, clip: rl.clip, temperature: rl.temperature });
       const t3 = performance.now();
-      const igs = rollouts.flatMap((r) => turnRewards(r, 'ig').filter((_, t) => r.turns[t].kind === 'search'));
-      const scored = rollouts.filter((r) => r.probs.length >= 2);
+      // Metrics.
+      const gains = rollouts.map(rolloutGains);
+      const fact = igByAnswerFact(rollouts, eps.map((ep) => ep.answerFactTurn));
       const ends: Record<string, number> = {};
       for (const r of rollouts) ends[r.endReason] = (ends[r.endReason] ?? 0) + 1;
       const m: StepMetrics = {
@@ -232,9 +269,17 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
         algo: opts.algo,
         seed,
         trainF1: mean(rollouts.map((r) => r.outcome)),
-        zeroAdvantageGroups: zeroGroups / rl.questions,
-        meanIG: mean(igs),
-        gtEntropyReduction: mean(scored.map((r) => Math.log(r.probs[r.probs.length - 1]) - Math.log(r.probs[0]))),
+        collapsedGroups: collapsedGroups(batch.outcomes),
+        zeroAdvantageGroups: zeroAdvantageGroups(packed, packed.advantages, rl.group) / rl.questions,
+        rewardMean: mean(batch.groups.flatMap((g, q) => g.map((r, i) => algo.turnRewards(r, batch.outcomes[q][i], opts).reduce((s, x) => s + x, 0)))),
+        meanIG: meanOrNull(gains.flat()),
+        igShare: est.normalizedTurnRewards ? igShare(est.normalizedTurnRewards, rollouts) : null,
+        igF1Corr: pearson(gains.map((g) => g.reduce((s, x) => s + x, 0)), rollouts.map((r) => r.outcome)),
+        igFound: fact.found,
+        igNotFound: fact.notFound,
+        igFactTurn: fact.factTurn,
+        igOtherTurns: fact.otherTurns,
+        gtEntropyReduction: gtEntropyReduction(rollouts),
         policyTokens,
         ...stats,
         ends,
@@ -262,7 +307,7 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
 }
 
 function mean(xs: readonly number[]): number {
-  return xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : 0;
+  return meanOrNull(xs) ?? 0;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -291,19 +336,20 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
     progress: job.progress,
     onStep: async (m) => {
       await appendFile(metricsPath, JSON.stringify(m) + '\n');
-      if (!job.progress) log(`step ${m.step}: train F1 ${m.trainF1.toFixed(3)}, zero-adv groups ${m.zeroAdvantageGroups.toFixed(2)}, mean IG ${m.meanIG.toFixed(4)}, KL ${m.kl.toExponential(2)}${m.evalF1 !== undefined ? `, eval F1 ${m.evalF1.toFixed(3)}` : ''}`);
+      if (!job.progress) log(`step ${m.step}: train F1 ${m.trainF1.toFixed(3)}, collapsed groups ${m.collapsedGroups.toFixed(2)}, IG share ${fmt(m.igShare, 2)}, mean IG ${fmt(m.meanIG, 4)}, KL ${m.kl.toExponential(2)}${m.evalF1 !== undefined ? `, eval F1 ${m.evalF1.toFixed(3)}` : ''}`);
     },
   });
-  await saveCheckpoint(join(job.outDir, 'model.safetensors'), model, { tokenizer: tok, metadata: { algo: job.rl.algo, seed: String(job.seed), preset: job.preset.name } });
+  await saveCheckpoint(join(job.outDir, 'model.safetensors'), model, { tokenizer: tok, metadata: { algo: job.rl.algo, seed: String(job.seed), preset: job.preset.name, probe: JSON.stringify(job.rl.probe) } });
   const { writeCurves } = await import('./plot.js');
-  const series = (title: string, f: (m: StepMetrics) => number | undefined, name: string = job.rl.algo) => ({
+  const series = (title: string, f: (m: StepMetrics) => number | null | undefined, name: string = job.rl.algo) => ({
     title,
     x: 'RL step',
-    points: res.steps.flatMap((m) => (f(m) === undefined ? [] : [{ x: m.step, y: f(m)!, series: name }])),
+    points: res.steps.flatMap((m) => (f(m) === undefined || f(m) === null ? [] : [{ x: m.step, y: f(m)!, series: name }])),
   });
   await writeCurves(join(job.outDir, 'curves.svg'), [
     { ...series('train F1', (m) => m.trainF1, 'train'), points: [...series('', (m) => m.trainF1, 'train').points, ...series('', (m) => m.evalF1, 'eval').points, ...series('', (m) => m.oodF1, 'ood').points] },
-    series('zero-advantage group ratio', (m) => m.zeroAdvantageGroups),
+    { ...series('advantage collapse', (m) => m.collapsedGroups, 'outcomes all equal'), points: [...series('', (m) => m.collapsedGroups, 'outcomes all equal').points, ...series('', (m) => m.zeroAdvantageGroups, 'advantages all 0').points] },
+    series('IG share of the normalised rewards', (m) => m.igShare),
     series('mean information gain', (m) => m.meanIG),
     series('ground-truth entropy reduction', (m) => m.gtEntropyReduction),
     series('KL to reference', (m) => m.kl),
@@ -319,7 +365,7 @@ function report(job: TrainJob, losses: number[], res: RLResult, seconds: number)
   const ms = res.steps.reduce((a, m) => ({ rollout: a.rollout + m.ms.rollout, ig: a.ig + m.ms.igScoring, update: a.update + m.ms.update }), { rollout: 0, ig: 0, update: 0 });
   return `# IGPO training report
 
-- algorithm: ${job.rl.algo} (${isBaseline(job.rl.algo) ? 'a baseline: see igpo/baselines.ts' : `normalisation ${job.rl.algo === 'grpo' ? 'separate (outcome only)' : job.rl.norm}, gamma ${job.rl.gamma}${job.rl.logSpace ? ', IG in log space' : ''}`})
+- algorithm: ${algorithm(job.rl.algo).display} (\`${job.rl.algo}\`; normalisation ${job.rl.algo === 'grpo' ? 'separate (outcome only)' : job.rl.norm}, gamma ${job.rl.gamma}${job.rl.logSpace ? ', IG in log space' : ''}, probe \`${job.rl.probe.name}\`: ${JSON.stringify(job.rl.probe.prefix)} then ${JSON.stringify(job.rl.probe.scored)} scored${job.rl.formatPenalty !== null ? `, format penalty ${job.rl.formatPenalty}` : ''})
 - preset: ${job.preset.name}, seed ${job.seed}, device ${job.device}, wall time ${seconds.toFixed(0)} s
 - model: ${JSON.stringify(job.preset.model)}
 - warm-up: ${losses.length} steps, loss ${losses[0]?.toFixed(3)} -> ${losses[losses.length - 1]?.toFixed(3)}
@@ -330,6 +376,8 @@ function report(job: TrainJob, losses: number[], res: RLResult, seconds: number)
 | in-domain F1 (${res.evalBefore.inDomain.episodes} episodes) | ${res.evalBefore.inDomain.f1.toFixed(3)} | ${res.evalAfter.inDomain.f1.toFixed(3)} |
 | out-of-domain F1 (${res.evalBefore.ood.episodes} episodes) | ${res.evalBefore.ood.f1.toFixed(3)} | ${res.evalAfter.ood.f1.toFixed(3)} |
 ${hopRows(res.evalBefore.inDomain, res.evalAfter.inDomain)}| episode ends, in-domain | ${fmtEnds(res.evalBefore.inDomain.ends)} | ${fmtEnds(res.evalAfter.inDomain.ends)} |
+
+Mean over RL steps: advantage collapse (groups whose outcomes are all equal) ${avgOf(res.steps, (m) => m.collapsedGroups)}, groups with all advantages 0 ${avgOf(res.steps, (m) => m.zeroAdvantageGroups)}, IG share of the normalised rewards ${avgOf(res.steps, (m) => m.igShare)}, corr(summed IG, F1) ${avgOf(res.steps, (m) => m.igF1Corr)}; summed IG of rollouts shown the answer's fact ${avgOf(res.steps, (m) => m.igFound, 4)} against ${avgOf(res.steps, (m) => m.igNotFound, 4)} for those that searched without it.
 
 Time per phase over all RL steps: rollout ${(ms.rollout / 1000).toFixed(1)} s, IG scoring ${(ms.ig / 1000).toFixed(1)} s, update ${(ms.update / 1000).toFixed(1)} s.
 
@@ -350,16 +398,51 @@ function fmtEnds(ends: Partial<Record<string, number>>): string {
     .join(', ');
 }
 
+/** A number with `digits` decimals, or '-' for null. */
+function fmt(x: number | null | undefined, digits = 3): string {
+  return x === null || x === undefined ? '-' : x.toFixed(digits);
+}
+
+/** The mean over steps of a per-step figure (its null steps left out), formatted. */
+function avgOf(steps: readonly StepMetrics[], f: (m: StepMetrics) => number | null, digits = 3): string {
+  return fmt(meanOrNull(steps.flatMap((m) => (f(m) === null ? [] : [f(m)!]))), digits);
+}
+
+export interface EvalJob {
+  episodes: number;
+  seed: number;
+  device: E.Device;
+  /** The probe for the dump and the context reserve; the checkpoint's own (or the default) when absent. */
+  probe?: Probe;
+  /** Write every episode as a JSON line (dumpLine) with p_t scored as training scores it. */
+  dump?: string;
+}
+
 /** `igpo eval`: a checkpoint's greedy F1 on `episodes` held-out and out-of-domain episodes. */
-export async function runEval(path: string, opts: { episodes: number; seed: number; device: E.Device }): Promise<{ inDomain: EvalResult; ood: EvalResult }> {
+export async function runEval(path: string, opts: EvalJob): Promise<{ inDomain: EvalResult; ood: EvalResult }> {
   const { loadCheckpoint } = await import('../model/checkpoint.js');
   const { model, tokenizer, metadata } = await loadCheckpoint(path, { device: opts.device });
-  if (!tokenizer) throw new Error(`checkpoint ${path}: no tokenizer in its metadata (was it written by igpo train?)`);
-  const preset = PRESETS[(metadata.preset as keyof typeof PRESETS) ?? 'default'] ?? PRESETS.default;
-  const res = {
-    inDomain: await evaluate(model, tokenizer, makeSplit('eval', opts.seed, opts.episodes), preset),
-    ood: await evaluate(model, tokenizer, makeSplit('ood', opts.seed, opts.episodes), preset),
-  };
-  for (const p of model.parameters()) p.dispose();
-  return res;
+  try {
+    if (!tokenizer) throw new Error(`checkpoint ${path}: no tokenizer in its metadata (was it written by igpo train?)`);
+    const preset = PRESETS[(metadata.preset as keyof typeof PRESETS) ?? 'default'] ?? PRESETS.default;
+    const probe = opts.probe ?? (metadata.probe ? checkpointProbe(path, metadata.probe) : THINK_PROBE);
+    const lines: string[] = [];
+    const run = (split: 'eval' | 'ood') =>
+      evaluate(model, tokenizer, makeSplit(split, opts.seed, opts.episodes), preset, {
+        probe,
+        ...(opts.dump ? { scoreTemperature: preset.rl.temperature, onEpisode: (r, spec) => lines.push(JSON.stringify(dumpLine(r, { split, gold: spec.question.gold, temperature: preset.rl.temperature, probeName: probe.name }))) } : {}),
+      });
+    const res = { inDomain: await run('eval'), ood: await run('ood') };
+    if (opts.dump) await writeFileAtomic(opts.dump, lines.map((l) => l + '\n').join(''));
+    return res;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The probe a checkpoint's metadata names, checked. */
+function checkpointProbe(path: string, json: string): Probe {
+  const p = JSON.parse(json) as Partial<Probe>;
+  if (typeof p?.name !== 'string' || typeof p.prefix !== 'string' || typeof p.scored !== 'string' || !p.scored.includes('{gold}')) throw new Error(`checkpoint ${path}: __metadata__.probe is not a probe: ${json}`);
+  return p as Probe;
 }

@@ -4,7 +4,7 @@
 
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
-import { GPT } from '../model/gpt.js';
+import type { GPT } from '../model/gpt.js';
 import { entropyFromLogits, policyLoss, type PolicyLossFn, type PolicyLossOptions } from './loss.js';
 import type { Rollout } from './rollout.js';
 
@@ -171,14 +171,33 @@ export interface CriticHook {
   loss(hidden: Tensor, packed: Packed, from: number, to: number): Tensor;
 }
 
+/**
+ * Minibatches of whole groups, in verl's order: the step's groups (consecutive runs of `groupSize` rows;
+ * the last may be shorter) shuffled by `gen`, then cut into `n` minibatches of as equal a number of
+ * groups as possible (fewer when there are fewer groups). Every row is in exactly one minibatch; each
+ * minibatch lists its groups' rows in order.
+ */
+export function groupMinibatches(B: number, groupSize: number, n: number, gen: E.Generator): number[][] {
+  for (const [k, v] of Object.entries({ B, groupSize, n })) if (!Number.isInteger(v) || v < 1) throw new Error(`groupMinibatches: ${k} must be a positive integer, got ${v}`);
+  const groups = gen.shuffle(Array.from({ length: Math.ceil(B / groupSize) }, (_, g) => g));
+  const m = Math.min(n, groups.length);
+  return Array.from({ length: m }, (_, k) => {
+    const mine = groups.slice(Math.floor((k * groups.length) / m), Math.floor(((k + 1) * groups.length) / m));
+    return mine.flatMap((g) => Array.from({ length: Math.min(groupSize, B - g * groupSize) }, (_, j) => g * groupSize + j));
+  });
+}
+
 export interface UpdateOptions {
   loss: PolicyLossOptions;
   /** The policy loss; policyLoss (token-level clipped surrogate) unless an algorithm brings its own (GSPO). */
   lossFn?: PolicyLossFn;
   /** PPO's value head, trained on the same forward. */
   critic?: CriticHook;
-  /** Minibatches per batch: one optimizer step each (PPO's ppo_mini_batch_size), so later ones see ratio != 1. */
-  miniBatches: number;
+  /**
+   * The rows of each minibatch, one optimizer step each (PPO's ppo_mini_batch_size), so later ones see
+   * ratio != 1; every row exactly once (groupMinibatches gives whole groups).
+   */
+  minibatches: readonly (readonly number[])[];
   clip: number;
   /** The rollouts' sampling temperature (see tempered); 1 when absent. */
   temperature?: number;
@@ -186,7 +205,10 @@ export interface UpdateOptions {
 
 export interface UpdateStats {
   loss: number;
+  /** The mean over minibatches of clipFracs. */
   clipFrac: number;
+  /** Per minibatch, in order: the fraction of its policy tokens whose surrogate was clipped. */
+  clipFracs: number[];
   kl: number;
   entropy: number;
   gradNorm: number;
@@ -197,17 +219,22 @@ export interface UpdateStats {
 /** Minibatch PPO steps over a packed batch; returns the statistics averaged over minibatches. */
 export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer, packed: Packed, opts: UpdateOptions): Promise<UpdateStats> {
   const params = model.parameters();
-  const mb = Math.max(1, Math.ceil(packed.B / opts.miniBatches));
   const lossFn = opts.lossFn ?? policyLoss;
   const critic = opts.critic;
+  const uses = new Array<number>(packed.B).fill(0);
+  for (const rows of opts.minibatches) for (const b of rows) uses[b]++;
+  const bad = uses.findIndex((u) => u !== 1);
+  if (opts.minibatches.some((rows) => rows.some((b) => !(b >= 0 && b < packed.B))) || bad >= 0) {
+    throw new Error(`updatePolicy: the minibatches must hold each of the ${packed.B} rows exactly once${bad >= 0 ? ` (row ${bad} is in ${uses[bad]})` : ' (a row index is out of range)'}`);
+  }
   const sums = { loss: 0, clipFrac: 0, kl: 0, entropy: 0, gradNorm: 0, valueLoss: 0 };
+  const clipFracs: number[] = [];
   let n = 0;
-  // Minibatches of rows of similar length, each cut to its longest row: short episodes skip the padding
-  // (and the attention over it) that the longest one in the whole batch would give them.
+  // Each minibatch is cut to its longest row: shorter groups skip the padding (and the attention over
+  // it) that the longest episode of the whole step would give them.
   const lens = rowLengths(packed);
-  const order = Array.from({ length: packed.B }, (_, b) => b).sort((a, b) => lens[a] - lens[b] || a - b);
-  for (let start = 0; start < packed.B; start += mb) {
-    const part = selectRows(packed, order.slice(start, start + mb), lens);
+  for (const rowsOfMinibatch of opts.minibatches) {
+    const part = selectRows(packed, rowsOfMinibatch, lens);
     const [from, to] = [0, part.B];
     const out = E.tidy(() => {
       const r = rows(part, from, to, model.device);
@@ -236,6 +263,7 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
     E.dispose(out);
     sums.loss += vals[0];
     sums.clipFrac += vals[1];
+    clipFracs.push(vals[1]);
     sums.kl += vals[2];
     sums.entropy += vals[3];
     sums.gradNorm += vals[4];
@@ -245,6 +273,7 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
   return {
     loss: sums.loss / n,
     clipFrac: sums.clipFrac / n,
+    clipFracs,
     kl: sums.kl / n,
     entropy: sums.entropy / n,
     gradNorm: sums.gradNorm / n,
@@ -254,12 +283,5 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
 
 /** A frozen copy of a model: its own storage (AdamW updates the policy in place), no gradients. */
 export function frozenCopy(model: GPT): GPT {
-  const ref = new GPT(model.cfg, { device: model.device, dtype: model.p('wte').dtype as 'float32' | 'float64' });
-  for (const [name, p] of ref.params) {
-    const src = E.tidy(() => E.noGrad(() => model.p(name).clone())); // tidy: clone's lifted scalar 1 is freed too
-    p.assign(src);
-    src.dispose();
-    p.requiresGrad = false;
-  }
-  return ref;
+  return model.clone({ frozen: true });
 }

@@ -5,7 +5,7 @@
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
 import type { GPT } from '../model/gpt.js';
-import type { AdvantageEstimator, StepBatch, StepAdvantages } from './baselines.js';
+import type { AdvantageEstimator, StepBatch, StepAdvantages } from './estimator.js';
 import { rowsOf, scorePacked, type CriticHook, type Packed } from './update.js';
 
 export interface ValueOptions {
@@ -182,7 +182,7 @@ export function ppoEstimator(opts: ValueOptions): AdvantageEstimator {
     needsValues: true,
     estimate(batch: StepBatch): StepAdvantages {
       if (!batch.values) throw new Error('ppo: the estimator needs the critic values of the batch');
-      return packedGae(batch.packed, batch.values, batch.groups.flat().map((r) => r.outcome), opts);
+      return packedGae(batch.packed, batch.values, batch.outcomes.flat(), opts);
     },
   };
 }

@@ -135,6 +135,21 @@ export class GPT {
     return this.p('wte').device;
   }
 
+  /**
+   * The same weights in storage of its own (an optimizer updates a model in place); `frozen` turns its
+   * gradients off (a reference model).
+   */
+  clone(opts: { frozen?: boolean } = {}): GPT {
+    const m = new GPT(this.cfg, { device: this.device, dtype: this.p('wte').dtype as 'float32' | 'float64' });
+    for (const [name, p] of m.params) {
+      const src = E.tidy(() => E.noGrad(() => this.p(name).clone())); // tidy: clone's lifted scalar 1 is freed too
+      p.assign(src);
+      src.dispose();
+      if (opts.frozen) p.requiresGrad = false;
+    }
+    return m;
+  }
+
   /** Frees the parameters and the rotary tables. */
   dispose(): void {
     E.dispose([...this.params.values(), this.ropeCos, this.ropeSin]);

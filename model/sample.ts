@@ -218,9 +218,12 @@ export class BatchDecoder {
 
   /**
    * Teacher-forced log-probs of a continuation per row on top of the cache, which is left as it was:
-   * result[b][j] = log p(cont[b][j] | sequence b, cont[b][<j]). null or [] gives [].
+   * result[b][j] = log p(cont[b][j] | sequence b, cont[b][<j]) under softmax(logits / temperature)
+   * (1 by default; the policy a rollout samples from). null or [] gives [].
    */
-  async score(conts: readonly (readonly number[] | null)[]): Promise<number[][]> {
+  async score(conts: readonly (readonly number[] | null)[], opts: { temperature?: number } = {}): Promise<number[][]> {
+    const temperature = opts.temperature ?? 1;
+    if (!(temperature > 0)) throw new Error(`BatchDecoder.score: the temperature must be positive, got ${temperature}`);
     if (conts.length !== this.B) throw new Error(`BatchDecoder.score: got ${conts.length} rows, expected ${this.B}`);
     const lens = conts.map((c) => c?.length ?? 0);
     const T = Math.max(0, ...lens);
@@ -232,7 +235,7 @@ export class BatchDecoder {
       const pred = E.cat([this.last!.reshape([B, 1, V]), logits], 1).narrow(1, 0, T); // (B, T, V)
       const targets = new Int32Array(B * T).fill(-1);
       conts.forEach((c, b) => c?.forEach((id, j) => (targets[b * T + j] = id)));
-      const out = E.targetLogProb(pred, E.tensor(targets, [B, T], { device: logits.device }));
+      const out = E.targetLogProb(temperature === 1 ? pred : pred.mul(1 / temperature), E.tensor(targets, [B, T], { device: logits.device }));
       disposeCache(cache);
       return out;
     });

@@ -7,24 +7,13 @@ import { describe, expect, test } from 'vitest';
 import * as E from '../engine/index.js';
 import { GPT } from '../model/gpt.js';
 import { defaultTokenizer } from '../model/tokenizer.js';
-import {
-  anchorGroups,
-  anchorKeys,
-  baseline,
-  broadcastTurns,
-  gigpoAdvantages,
-  gspoLoss,
-  klShapedReturns,
-  lossOptionsFor,
-  reinforcePPEstimator,
-  rlooAdvantages,
-  sequenceRatio,
-  zeroAdvantageGroups,
-  type GiGPOOptions,
-} from '../igpo/baselines.js';
+import { ALGORITHMS, ALGOS, defaultRLOptions, lossOptionsOf } from '../igpo/algorithms.js';
+import { anchorGroups, anchorKeys, gigpoAdvantages, gspoLoss, klShapedReturns, reinforcePPEstimator, rlooAdvantages, sequenceRatio, type GiGPOOptions } from '../igpo/baselines.js';
+import { broadcastTurns, type StepBatch } from '../igpo/estimator.js';
 import { defaultLossOptions, policyLoss, type PolicyLossOptions } from '../igpo/loss.js';
-import { ALGOS, type Rollout } from '../igpo/rollout.js';
-import { defaultRLOptions, PRESETS, trainRL } from '../igpo/trainer.js';
+import { zeroAdvantageGroups } from '../igpo/metrics.js';
+import type { Rollout } from '../igpo/rollout.js';
+import { PRESETS, trainRL } from '../igpo/trainer.js';
 import { packRollouts, type Packed } from '../igpo/update.js';
 import { batchNormalize, gae, packedGae, policyPositions, ValueHead, valueLoss } from '../igpo/value.js';
 import { gradcheck } from './helpers/gradcheck.js';
@@ -51,10 +40,15 @@ function rollout(turns: readonly TurnSpec[], outcome: number, prompt: number[] =
       kind: k < turns.length - 1 ? 'search' : 'answer',
     })),
     probs: [],
+    probeAt: [],
+    probe: { prefix: [], answer: [5] },
     outcome,
     endReason: 'answer',
   };
 }
+
+/** A step batch of groups, their outcome rewards read from the rollouts. */
+const stepBatch = (groups: Rollout[][], packed: Packed, extra: Partial<StepBatch> = {}): StepBatch => ({ groups, outcomes: groups.map((g) => g.map((r) => r.outcome)), packed, ...extra });
 
 /** A rollout with 1..4 turns of 1..5 tokens, observations drawn from a tiny alphabet so that anchors collide. */
 const rolloutArb = fc
@@ -91,7 +85,7 @@ describe('RLOO', () => {
     expect(rlooAdvantages([0.3, 0.3, 0.3])).toEqual([0, 0, 0]);
     const group = [rollout([{ n: 2, obs: [40] }, { n: 3, obs: [] }], 1), rollout([{ n: 1, obs: [] }], 0)];
     const packed = packRollouts(group, null, 0);
-    const adv = baseline('rloo').estimator.estimate({ groups: [group], packed }).advantages;
+    const adv = ALGORITHMS.rloo.estimator(defaultRLOptions('rloo')).estimate(stepBatch([group], packed)).advantages;
     expect(rowValues(packed, adv, 0)).toEqual([1, 1, 1, 1, 1]);
     expect(rowValues(packed, adv, 1)).toEqual([-1]);
   });
@@ -113,7 +107,7 @@ describe('REINFORCE++', () => {
   });
 
   fcTest.prop([batchArb])('advantages have batch mean 0 (and std 1 unless all equal) over every policy token of the step; 0 off the mask', ([groups, packed, logp, refLogp, klCoef]) => {
-    const { advantages } = reinforcePPEstimator({ klCoef, gamma: 1, eps: 0 }).estimate({ groups, packed, logp, refLogp });
+    const { advantages } = reinforcePPEstimator({ klCoef, gamma: 1, eps: 0 }).estimate(stepBatch(groups, packed, { logp, refLogp }));
     const on = Array.from(advantages).filter((_, i) => packed.mask[i] === 1);
     expect(on.length).toBe(packed.policyTokens);
     expect(sum(on) / on.length).toBeCloseTo(0, 5);
@@ -135,21 +129,20 @@ describe('REINFORCE++', () => {
     const groups = [[rollout([{ n: 2, obs: [] }], 0), rollout([{ n: 2, obs: [] }], 0)], [rollout([{ n: 2, obs: [] }], 1), rollout([{ n: 2, obs: [] }], 0)]];
     const packed = packRollouts(groups.flat(), null, 0);
     const zeros = new Float32Array(packed.B * packed.L);
-    const { advantages } = reinforcePPEstimator({ klCoef: 0.001, gamma: 1, eps: 0 }).estimate({ groups, packed, logp: zeros, refLogp: zeros });
+    const { advantages } = reinforcePPEstimator({ klCoef: 0.001, gamma: 1, eps: 0 }).estimate(stepBatch(groups, packed, { logp: zeros, refLogp: zeros }));
     expect(rowValues(packed, advantages, 0).every((a) => a < 0)).toBe(true);
     expect(zeroAdvantageGroups(packed, advantages, 2)).toBe(0);
     // With the policy equal to the reference (the first step) and equal outcomes everywhere: exact zeros.
     const flat = [[rollout([{ n: 2, obs: [] }], 0), rollout([{ n: 3, obs: [] }], 0)]];
     const p2 = packRollouts(flat.flat(), null, 0);
     const lp = Float32Array.from({ length: p2.B * p2.L }, (_, i) => -i / 7);
-    expect(Array.from(reinforcePPEstimator({ klCoef: 0.001, gamma: 1, eps: 1e-6 }).estimate({ groups: flat, packed: p2, logp: lp, refLogp: lp }).advantages).every((a) => a === 0)).toBe(true);
+    expect(Array.from(reinforcePPEstimator({ klCoef: 0.001, gamma: 1, eps: 1e-6 }).estimate(stepBatch(flat, p2, { logp: lp, refLogp: lp })).advantages).every((a) => a === 0)).toBe(true);
   });
 
   test('the KL moves from the loss into the reward', () => {
-    expect(lossOptionsFor('reinforce++', defaultLossOptions).klCoef).toBe(0);
-    expect(baseline('reinforce++').estimator.needsRefLogp).toBe(true);
-    expect(defaultRLOptions('reinforce++').loss.klCoef).toBe(0);
-    expect(defaultRLOptions('igpo').loss.klCoef).toBe(defaultLossOptions.klCoef);
+    expect(lossOptionsOf(defaultRLOptions('reinforce++')).klCoef).toBe(0);
+    expect(ALGORITHMS['reinforce++'].estimator(defaultRLOptions('reinforce++')).needsRefLogp).toBe(true);
+    expect(lossOptionsOf(defaultRLOptions('igpo')).klCoef).toBe(defaultLossOptions.klCoef);
   });
 
   fcTest.prop([fc.array(reward, { minLength: 1, maxLength: 20 }), fc.array(fc.boolean(), { minLength: 20, maxLength: 20 })])('batchNormalize: masked mean 0, all-equal gives zeros', (xs, m) => {
@@ -258,7 +251,8 @@ describe('GSPO', () => {
     expect(g.slice(0, 2).map(Math.abs)).toEqual([0, 0]); // s > 1 + 4e-4 with A > 0: clipped
     expect(g[2]).toBeCloseTo((-Math.exp(-0.01) / 2) / 2, 12); // s < 1 - 3e-4 with A > 0: the min keeps the unclipped term
     expect(stats.clipFrac.dataSync()[0]).toBeCloseTo(0.5, 12);
-    expect(lossOptionsFor('gspo', defaultLossOptions)).toMatchObject({ clipLow: 3e-4, clipHigh: 4e-4 });
+    expect(lossOptionsOf(defaultRLOptions('gspo'))).toMatchObject({ clipLow: 3e-4, clipHigh: 4e-4 });
+    expect(ALGORITHMS.gspo.lossFn).toBe(gspoLoss);
   });
 });
 
@@ -361,8 +355,9 @@ describe('GiGPO', () => {
   });
 
   fcTest.prop([groupArb(2), fc.double({ min: 0, max: 2, noNaN: true })])('A = A^E + omega A^S: the step part has mean 0 in each anchor group and is 0 in a singleton', (group, omega) => {
-    const A = gigpoAdvantages(group, { ...opts, omega });
-    const E0 = gigpoAdvantages(group, { ...opts, omega: 0 });
+    const outcomes = group.map((r) => r.outcome);
+    const A = gigpoAdvantages(group, outcomes, { ...opts, omega });
+    const E0 = gigpoAdvantages(group, outcomes, { ...opts, omega: 0 });
     E0.forEach((row) => row.forEach((a) => expect(a).toBe(row[0]))); // the episode part is per rollout
     for (const members of anchorGroups(group).values()) {
       const step = members.map(([i, t]) => A[i][t] - E0[i][t]);
@@ -374,7 +369,7 @@ describe('GiGPO', () => {
   test('step returns are gamma-discounted outcomes, normalised within the anchor group', () => {
     // Two rollouts with the same first observation: turn 1 shares an anchor; the third searched elsewhere.
     const g = [rollout([{ n: 1, obs: [40] }, { n: 1, obs: [] }], 1), rollout([{ n: 1, obs: [40] }, { n: 1, obs: [41] }, { n: 1, obs: [] }], 0), rollout([{ n: 1, obs: [41] }, { n: 1, obs: [] }], 0)];
-    const A = gigpoAdvantages(g, { ...opts, omega: 1 });
+    const A = gigpoAdvantages(g, [1, 0, 0], { ...opts, omega: 1 });
     const episode = [2 / Math.sqrt(2), -1 / Math.sqrt(2), -1 / Math.sqrt(2)]; // z-scores of 1, 0, 0
     // Turn 1 of rollouts 0 and 1 (returns 1 and 0): +1 and -1. Turn 1 of rollout 2 and turn 2 of rollout 1: singletons.
     expect(A[0][1]).toBeCloseTo(episode[0] + 1, 12);
@@ -384,7 +379,7 @@ describe('GiGPO', () => {
     // Turn 0 (all three): returns 0.95, 0, 0.
     expect(A[0][0]).toBeCloseTo(episode[0] + 2 / Math.sqrt(2), 12);
     // All outcomes equal: everything 0, never NaN.
-    expect(gigpoAdvantages(g.map((r) => ({ ...r, outcome: 0 })), opts).flat().every((a) => a === 0)).toBe(true);
+    expect(gigpoAdvantages(g, [0, 0, 0], opts).flat().every((a) => a === 0)).toBe(true);
   });
 });
 

@@ -1,5 +1,5 @@
 // The IGPO pipeline end to end at toy size: rollouts keep sampled ids and mask tool tokens, p_t equals a
-// full forward's teacher-forced probability, turn rewards follow the algorithm, and `train` writes its files.
+// full forward's teacher-forced probe probability, turn rewards follow the algorithm, and `train` writes its files.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,8 +8,10 @@ import * as E from '../engine/index.js';
 import { GPT } from '../model/gpt.js';
 import { defaultTokenizer } from '../model/tokenizer.js';
 import { Episode, makeSplit } from '../igpo/env.js';
-import { collectRollouts, turnRewards, wrappedAnswer, type AgentTask, type Rollout } from '../igpo/rollout.js';
-import { PRESETS, defaultRLOptions, runTraining } from '../igpo/trainer.js';
+import { ALGORITHMS, defaultRLOptions } from '../igpo/algorithms.js';
+import { probeTokens, THINK_PROBE } from '../igpo/reward.js';
+import { collectRollouts, type AgentTask, type Rollout } from '../igpo/rollout.js';
+import { PRESETS, runTraining } from '../igpo/trainer.js';
 import { packRollouts, rowLengths, selectRows, tempered, tokenLogProbs } from '../igpo/update.js';
 import { entropyFromLogits, policyLoss } from '../igpo/loss.js';
 import { useTempDirs } from './helpers/tempdir.js';
@@ -28,30 +30,39 @@ function scripted(prompt: string): AgentTask {
 }
 
 describe('rollouts', () => {
-  test('ids are kept as sampled, tool tokens are masked, and p_t is the teacher-forced answer probability', async () => {
+  test('ids are kept as sampled, tool tokens are masked, and p_t is the teacher-forced probe probability at the scoring temperature', async () => {
     const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 256, nLayer: 1, nHead: 2, nEmbd: 16, ropeBase: 10000, normEps: 1e-5 }, { generator: new E.Generator(1), dtype: 'float64' });
     const tasks = [scripted('where was tavor born?\n'), scripted('who?\n')];
-    const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: 3, maxTurnTokens: 12, sampling: {}, scoreAnswers: true }, new E.Generator(2));
-    const answer = wrappedAnswer(tok, 'melin');
+    const temperature = 0.7;
+    const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: 3, maxTurnTokens: 12, sampling: {}, probe: THINK_PROBE, scoreTemperature: temperature }, new E.Generator(2));
+    const probe = probeTokens(THINK_PROBE, 'melin', (t) => tok.encode(t));
+    expect(probe.answer).toEqual(tok.encode('melin')); // the gold answer only: no tag is scored
     for (const r of rollouts) {
       expect(r.turns.length).toBeGreaterThan(0);
+      expect(r.probe).toEqual(probe);
       // p_0 after the prompt, one more after each turn that got a response.
       expect(r.probs.length).toBe(1 + r.turns.filter((t) => t.observation.length > 0).length);
       let prefix = [...r.prompt];
+      /** A full forward over ctx + probe, independent of the decoder's cache: exp of the answer tokens' mean log-prob. */
       const expectP = (ctx: number[]) => {
-        const seq = [...ctx, ...answer];
+        const seq = [...ctx, ...probe.prefix, ...probe.answer];
         const lp = E.tidy(() => {
           const { logits } = model.forward(E.tensor(Int32Array.from(seq), [1, seq.length]));
-          return Array.from(E.targetLogProb(logits, E.tensor(Int32Array.from([...seq.slice(1), -1]), [1, seq.length])).dataSync());
+          return Array.from(E.targetLogProb(logits.mul(1 / temperature), E.tensor(Int32Array.from([...seq.slice(1), -1]), [1, seq.length])).dataSync());
         });
-        const ans = lp.slice(ctx.length - 1, ctx.length - 1 + answer.length);
+        const from = ctx.length + probe.prefix.length - 1; // the position predicting the answer's first token
+        const ans = lp.slice(from, from + probe.answer.length);
         return Math.exp(ans.reduce((s, x) => s + x, 0) / ans.length);
       };
       expect(r.probs[0]).toBeCloseTo(expectP(prefix), 9);
+      expect(r.probeAt[0]).toBe(r.prompt.length);
       let k = 1;
       for (const t of r.turns) {
         prefix = [...prefix, ...t.tokens, ...t.observation];
-        if (t.observation.length > 0) expect(r.probs[k++]).toBeCloseTo(expectP(prefix), 9);
+        if (t.observation.length > 0) {
+          expect(r.probeAt[k]).toBe(prefix.length);
+          expect(r.probs[k++]).toBeCloseTo(expectP(prefix), 9);
+        }
       }
     }
     const adv = rollouts.map((r) => r.turns.map((_, t) => t + 1));
@@ -79,7 +90,7 @@ describe('rollouts', () => {
   test('at a sampling temperature, the update scores tokens with the tempered policy they were sampled from', async () => {
     const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 256, nLayer: 1, nHead: 2, nEmbd: 16, ropeBase: 10000, normEps: 1e-5 }, { generator: new E.Generator(3), dtype: 'float64' });
     const tasks = [scripted('where was tavor born?\n'), scripted('who?\n'), scripted('where?\n')];
-    const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: 2, maxTurnTokens: 10, sampling: { temperature: 0.7 }, scoreAnswers: false }, new E.Generator(5));
+    const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: 2, maxTurnTokens: 10, sampling: { temperature: 0.7 }, probe: THINK_PROBE, scoreTemperature: null }, new E.Generator(5));
     const packed = packRollouts(rollouts, rollouts.map((r) => r.turns.map(() => 1)), tok.pad);
     const at = async (temperature: number) => {
       const lp = await tokenLogProbs(model, packed, 2, temperature);
@@ -95,7 +106,7 @@ describe('rollouts', () => {
   test('a minibatch of rows cut to its longest row keeps every row, and every log-prob, as in the full batch', async () => {
     const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 256, nLayer: 1, nHead: 2, nEmbd: 16, ropeBase: 10000, normEps: 1e-5 }, { generator: new E.Generator(6), dtype: 'float64' });
     const tasks = ['where was tavor born?\n', 'who?\n', 'where?\n', 'and who was born in melin, then?\n'].map(scripted);
-    const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: 3, maxTurnTokens: 14, sampling: {}, scoreAnswers: false }, new E.Generator(7));
+    const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: 3, maxTurnTokens: 14, sampling: {}, probe: THINK_PROBE, scoreTemperature: null }, new E.Generator(7));
     const packed = packRollouts(rollouts, rollouts.map((r) => r.turns.map((_, k) => k - 0.5)), tok.pad);
     const lens = rowLengths(packed);
     rollouts.forEach((r, b) => expect(lens[b]).toBe(r.prompt.length + r.turns.reduce((n, t) => n + t.tokens.length + t.observation.length, 0) - 1));
@@ -118,8 +129,8 @@ describe('rollouts', () => {
   test('tool-response, prompt and padding tokens get exactly zero gradient; policy tokens do not', () => {
     const t = (tokens: number[], observation: number[], kind: 'search' | 'answer') => ({ tokens, logprobs: tokens.map(() => -1), observation, kind });
     const rollouts: Rollout[] = [
-      { prompt: [20, 21, 22], turns: [t([30, 31], [40, 41, 42], 'search'), t([32], [], 'answer')], probs: [], outcome: 1, endReason: 'answer' },
-      { prompt: [20], turns: [t([33, 34, 35], [], 'answer')], probs: [], outcome: 0, endReason: 'answer' },
+      { prompt: [20, 21, 22], turns: [t([30, 31], [40, 41, 42], 'search'), t([32], [], 'answer')], probs: [], probeAt: [], probe: { prefix: [], answer: [5] }, outcome: 1, endReason: 'answer' },
+      { prompt: [20], turns: [t([33, 34, 35], [], 'answer')], probs: [], probeAt: [], probe: { prefix: [], answer: [5] }, outcome: 0, endReason: 'answer' },
     ];
     const packed = packRollouts(rollouts, [[0.5, 1], [-1]], tok.pad);
     const logits = E.randn([packed.B, packed.L, tok.vocabSize], { dtype: 'float64', generator: new E.Generator(4), requiresGrad: true });
@@ -139,14 +150,16 @@ describe('rollouts', () => {
 
   test('turn rewards: IG on searches, outcome on the last turn, per algorithm', () => {
     const t = (kind: 'search' | 'answer' | 'ended') => ({ tokens: [1], logprobs: [0], observation: kind === 'search' ? [2] : [], kind });
-    const r: Rollout = { prompt: [1], turns: [t('search'), t('search'), t('answer')], probs: [0.1, 0.3, 0.6], outcome: 0.5, endReason: 'answer' };
+    const r: Rollout = { prompt: [1], turns: [t('search'), t('search'), t('answer')], probs: [0.1, 0.3, 0.6], probeAt: [1, 3, 5], probe: { prefix: [], answer: [5] }, outcome: 0.5, endReason: 'answer' };
     const close = (a: number[], b: number[]) => a.forEach((x, i) => expect(x).toBeCloseTo(b[i], 12));
-    close(turnRewards(r, 'igpo'), [0.2, 0.3, 0.5]);
-    close(turnRewards(r, 'grpo'), [0, 0, 0.5]);
-    close(turnRewards(r, 'ig'), [0.2, 0.3, 0]);
-    // Out of turns after a search: that search keeps its gain, plus the outcome 0.
-    const cut: Rollout = { ...r, turns: [t('search'), t('search')], probs: [0.1, 0.3, 0.2], outcome: 0, endReason: 'max-turns' };
-    close(turnRewards(cut, 'igpo'), [0.2, -0.1]);
+    const rewards = (algo: 'igpo' | 'grpo' | 'ig', x: Rollout, opts = defaultRLOptions(algo)) => ALGORITHMS[algo].turnRewards(x, x.outcome, opts);
+    close(rewards('igpo', r), [0.2, 0.3, 0.5]);
+    close(rewards('grpo', r), [0, 0, 0.5]);
+    close(rewards('ig', r), [0.2, 0.3, 0]);
+    close(rewards('igpo', r, { ...defaultRLOptions('igpo'), logSpace: true }), [Math.log(3), Math.log(2), 0.5]);
+    // Out of turns after a search: that search got no response and no p_t, so no gain; the outcome is 0.
+    const cut: Rollout = { ...r, turns: [t('search'), t('search')], probs: [0.1, 0.3], probeAt: [1, 3], outcome: 0, endReason: 'max-turns' };
+    close(rewards('igpo', cut), [0.2, 0]);
   });
 });
 

@@ -6,8 +6,10 @@ import * as E from '../../engine/index.js';
 import { groupTurnAdvantages } from '../../igpo/advantage.js';
 import { defaultLossOptions, entropyFromLogits, policyLoss } from '../../igpo/loss.js';
 import { PRESETS } from '../../igpo/presets.js';
-import { collectRollouts, turnRewards, wrappedAnswer, type AgentTask } from '../../igpo/rollout.js';
-import { frozenCopy, packRollouts, updatePolicy } from '../../igpo/update.js';
+import { ALGORITHMS, defaultRLOptions } from '../../igpo/algorithms.js';
+import { probeTokens, THINK_PROBE } from '../../igpo/reward.js';
+import { collectRollouts, type AgentTask } from '../../igpo/rollout.js';
+import { frozenCopy, groupMinibatches, packRollouts, updatePolicy } from '../../igpo/update.js';
 import { GPT, type GPTConfig } from '../../model/gpt.js';
 import { BatchDecoder } from '../../model/sample.js';
 import { defaultTokenizer, type Tokenizer } from '../../model/tokenizer.js';
@@ -17,8 +19,14 @@ import { webgpuForBench } from '../webgpu.js';
 
 export const name = 'igpo';
 
-/** The ground truth every case scores: `<answer>Iva Kolm</answer>`, 10 tokens. */
+/** The ground truth every case scores, after the default probe's opening (`<think>I know the answer.</think><answer>`): 29 tokens. */
 const GOLD = 'Iva Kolm';
+
+/** The default probe's tokens for GOLD, prefix and scored answer in one list: what one score call forwards. */
+const probeIds = (tok: Tokenizer): number[] => {
+  const p = probeTokens(THINK_PROBE, GOLD, (t) => tok.encode(t));
+  return [...p.prefix, ...p.answer];
+};
 
 export async function run(opts: SuiteOptions): Promise<Row[]> {
   const tok = defaultTokenizer();
@@ -48,13 +56,13 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
 
 /**
  * The cache route is what collectRollouts does: one prefill, then per turn an append of the turn's tokens
- * and BatchDecoder.score of the wrapped answer (a forward of its first A-1 tokens on top of the cache,
- * rolled back). The naive route is the authors' code: per turn, a full forward over prefix + answer.
+ * and BatchDecoder.score of the probe (a forward of its first A-1 tokens on top of the cache, rolled back).
+ * The naive route is the authors' code: per turn, a full forward over prefix + probe.
  * A third job times the score calls alone, on decoders already holding each turn's prefix: IG's marginal
  * cost in a rollout, which builds the cache to sample anyway.
  */
 async function igScoring(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise<Row[]> {
-  const answer = wrappedAnswer(tok, GOLD);
+  const answer = probeIds(tok);
   const A = answer.length;
   const { nLayer: L, nEmbd: C, vocabSize: V } = model.cfg;
   const N = model.numParams();
@@ -63,7 +71,7 @@ async function igScoring(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promis
   const turnsList = opts.quick ? [2, 4] : [2, 4, 8];
   const ctxList = opts.quick ? [128, 512] : [128, 256, 512];
   opts.note(
-    `IG scoring: batch 1, a synthetic sequence of ctx tokens that ends with the ${A}-token answer \`<answer>${GOLD}</answer>\` at the last turn; the prompt and the n turns split the rest evenly. ` +
+    `IG scoring: batch 1, a synthetic sequence of ctx tokens that ends with the ${A}-token probe \`${THINK_PROBE.prefix}${GOLD}\` at the last turn; the prompt and the n turns split the rest evenly. ` +
       'Ours = the cache route (prefill + per turn an append and a score); peer = the naive route (per turn a full forward over prefix + answer), timed in the same run; both give the same log-probs (checked). ' +
       '"score calls only" times the scores alone on caches that already hold each prefix: what IG adds to a rollout, which builds the cache to sample anyway.',
   );
@@ -324,10 +332,11 @@ async function fullStep(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise
   opts.note(
     `full step: one group of ${G} rollouts of a fixed-shape task (every turn gets a ${infoChars + 2}-token tool response until the last; a random model would otherwise end at its first malformed turn), ` +
       `up to ${maxTurnTokens} sampled tokens per turn (a turn also ends at a sampled stop tag), IG scored after the prompt and every response, ` +
-      `then turnRewards + groupTurnAdvantages + packRollouts, then updatePolicy (2 minibatches, KL to a frozen copy, entropy bonus, AdamW). ` +
+      `then IGPO's turn rewards + groupTurnAdvantages + packRollouts, then updatePolicy (2 minibatches, KL to a frozen copy, entropy bonus, AdamW). ` +
       `Phases as trainRL's StepMetrics.ms splits them: "rollout" excludes the IG scores. Timed by hand: ${opts.quick ? 'one step' : 'the median of 2 steps'} after a warm-up step.`,
   );
   const ref = frozenCopy(model);
+  const rlOpts = defaultRLOptions('igpo');
   const opt = new E.AdamW(model.parameters(), { lr: 2e-4, weightDecay: 0, betas: [0.9, 0.999] }); // as trainRL
   const rows: Row[] = [];
   try {
@@ -335,13 +344,13 @@ async function fullStep(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise
       const tasks = Array.from({ length: G }, (_, i) => fixedShapeTask(i, turns, infoChars));
       const timings = { generateMs: 0, scoreMs: 0 };
       const t0 = performance.now();
-      const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: turns, maxTurnTokens, sampling: { temperature: 1 }, scoreAnswers: true }, new E.Generator(seed), timings);
+      const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: turns, maxTurnTokens, sampling: { temperature: 1 }, probe: THINK_PROBE, scoreTemperature: 1 }, new E.Generator(seed), timings);
       const t1 = performance.now();
-      const packed = packRollouts(rollouts, groupTurnAdvantages(rollouts.map((r) => turnRewards(r, 'igpo'))), tok.pad);
+      const packed = packRollouts(rollouts, groupTurnAdvantages(rollouts.map((r) => ALGORITHMS.igpo.turnRewards(r, r.outcome, rlOpts))), tok.pad);
       const t2 = performance.now();
-      await updatePolicy(model, ref, opt, packed, { loss: defaultLossOptions, miniBatches: 2, clip: 1 });
+      await updatePolicy(model, ref, opt, packed, { loss: defaultLossOptions, minibatches: groupMinibatches(packed.B, 4, 2, new E.Generator(seed)), clip: 1 });
       const t3 = performance.now();
-      const scored = rollouts.reduce((s, r) => s + r.probs.length, 0) * wrappedAnswer(tok, GOLD).length;
+      const scored = rollouts.reduce((s, r) => s + r.probs.length, 0) * probeIds(tok).length;
       const seqTokens = rollouts.reduce((s, r) => s + r.prompt.length + r.turns.reduce((a, t) => a + t.tokens.length + t.observation.length, 0), 0);
       const turnCount = rollouts.reduce((s, r) => s + r.turns.length, 0);
       return {
@@ -363,7 +372,7 @@ async function fullStep(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise
       const ends = [...new Set(z.ends)].join(', ');
       rows.push(
         makeRow({ case: 'full step: rollout (sampling + tool responses)', shape, unit: 'tokens/s', work: z.policy, note: `${z.policy} policy tokens sampled; episodes ended: ${ends}`, growth: grow('rollout') }, per('rollout'), null),
-        makeRow({ case: 'full step: IG scoring', shape, unit: 'tokens/s', work: z.scored, note: `${z.scored} answer tokens scored (${z.scored / 10} score rows)`, growth: grow('IG scoring') }, per('ig'), null),
+        makeRow({ case: 'full step: IG scoring', shape, unit: 'tokens/s', work: z.scored, note: `${z.scored} probe tokens scored (${z.scored / probeIds(tok).length} score rows)`, growth: grow('IG scoring') }, per('ig'), null),
         // No growth series: a phase of a few milliseconds, whose samples a GC pause can multiply.
         makeRow({ case: 'full step: advantages + packing', shape, unit: 'rewards/s', work: z.turns, note: `${z.turns} turn rewards` }, per('adv'), null),
         makeRow(
