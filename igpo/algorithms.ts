@@ -3,7 +3,7 @@
 // Not the maths (reward.ts, advantage.ts, baselines.ts, value.ts) and not the loop (trainer.ts).
 
 import { discountedSums, groupOutcomeAdvantages, normalizeGroupRewards } from './advantage.js';
-import { defaultBaselineOptions, gigpoAdvantages, gspoLoss, reinforcePPEstimator, rlooAdvantages, type BaselineOptions } from './baselines.js';
+import { defaultBaselineOptions, gigpoAdvantages, gspoLoss, reinforcePPEstimator, rlooAdvantages, stepSearchRewards, type BaselineOptions } from './baselines.js';
 import { broadcastTurns, perRollout, turnLevel, type AdvantageEstimator } from './estimator.js';
 import { defaultLossOptions, type PolicyLossFn, type PolicyLossOptions } from './loss.js';
 import { informationGains, THINK_PROBE, type Probe } from './reward.js';
@@ -131,6 +131,13 @@ const REGISTRY = {
     // The outcome on the last turn; its step returns discount it and compare turns of one anchor state.
     turnRewards: outcomeOnly,
     estimator: (opts) => turnLevel((g, outcomes) => gigpoAdvantages(g, outcomes, opts.baselines.gigpo)),
+  },
+  stepsearch: {
+    display: 'StepSearch',
+    section: 'step',
+    turnRewards: (r, outcome, opts) => stepSearchRewards(r, outcome, opts.baselines.stepsearch),
+    // IGPO's estimator over its own step rewards: the two differ only in where the step rewards come from.
+    estimator: (opts) => groupNormalizedTurns((r, outcome) => stepSearchRewards(r, outcome, opts.baselines.stepsearch), opts),
   },
 } satisfies Record<string, Algorithm>;
 

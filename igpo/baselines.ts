@@ -1,6 +1,6 @@
 // The paper's baselines (its Tables 1 and 2) on IGPO's own code path: the maths of each as an advantage
-// estimator (estimator.ts's contract), plus a policy-loss variant where the algorithm has one (GSPO's
-// sequence-level ratio; PPO's critic lives in value.ts). Pure functions over arrays and one loss on
+// estimator (estimator.ts's contract) or as turn rewards (StepSearch), plus a policy-loss variant where
+// the algorithm has one (GSPO's sequence-level ratio; PPO's critic lives in value.ts). Pure functions over arrays and one loss on
 // tensors; the registry that names them is algorithms.ts, the training loop trainer.ts and update.ts.
 
 import * as E from '../engine/index.js';
@@ -180,6 +180,37 @@ export function gigpoAdvantages(group: readonly Rollout[], outcomes: readonly nu
 }
 
 // ---------------------------------------------------------------------------------------------------
+// StepSearch.
+
+export interface StepSearchOptions {
+  /** Weight of the information-gain step reward. */
+  gain: number;
+  /** Weight of the redundancy penalty. */
+  redundancy: number;
+}
+
+/**
+ * StepSearch's turn rewards (Wang et al. 2025, "StepSearch: Igniting LLMs Search Ability via Step-Wise
+ * Proximal Policy Optimization", arXiv 2505.15107): each search turn earns its information gain about the
+ * question's gold facts minus a penalty for retrieving again what an earlier search retrieved; the last
+ * turn adds the outcome reward. Here the gain is the fraction of the question's chain facts this search
+ * returned for the first time (newNeeded / neededTotal) and the penalty the fraction of its results that
+ * an earlier search had returned (repeated / returned), from the environment's Retrieval.
+ * Deviations: the paper scores retrieved documents by their similarity to the gold documents and keeps
+ * the best so far per gold document; the environment knows its gold facts, so similarity is exact match.
+ * The paper adds a search-keyword reward to the outcome and trains with PPO and a critic (StePPO); here
+ * there is no keyword reward, and the rewards go through IGPO's group normalisation and discounted sum,
+ * so that StepSearch and IGPO differ only in where their step rewards come from. Weights are 1 and 1.
+ */
+export function stepSearchRewards(r: Rollout, outcome: number, opts: StepSearchOptions): number[] {
+  return r.turns.map((t, k) => {
+    const q = t.retrieval;
+    const step = q ? opts.gain * (q.neededTotal > 0 ? q.newNeeded / q.neededTotal : 0) - opts.redundancy * (q.returned > 0 ? q.repeated / q.returned : 0) : 0;
+    return k === r.turns.length - 1 ? step + outcome : step;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Settings.
 
 /** The baselines' own settings; IGPO and its ablations ignore them. */
@@ -189,6 +220,7 @@ export interface BaselineOptions {
   gspo: { clipLow: number; clipHigh: number };
   gigpo: GiGPOOptions;
   ppo: ValueOptions;
+  stepsearch: StepSearchOptions;
 }
 
 export const defaultBaselineOptions: BaselineOptions = {
@@ -196,4 +228,5 @@ export const defaultBaselineOptions: BaselineOptions = {
   gspo: { clipLow: 3e-4, clipHigh: 4e-4 },
   gigpo: { omega: 1, gamma: 0.95, norm: 'std', eps: 1e-6 },
   ppo: defaultValueOptions,
+  stepsearch: { gain: 1, redundancy: 1 },
 };

@@ -1,8 +1,9 @@
-// The `igpo` command line: `igpo train` (warm-up then RL, the main job), `igpo compare` (the paper's
-// comparisons at our scale) and `igpo eval` (a checkpoint's F1, and its p_t dumped). Argument parsing is
-// commander's; the work is in trainer.ts and compare.ts.
+// The `igpo` command line: `igpo train` (warm-up then RL, the main job), `igpo compare` and `igpo report`
+// (the study: the paper's comparisons at our scale) and `igpo eval` (a checkpoint's F1, and its p_t dumped).
+// Argument parsing is commander's; the work is in trainer.ts, compare.ts and report.ts.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { availableParallelism } from 'node:os';
 import * as E from '../engine/index.js';
 import { ALGOS, defaultRLOptions, type Algo, type RLOptions } from './algorithms.js';
 import { PROBES, resolveProbe, type Probe } from './reward.js';
@@ -109,23 +110,49 @@ withRLOptions(train).action(async (o: RLFlags & { algo: Algo; preset: keyof type
   });
 });
 
+function shardOf(v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  const [index, count] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(count >= 1 && index < count)) throw new InvalidArgumentError(`--shard must be i/n with 0 <= i < n, got '${v}'`);
+  return { index, count };
+}
+
 const compare = program
   .command('compare')
-  .description('the paper\u2019s comparisons at our scale (its Tables 1-3, Figures 1, 4, 5): equal token budget per algorithm')
+  .description('the study (the paper\u2019s Tables 1-3, Figures 1, 4, 5 at our scale): per seed one warm start, then every algorithm to the same policy-token budget; one result file per run, so a rerun resumes')
   .option('--algos <list>', `comma-separated algorithms (${ALGOS.join(', ')})`, 'igpo,grpo,ig')
-  .option('--seeds <n>', 'seeds per algorithm', int('--seeds'), 3)
+  .option('--seeds <n>', 'seeds 0 .. n-1 per algorithm', int('--seeds', 1), 3)
   .addOption(new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'))
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
-  .option('--out <dir>', 'output directory', 'runs/compare')
-  .option('--rl-steps <n>', 'RL steps of the first algorithm, whose sampled policy tokens are every algorithm\u2019s budget (default: the preset\u2019s)', int('--rl-steps', 1));
-withRLOptions(compare).action(async (o: RLFlags & { algos: string; seeds: number; preset: keyof typeof PRESETS; device: DeviceFlag; out: string; rlSteps?: number }) => {
-  const { runCompare } = await import('./compare.js');
-  const rl = rlOptionsOf(o);
+  .option('--out <dir>', 'the study\u2019s directory (result files, report.md, figures)', 'runs/compare')
+  .option('--jobs <n>', 'worker processes (default: this machine\u2019s cores)', int('--jobs', 1), availableParallelism())
+  .option('--shard <i/n>', 'run only every n-th run, starting at the i-th (machines that share the directory)', shardOf)
+  .option('--budget <tokens>', 'policy tokens each run samples (default: the preset\u2019s compare budget)', int('--budget', 1))
+  .option('--rl-steps <n>', 'scale the budget to about n of the preset\u2019s RL steps (at most 3n steps a run)', int('--rl-steps', 1))
+  .option('--eval-every <n>', 'greedy evaluation every n RL steps (default: the preset\u2019s)', int('--eval-every', 1));
+withRLOptions(compare).action(async (o: RLFlags & { algos: string; seeds: number; preset: keyof typeof PRESETS; device: DeviceFlag; out: string; jobs: number; shard?: { index: number; count: number }; budget?: number; rlSteps?: number; evalEvery?: number }) => {
+  const { runCompare, studyOf } = await import('./compare.js');
+  const { runReport } = await import('./report.js');
   const algos = o.algos.split(',').map((a) => a.trim());
-  const base = PRESETS[o.preset];
-  const preset = o.rlSteps === undefined ? base : { ...base, rl: { ...base.rl, steps: o.rlSteps, evalEvery: Math.min(base.rl.evalEvery, o.rlSteps) } };
-  await runCompare({ algos, seeds: o.seeds, preset, rl, device: await resolveDevice(o.device), outDir: o.out, progress: process.stderr.isTTY, log: (l) => console.log(l) });
+  const unknown = algos.filter((a) => !(ALGOS as readonly string[]).includes(a));
+  if (unknown.length) usageError(`--algos: unknown algorithm '${unknown[0]}' (known: ${ALGOS.join(', ')})`);
+  const { algo: _, ...shared } = { ...defaultRLOptions(), ...rlOptionsOf(o) };
+  const study = studyOf(PRESETS[o.preset], shared, { rlSteps: o.rlSteps, budget: o.budget, evalEvery: o.evalEvery });
+  const t0 = performance.now();
+  await runCompare({ study, algos, seeds: o.seeds, device: await resolveDevice(o.device), outDir: o.out, jobs: o.jobs, shard: o.shard, log: (l) => console.log(l) });
+  const files = await runReport([o.out]);
+  console.log(`compare: ${((performance.now() - t0) / 60000).toFixed(1)} min; wrote ${files.join(', ')}`);
 });
+
+program
+  .command('report')
+  .description('the study\u2019s tables and figures from its result files; directories of one study (shards) merge')
+  .argument('<dirs...>', 'study directories written by igpo compare')
+  .option('--out <dir>', 'where report.md and the figures go (default: the first directory)')
+  .action(async (dirs: string[], o: { out?: string }) => {
+    const { runReport } = await import('./report.js');
+    console.log(`wrote ${(await runReport(dirs, o.out)).join(', ')}`);
+  });
 
 const evaluate = program
   .command('eval')
@@ -147,4 +174,11 @@ withProbe(evaluate, { value: 'checkpoint', description: 'the one the checkpoint 
   if (o.dump) console.log(`wrote ${o.dump}: ${2 * o.episodes} episodes, one JSON line each`);
 });
 
-await program.parseAsync(process.argv);
+program.option('--debug', 'print the stack of an error, not only its message');
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  // One line that names the problem; the stack only when asked for.
+  console.error(program.opts().debug ? (e as Error).stack : `error: ${(e as Error).message}`);
+  process.exit(1);
+}

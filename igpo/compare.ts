@@ -1,117 +1,224 @@
-// `igpo compare`: several algorithms from the same warm-started model per seed, each given the same
-// budget of sampled policy tokens, evaluated on the same held-out and out-of-domain episodes.
-// Writes compare.md (the table), compare.json (every step's metrics) and compare.svg (the curves).
+// `igpo compare`: the study. Per seed one warm start, trained once and shared through its checkpoint
+// (with its inference-only baselines evaluated: the paper's prompt-based rows); then every (seed,
+// algorithm) run from it, each to the same budget of sampled policy tokens, in parallel worker processes.
+// Every run writes its result file the moment it finishes, so a rerun into the same directory resumes;
+// `--shard i/n` runs every n-th run for machines that share only the directory. The tables and figures
+// are report.ts's, from the files alone.
 
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type * as E from '../engine/index.js';
-import { ALGORITHMS, ALGOS, algorithm, defaultRLOptions, type Algo, type RLOptions } from './algorithms.js';
-import { meanOrNull } from './metrics.js';
-import { writeCurves } from './plot.js';
-import { trainRL, warmStart, type Preset, type RLResult, type StepMetrics } from './trainer.js';
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as E from '../engine/index.js';
+import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
+import { algorithm, type Algo } from './algorithms.js';
+import { presetSplit, type Preset } from './presets.js';
+import { claimStudy, codeVersion, readRun, readWarm, runPath, warmCheckpointPath, warmPath, writeJson, type RunFile, type StudySpec, type WarmFile } from './results.js';
+import { EVAL_MODES, evaluate, trainRL, warmStart, type EvalMode } from './trainer.js';
+import { makeSplit } from './env.js';
 
 export interface CompareJob {
-  algos: string[];
+  study: StudySpec;
+  algos: readonly string[];
+  /** Seeds 0 .. seeds - 1. */
   seeds: number;
-  preset: Preset;
   device: E.Device;
   outDir: string;
-  /** RL options every algorithm runs with (normalisation, probe, format penalty ...); the defaults elsewhere. */
-  rl?: Partial<Omit<RLOptions, 'algo'>>;
-  progress?: boolean;
+  /** Worker processes; 1 runs everything in this process. */
+  jobs: number;
+  /** Run only the runs whose index in the plan (planRuns) is `index` modulo `count`. */
+  shard?: { index: number; count: number };
   log?: (line: string) => void;
 }
 
-export interface CompareRun {
-  algo: string;
-  seed: number;
-  result: RLResult;
-  seconds: number;
+export type Task = { kind: 'warm'; seed: number } | { kind: 'run'; algo: Algo; seed: number };
+
+const taskName = (t: Task) => (t.kind === 'warm' ? `seed ${t.seed} warm start` : `seed ${t.seed} ${t.algo}`);
+
+/**
+ * The runs of a study and this shard's share of them: the plan lists them algorithm by algorithm, each
+ * over every seed, so that a shard count that divides the seeds gives each shard whole seeds (one warm
+ * start to train per seed it holds). Returned seed by seed, the order they run in: an interrupted study
+ * leaves complete pairs.
+ */
+export function planRuns(algos: readonly string[], seeds: number, shard?: { index: number; count: number }): { algo: Algo; seed: number }[] {
+  for (const a of algos) algorithm(a); // unknown names fail here, with the known ones listed
+  const all = algos.flatMap((algo) => Array.from({ length: seeds }, (_, seed) => ({ algo: algo as Algo, seed })));
+  const mine = shard ? all.filter((_, i) => i % shard.count === shard.index) : all;
+  return mine.sort((x, y) => x.seed - y.seed || algos.indexOf(x.algo) - algos.indexOf(y.algo));
 }
 
-const SECTIONS: { title: string; section: 'outcome' | 'step' }[] = [
-  { title: 'Outcome-reward RL', section: 'outcome' },
-  { title: 'Step-reward RL', section: 'step' },
-];
-
-export async function runCompare(job: CompareJob): Promise<CompareRun[]> {
-  const log = job.log ?? (() => {});
-  for (const a of job.algos) if (!ALGOS.includes(a as Algo)) throw new Error(`compare: unknown algorithm '${a}' (known: ${ALGOS.join(', ')})`);
-  await mkdir(job.outDir, { recursive: true });
-  const runs: CompareRun[] = [];
-  for (let seed = 0; seed < job.seeds; seed++) {
-    log(`seed ${seed}: warm-up`);
-    const warm = await warmStart(job.preset, seed, job.device, job.progress);
-    let evalBefore: RLResult['evalBefore'] | undefined; // the same warm start for every algorithm: evaluated once
-    // The first algorithm sets the budget: the policy tokens it samples in `steps` steps.
-    let budget = job.preset.rl.tokenBudget;
-    for (const algo of job.algos) {
-      const preset: Preset = budget > 0 ? { ...job.preset, rl: { ...job.preset.rl, steps: job.preset.rl.steps * 3, tokenBudget: budget } } : job.preset;
-      const model = warm.model.clone();
-      const t0 = performance.now();
-      const result = await trainRL(model, warm.tok, preset, { ...defaultRLOptions(algo as Algo), ...job.rl }, seed, { progress: job.progress, evalBefore });
-      evalBefore = result.evalBefore;
-      const seconds = (performance.now() - t0) / 1000;
-      if (budget === 0) budget = result.steps[result.steps.length - 1]?.policyTokens ?? 0;
-      runs.push({ algo, seed, result, seconds });
-      log(`seed ${seed} ${algo}: eval F1 ${result.evalBefore.inDomain.f1.toFixed(3)} -> ${result.evalAfter.inDomain.f1.toFixed(3)}, ood ${result.evalBefore.ood.f1.toFixed(3)} -> ${result.evalAfter.ood.f1.toFixed(3)}, ${result.steps.length} steps, ${seconds.toFixed(0)} s`);
-      model.dispose();
-    }
-    warm.model.dispose();
-  }
-  await writeFile(join(job.outDir, 'compare.json'), JSON.stringify(runs, null, 1));
-  await writeFile(join(job.outDir, 'compare.md'), compareTable(job, runs));
-  const curve = (title: string, f: (m: StepMetrics) => number | null | undefined) => ({
-    title,
-    x: 'policy tokens',
-    points: runs.flatMap((r) => r.result.steps.flatMap((m) => (f(m) === undefined || f(m) === null ? [] : [{ x: m.policyTokens, y: f(m)!, series: `${r.algo} s${r.seed}` }]))),
-  });
-  await writeCurves(join(job.outDir, 'compare.svg'), [
-    curve('held-out F1 (greedy)', (m) => m.evalF1),
-    curve('train F1', (m) => m.trainF1),
-    curve('advantage collapse (groups whose outcomes are all equal)', (m) => m.collapsedGroups),
-    curve('ground-truth entropy reduction', (m) => m.gtEntropyReduction),
-  ]);
-  log(`wrote ${join(job.outDir, 'compare.md')}`);
-  return runs;
-}
-
-function meanStd(xs: number[]): string {
-  const m = xs.reduce((s, x) => s + x, 0) / xs.length;
-  const sd = Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / xs.length);
-  return `${m.toFixed(3)} ± ${sd.toFixed(3)}`;
+/** A preset as a study runs it: up to maxSteps steps, stopping at the budget of policy tokens. */
+function runPreset(study: StudySpec): Preset {
+  return { ...study.preset, rl: { ...study.preset.rl, steps: study.maxSteps, tokenBudget: study.budget } };
 }
 
 /**
- * The table in the layout of the paper's Tables 1 and 2: one row per algorithm, grouped into outcome-reward
- * and step-reward sections, in-domain and out-of-domain F1 and their average (mean ± std over seeds), then
- * advantage collapse, IG's share of the normalised rewards, the entropy reduction and the other per-run figures.
+ * One task, in whichever process runs it. A warm start: train, save the checkpoint, evaluate it greedily
+ * in every inference-only mode, write its file. A run: load the seed's warm start, RL to the budget, write
+ * its file. Files are written last and atomically: a task killed half-way leaves nothing.
  */
-export function compareTable(job: CompareJob, runs: CompareRun[]): string {
-  const row = (algo: string) => {
-    const rs = runs.filter((r) => r.algo === algo);
-    const avg = (f: (r: CompareRun) => number | null) => {
-      const xs = rs.flatMap((r) => (f(r) === null ? [] : [f(r)!]));
-      return xs.length ? meanStd(xs) : '-';
-    };
-    const stepMean = (r: CompareRun, f: (m: StepMetrics) => number | null) => meanOrNull(r.result.steps.flatMap((m) => (f(m) === null ? [] : [f(m)!])));
-    const ind = (r: CompareRun) => r.result.evalAfter.inDomain.f1;
-    const ood = (r: CompareRun) => r.result.evalAfter.ood.f1;
-    return `| ${algorithm(algo).display} | ${avg(ind)} | ${avg(ood)} | ${avg((r) => (ind(r) + ood(r)) / 2)} | ${avg((r) => stepMean(r, (m) => m.collapsedGroups))} | ${avg((r) => stepMean(r, (m) => m.zeroAdvantageGroups))} | ${avg((r) => stepMean(r, (m) => m.igShare))} | ${avg((r) => stepMean(r, (m) => m.gtEntropyReduction))} | ${Math.round(rs.reduce((s, r) => s + (r.result.steps.at(-1)?.policyTokens ?? 0), 0) / rs.length)} | ${(rs.reduce((s, r) => s + r.seconds, 0) / rs.length).toFixed(0)} |`;
+export async function executeTask(study: StudySpec, dir: string, task: Task, device: E.Device, code: string): Promise<string> {
+  const t0 = performance.now();
+  const preset = study.preset;
+  const rl = preset.rl;
+  if (task.kind === 'warm') {
+    const { model, tok, losses } = await warmStart(preset, task.seed, device);
+    try {
+      const evalSet = makeSplit(presetSplit(preset, 'eval'), task.seed, rl.evalEpisodes);
+      const oodSet = makeSplit(presetSplit(preset, 'ood'), task.seed, rl.evalEpisodes);
+      const evals = {} as WarmFile['eval'];
+      for (const mode of Object.keys(EVAL_MODES) as EvalMode[]) {
+        evals[mode] = { inDomain: await evaluate(model, tok, evalSet, preset, { mode, probe: study.rl.probe }), ood: await evaluate(model, tok, oodSet, preset, { mode, probe: study.rl.probe }) };
+      }
+      await mkdir(dirname(warmCheckpointPath(dir, task.seed)), { recursive: true });
+      await saveCheckpoint(warmCheckpointPath(dir, task.seed), model, { tokenizer: tok, metadata: { seed: String(task.seed), preset: preset.name, code } });
+      const file: WarmFile = { seed: task.seed, code, warmupSteps: losses.length, lossFirst: losses[0], lossLast: losses[losses.length - 1], eval: evals, seconds: (performance.now() - t0) / 1000 };
+      await writeJson(warmPath(dir, task.seed), file);
+      return `seed ${task.seed} warm start: eval F1 ${evals.agent.inDomain.f1.toFixed(3)} (CoT ${evals.cot.inDomain.f1.toFixed(3)}, CoT+RAG ${evals.rag.inDomain.f1.toFixed(3)}), ${file.seconds.toFixed(0)} s`;
+    } finally {
+      model.dispose();
+    }
+  }
+  const warm = await readWarm(warmPath(dir, task.seed));
+  const { model, tokenizer } = await loadCheckpoint(warmCheckpointPath(dir, task.seed), { device });
+  try {
+    if (!tokenizer) throw new Error(`${warmCheckpointPath(dir, task.seed)}: no tokenizer in its metadata`);
+    const result = await trainRL(model, tokenizer, runPreset(study), { ...study.rl, algo: task.algo }, task.seed, { evalBefore: warm.eval.agent });
+    const file: RunFile = { algo: task.algo, seed: task.seed, warmSeed: task.seed, code, result, seconds: (performance.now() - t0) / 1000 };
+    await writeJson(runPath(dir, task.algo, task.seed), file);
+    const last = result.steps[result.steps.length - 1];
+    return `seed ${task.seed} ${task.algo}: eval F1 ${result.evalBefore.inDomain.f1.toFixed(3)} -> ${result.evalAfter.inDomain.f1.toFixed(3)}, ood ${result.evalBefore.ood.f1.toFixed(3)} -> ${result.evalAfter.ood.f1.toFixed(3)}, ${result.steps.length} steps, ${last.policyTokens} policy tokens, ${file.seconds.toFixed(0)} s`;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Whether a finished, valid file is already there (a broken one is redone, and says so). */
+async function done(path: string, read: (p: string) => Promise<unknown>, log: (l: string) => void): Promise<boolean> {
+  if (!existsSync(path)) return false;
+  try {
+    await read(path);
+    return true;
+  } catch (e) {
+    log(`redoing: ${(e as Error).message}`);
+    return false;
+  }
+}
+
+/** Runs tasks in `jobs` worker processes, or in this one; a warm start before the runs that need it. */
+async function schedule(tasks: Task[], jobs: number, run: (t: Task, worker: number) => Promise<string>, log: (l: string) => void): Promise<void> {
+  const pendingWarm = new Set(tasks.filter((t) => t.kind === 'warm').map((t) => t.seed));
+  const queue = [...tasks];
+  let finished = 0;
+  let failure: Error | null = null;
+  const next = (): Task | undefined => {
+    const i = queue.findIndex((t) => t.kind === 'warm' || !pendingWarm.has(t.seed));
+    return i < 0 ? undefined : queue.splice(i, 1)[0];
   };
-  const rows = SECTIONS.flatMap((sec) => {
-    const algos = job.algos.filter((a) => ALGORITHMS[a as Algo].section === sec.section);
-    return algos.length ? [`| *${sec.title}* | | | | | | | | | |`, ...algos.map(row)] : [];
-  });
-  const before = runs.filter((r) => r.algo === job.algos[0]);
-  return `# igpo compare (preset ${job.preset.name}, ${job.seeds} seeds, device ${job.device})
+  const waiters: (() => void)[] = [];
+  const wake = () => waiters.splice(0).forEach((w) => w());
+  const worker = async (w: number) => {
+    while (!failure) {
+      const t = next();
+      if (!t) {
+        if (queue.length === 0) return;
+        await new Promise<void>((r) => waiters.push(r)); // runs wait for their warm start
+        continue;
+      }
+      try {
+        const line = await run(t, w);
+        finished++;
+        log(`[${finished}/${tasks.length}] ${line}`);
+      } catch (e) {
+        failure ??= new Error(`${taskName(t)}: ${(e as Error).message}`, { cause: e });
+      }
+      if (t.kind === 'warm') pendingWarm.delete(t.seed);
+      wake();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, tasks.length)) }, (_, w) => worker(w)));
+  if (failure) throw failure;
+}
 
-Warm-started model before RL (shared by all algorithms of a seed): in-domain F1 ${meanStd(before.map((r) => r.result.evalBefore.inDomain.f1))}, out-of-domain F1 ${meanStd(before.map((r) => r.result.evalBefore.ood.f1))}.
+/** A pool of worker processes (compare-worker.ts), one task at a time each. */
+class Workers {
+  private readonly procs: ChildProcess[] = [];
+  private readonly pending = new Map<number, { resolve: (line: string) => void; reject: (e: Error) => void }>();
+  /** The worker each pending task went to. */
+  private readonly owner = new Map<number, number>();
+  private id = 0;
 
-| Method | In-domain F1 | Out-of-domain F1 | Avg. | advantage collapse | all-zero advantages | IG share | GT entropy reduction | policy tokens | seconds per run |
-| :--- | :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: | :---: |
-${rows.join('\n')}
+  constructor(n: number) {
+    const entry = fileURLToPath(new URL('./compare-worker.ts', import.meta.url));
+    for (let i = 0; i < n; i++) {
+      // The worker is TypeScript, as this file: run it through tsx's loader, found from here (not the cwd).
+      const p = fork(entry, [], { execArgv: ['--import', import.meta.resolve('tsx')], serialization: 'advanced' });
+      p.on('message', (m: { id: number; ok: boolean; line?: string; error?: string }) => {
+        const w = this.pending.get(m.id);
+        this.pending.delete(m.id);
+        this.owner.delete(m.id);
+        if (m.ok) w?.resolve(m.line!);
+        else w?.reject(new Error(m.error));
+      });
+      p.on('exit', (code, signal) => {
+        for (const [id, w] of this.pending) {
+          if (this.owner.get(id) === i) {
+            this.pending.delete(id);
+            w.reject(new Error(`worker process ${i} exited (${signal ?? `code ${code}`})`));
+          }
+        }
+      });
+      this.procs.push(p);
+    }
+  }
 
-F1 is greedy decoding on ${job.preset.rl.evalEpisodes} held-out (in-domain) and ${job.preset.rl.evalEpisodes} out-of-domain episodes, mean ± population std over seeds; Avg. is their mean. Every algorithm of a seed starts from the same warm-started model and stops at the first step that reaches the same budget of sampled policy tokens (what the first algorithm sampled in the preset's steps). Advantage collapse is the paper's (the fraction of a step's groups whose outcome rewards are all equal); all-zero advantages is the fraction of groups whose advantages are all 0, which any non-zero IG prevents, so it is about 0 for IGPO by construction. IG share is IG turns' share of the group-normalised turn rewards' sum of squares (algorithms with turn rewards only). These and the entropy reduction are means over RL steps.
-`;
+  run(worker: number, msg: { study: StudySpec; dir: string; task: Task; device: E.Device; code: string }): Promise<string> {
+    const id = this.id++;
+    this.owner.set(id, worker);
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.procs[worker].send({ id, ...msg });
+    });
+  }
+
+  close(): void {
+    for (const p of this.procs) if (p.connected) p.disconnect();
+  }
+}
+
+/** Runs the study's missing warm starts and runs; returns how many tasks it ran. */
+export async function runCompare(job: CompareJob): Promise<number> {
+  const log = job.log ?? (() => {});
+  const runs = planRuns(job.algos, job.seeds, job.shard);
+  await claimStudy(job.outDir, job.study);
+  const code = codeVersion();
+  const tasks: Task[] = [];
+  for (const seed of [...new Set(runs.map((r) => r.seed))]) {
+    if (!((await done(warmPath(job.outDir, seed), readWarm, log)) && existsSync(warmCheckpointPath(job.outDir, seed)))) tasks.push({ kind: 'warm', seed });
+  }
+  for (const r of runs) if (!(await done(runPath(job.outDir, r.algo, r.seed), readRun, log))) tasks.push({ kind: 'run', ...r });
+  const skipped = runs.length - tasks.filter((t) => t.kind === 'run').length;
+  log(`compare: ${runs.length} runs${job.shard ? ` (shard ${job.shard.index}/${job.shard.count})` : ''}, ${skipped} already done; ${tasks.length} tasks on ${Math.min(job.jobs, Math.max(1, tasks.length))} ${job.jobs > 1 ? 'worker processes' : 'process'} (preset ${job.study.preset.name}, budget ${job.study.budget} policy tokens, code ${code})`);
+  if (tasks.length === 0) return 0;
+  if (job.jobs <= 1) {
+    await schedule(tasks, 1, (t) => executeTask(job.study, job.outDir, t, job.device, code), log);
+    return tasks.length;
+  }
+  const workers = new Workers(Math.min(job.jobs, tasks.length));
+  try {
+    await schedule(tasks, job.jobs, (t, w) => workers.run(w, { study: job.study, dir: job.outDir, task: t, device: job.device, code }), log);
+  } finally {
+    workers.close();
+  }
+  return tasks.length;
+}
+
+/** The study a preset and the shared RL options make: the preset's budget, or `rlSteps` steps' worth of it. */
+export function studyOf(preset: Preset, rl: StudySpec['rl'], opts: { rlSteps?: number; budget?: number; evalEvery?: number } = {}): StudySpec {
+  const steps = opts.rlSteps ?? preset.rl.steps;
+  const budget = opts.budget ?? Math.round((preset.compare.budget * steps) / preset.rl.steps);
+  const evalEvery = opts.evalEvery ?? Math.min(preset.rl.evalEvery, steps);
+  return { version: 1, preset: { ...preset, rl: { ...preset.rl, evalEvery } }, rl, budget, maxSteps: 3 * steps };
 }

@@ -171,8 +171,20 @@ export interface EpisodeRecord {
   neededTotal: number;
 }
 
+/** What one search returned, measured against the facts the question needs (step-reward baselines read it). */
+export interface Retrieval {
+  /** Chain facts this search returned that no earlier search of the episode had, of `neededTotal`. */
+  newNeeded: number;
+  neededTotal: number;
+  /** Facts this search returned that an earlier search of the episode had returned too, of `returned`. */
+  repeated: number;
+  returned: number;
+}
+
 export interface StepResult {
   done: boolean;
+  /** What the search returned, for a search turn (also one that ended the episode). */
+  retrieval?: Retrieval;
   /** The <info>..</info> block to append after the turn, when the episode goes on. */
   observation?: string;
   /** The final reward, when done. */
@@ -197,6 +209,8 @@ export class Episode {
   /** The question's last chain fact: the one that holds the gold answer. */
   private readonly answerFact: string;
   private readonly seen = new Set<string>();
+  /** Every fact some search of the episode returned. */
+  private readonly returned = new Set<string>();
   private factTurn: number | null = null;
   private readonly turns: TurnRecord[] = [];
   private text: string;
@@ -267,13 +281,15 @@ export class Episode {
     const hits = retrieved.filter((f) => this.needed.has(f));
     const fresh = hits.filter((f) => !this.seen.has(f));
     for (const f of hits) this.seen.add(f);
+    const retrieval: Retrieval = { newNeeded: fresh.length, neededTotal: this.needed.size, repeated: retrieved.filter((f) => this.returned.has(f)).length, returned: retrieved.length };
+    for (const f of retrieved) this.returned.add(f);
     if (this.factTurn === null && retrieved.includes(this.answerFact)) this.factTurn = this.turns.length;
     this.turns.push({ text: turnText, kind: 'search', query: parsed.query, retrieved, neededHits: hits.length, newNeeded: fresh.length });
-    if (this.turns.length >= this.opts.maxTurns) return this.finish('max-turns', 0);
+    if (this.turns.length >= this.opts.maxTurns) return { ...this.finish('max-turns', 0), retrieval };
     const observation = formatInfo(retrieved);
-    if (tokenCount(this.text + observation) > this.opts.maxContextTokens) return this.finish('context-full', 0);
+    if (tokenCount(this.text + observation) > this.opts.maxContextTokens) return { ...this.finish('context-full', 0), retrieval };
     this.text += observation;
-    return { done: false, observation };
+    return { done: false, observation, retrieval };
   }
 
   private finish(end: EndReason, reward: number): StepResult {

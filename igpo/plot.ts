@@ -2,6 +2,7 @@
 
 import { writeFile } from 'node:fs/promises';
 import * as vega from 'vega';
+import writeFileAtomic from 'write-file-atomic';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
 export interface Series {
@@ -32,5 +33,42 @@ export async function writeCurves(path: string, panels: readonly Series[]): Prom
   } as unknown as TopLevelSpec;
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   await writeFile(path, await view.toSVG());
+  view.finalize();
+}
+
+export interface BandPanel {
+  title: string;
+  /** Axis titles. */
+  x: string;
+  y: string;
+  /** One line per series (an algorithm): its mean, and a band from lo to hi. */
+  points: { x: number; mean: number; lo: number; hi: number; series: string }[];
+}
+
+/**
+ * Writes panels stacked vertically into one SVG file: per series a line with points at its means and a
+ * shaded band from lo to hi; each panel has its own legend and axis titles.
+ */
+export async function writeBands(path: string, panels: readonly BandPanel[]): Promise<void> {
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    vconcat: panels.map((p) => ({
+      title: p.title,
+      width: 480,
+      height: 220,
+      data: { values: p.points },
+      encoding: {
+        x: { field: 'x', type: 'quantitative', title: p.x },
+        color: { field: 'series', type: 'nominal', title: 'algorithm' },
+      },
+      layer: [
+        { mark: { type: 'area', opacity: 0.18 }, encoding: { y: { field: 'lo', type: 'quantitative', title: p.y }, y2: { field: 'hi' } } },
+        { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: p.y } } },
+      ],
+    })),
+    resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
+  } as unknown as TopLevelSpec;
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  await writeFileAtomic(path, await view.toSVG());
   view.finalize();
 }

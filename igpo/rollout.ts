@@ -7,6 +7,7 @@ import type * as E from '../engine/index.js';
 import type { GPT } from '../model/gpt.js';
 import { BatchDecoder, type SamplingOptions } from '../model/sample.js';
 import type { Tokenizer } from '../model/tokenizer.js';
+import type { Retrieval } from './env.js';
 import { probeProbability, probeTokens, type Probe } from './reward.js';
 
 /** What a rollout needs of an environment episode. */
@@ -16,7 +17,7 @@ export interface AgentTask {
   /** The ground truth, for the IG reward (its first form is the one the probe scores). */
   gold: string | readonly string[];
   /** Advances with the agent's turn text. */
-  step(turn: string): { done: boolean; observation?: string; reward?: number; reason?: string };
+  step(turn: string): { done: boolean; observation?: string; reward?: number; reason?: string; retrieval?: Retrieval };
 }
 
 export type TurnKind = 'search' | 'answer' | 'ended';
@@ -28,6 +29,8 @@ export interface Turn {
   /** Tokens the environment appended after this turn (masked out of every loss). */
   observation: number[];
   kind: TurnKind;
+  /** What a search returned, when the environment says (env.ts's Retrieval). */
+  retrieval?: Retrieval;
 }
 
 export interface Rollout {
@@ -102,6 +105,7 @@ export async function collectRollouts(model: GPT, tok: Tokenizer, tasks: readonl
         const t: Turn = { tokens: gen1.tokens[b], logprobs: gen1.logprobs[b], observation: [], kind: 'ended' };
         r.turns.push(t);
         const res = tasks[i].step(tok.decode(t.tokens));
+        if (res.retrieval) t.retrieval = res.retrieval;
         if (res.done) {
           r.outcome = res.reward ?? 0;
           r.endReason = res.reason ?? (res.reward !== undefined ? 'answer' : 'ended');

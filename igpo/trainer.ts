@@ -21,7 +21,7 @@ import { THINK_PROBE, type Probe } from './reward.js';
 import { collectRollouts, type Rollout } from './rollout.js';
 import { frozenCopy, groupMinibatches, packRollouts, tokenLogProbs, updatePolicy } from './update.js';
 import { Critic } from './value.js';
-import { PRESETS, type Preset } from './presets.js';
+import { PRESETS, presetSplit, type Preset } from './presets.js';
 
 export { PRESETS, type Preset } from './presets.js';
 export { defaultRLOptions, type RLOptions } from './algorithms.js';
@@ -58,7 +58,7 @@ export async function warmStart(preset: Preset, seed: number, device: E.Device, 
   const tok = defaultTokenizer();
   const cfg: GPTConfig = { vocabSize: tok.vocabSize, ropeBase: 10000, normEps: 1e-5, ...preset.model };
   const model = new GPT(cfg, { generator: new E.Generator(seed), device });
-  const stream = episodeStream('train', seed);
+  const stream = episodeStream(presetSplit(preset, 'train'), seed);
   const gen = new E.Generator(seed + 1);
   const w = preset.warmup;
   const { losses, optimizer } = await trainSupervised(
@@ -91,7 +91,21 @@ export interface EvalResult {
   byHops: EpisodeSummary['byHops'];
 }
 
+/**
+ * Inference-only baselines on a model, as the paper's prompt-based rows (its Table 1) stand for them:
+ * 'agent' is the model's own search behaviour (Search-o1: a model that searches when it decides to);
+ * 'cot' answers with no search (the `<search>` tag is never sampled); 'rag' retrieves once with the
+ * question as the query (a scripted first turn) and then answers with no further search (CoT+RAG).
+ */
+export type EvalMode = 'agent' | 'cot' | 'rag';
+export const EVAL_MODES: Readonly<Record<EvalMode, string>> = { cot: 'CoT', rag: 'CoT+RAG', agent: 'Search-o1' };
+
+/** The scripted first turn of 'rag': search with the question itself. */
+export const ragTurn = (question: string): string => `<think>find the answer.</think><search>${question}</search>`;
+
 export interface EvalOptions {
+  /** What the model may do (EvalMode); 'agent' by default. */
+  mode?: EvalMode;
   /** The probe of the run (its tokens are kept free at the end of the context, as in training). */
   probe?: Probe;
   /** Score p_t on the greedy episodes, at this temperature (the preset's RL temperature for a dump). */
@@ -104,19 +118,27 @@ export interface EvalOptions {
 /** Greedy decoding on fixed episodes, in batches; mean final reward (F1). */
 export async function evaluate(model: GPT, tok: Tokenizer, specs: readonly EpisodeSpec[], preset: Preset, opts: EvalOptions = {}): Promise<EvalResult> {
   const batch = opts.batch ?? 32;
+  const mode = opts.mode ?? 'agent';
+  const sampling = { temperature: 0, ...(mode === 'agent' ? {} : { banned: [tok.search] }) };
   const records = [];
   for (let i = 0; i < specs.length; i += batch) {
     const part = specs.slice(i, i + batch);
     const eps = part.map((s) => Episode.fromSpec(s, { maxTurns: preset.rl.maxTurns }));
-    const tasks = eps.map((ep) => ({ prompt: ep.prompt, gold: ep.gold, step: (t: string) => ep.step(t) }));
-    const rollouts = await collectRollouts(
+    const tasks = eps.map((ep) => {
+      const step = (t: string) => ep.step(t);
+      if (mode !== 'rag') return { prompt: ep.prompt, gold: ep.gold, step };
+      const turn = ragTurn(ep.question.text);
+      return { prompt: ep.prompt + turn + (ep.step(turn).observation ?? ''), gold: ep.gold, step };
+    });
+    const live = tasks.flatMap((t, k) => (eps[k].done ? [] : [k])); // a retrieval can fill the context
+    const rollouts = live.length === 0 ? [] : await collectRollouts(
       model,
       tok,
-      tasks,
-      { maxTurns: preset.rl.maxTurns, maxTurnTokens: preset.rl.maxTurnTokens, sampling: { temperature: 0 }, probe: opts.probe ?? THINK_PROBE, scoreTemperature: opts.scoreTemperature ?? null },
+      live.map((k) => tasks[k]),
+      { maxTurns: preset.rl.maxTurns - (mode === 'rag' ? 1 : 0), maxTurnTokens: preset.rl.maxTurnTokens, sampling, probe: opts.probe ?? THINK_PROBE, scoreTemperature: opts.scoreTemperature ?? null },
       new E.Generator(0),
     );
-    rollouts.forEach((r, k) => opts.onEpisode?.(r, part[k]));
+    rollouts.forEach((r, j) => opts.onEpisode?.(r, part[live[j]]));
     records.push(...eps.map((ep) => ep.record()));
   }
   const s = summarizeEpisodes(records);
@@ -210,14 +232,14 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
   const algo = algorithm(opts.algo);
   const estimator = algo.estimator(opts);
   const loss = lossOptionsOf(opts);
-  const evalSet = makeSplit('eval', seed, rl.evalEpisodes);
-  const oodSet = makeSplit('ood', seed, rl.evalEpisodes);
+  const evalSet = makeSplit(presetSplit(preset, 'eval'), seed, rl.evalEpisodes);
+  const oodSet = makeSplit(presetSplit(preset, 'ood'), seed, rl.evalEpisodes);
   const evalBoth = async () => ({ inDomain: await evaluate(model, tok, evalSet, preset, { probe: opts.probe }), ood: await evaluate(model, tok, oodSet, preset, { probe: opts.probe }) });
   const evalBefore = hooks.evalBefore ?? (await evalBoth());
   const ref = loss.klCoef > 0 || estimator.needsRefLogp ? frozenCopy(model) : null;
   const critic = estimator.needsValues ? new Critic(model, rl.lr, opts.baselines.ppo, seed + 3000) : null;
   const opt = new E.AdamW(model.parameters(), { lr: rl.lr, weightDecay: 0, betas: [0.9, 0.999] });
-  const stream = episodeStream('train', seed + 1000);
+  const stream = episodeStream(presetSplit(preset, 'train'), seed + 1000);
   const gen = new E.Generator(seed + 2000);
   const shuffle = new E.Generator(seed + 4000); // minibatch order: its own stream, so sampling sees the same draws
   const steps: StepMetrics[] = [];
@@ -428,7 +450,7 @@ export async function runEval(path: string, opts: EvalJob): Promise<{ inDomain: 
     const probe = opts.probe ?? (metadata.probe ? checkpointProbe(path, metadata.probe) : THINK_PROBE);
     const lines: string[] = [];
     const run = (split: 'eval' | 'ood') =>
-      evaluate(model, tokenizer, makeSplit(split, opts.seed, opts.episodes), preset, {
+      evaluate(model, tokenizer, makeSplit(presetSplit(preset, split), opts.seed, opts.episodes), preset, {
         probe,
         ...(opts.dump ? { scoreTemperature: preset.rl.temperature, onEpisode: (r, spec) => lines.push(JSON.stringify(dumpLine(r, { split, gold: spec.question.gold, temperature: preset.rl.temperature, probeName: probe.name }))) } : {}),
       });

@@ -435,19 +435,24 @@ export function sampleEpisode(split: Split | SplitConfig, gen: Generator): Episo
 
 const SPLIT_SALT: Readonly<Record<Split, number>> = { train: 0x7a11, eval: 0xe4a1, ood: 0x00d5 };
 
-/** A split's own seed stream: the same seed gives different episodes in different splits. */
-function splitGenerator(split: Split, seed: number): Generator {
-  return new Generator((Math.imul(Math.trunc(seed) >>> 0, 0x9e3779b1) ^ SPLIT_SALT[split]) >>> 0);
+/**
+ * A split's own seed stream: the same seed gives different episodes in different splits. A split given
+ * by its config (a preset's other hop mix, say) draws from the stream of the split its name is.
+ */
+function splitGenerator(split: Split | SplitConfig, seed: number): Generator {
+  const name = typeof split === 'string' ? split : split.name;
+  if (!Object.hasOwn(SPLIT_SALT, name)) throw new Error(`splitGenerator: split '${name}' is none of ${Object.keys(SPLIT_SALT).join(', ')}`);
+  return new Generator((Math.imul(Math.trunc(seed) >>> 0, 0x9e3779b1) ^ SPLIT_SALT[name as Split]) >>> 0);
 }
 
 /** An endless, seeded stream of a split's episodes. */
-export function* episodeStream(split: Split, seed: number): IterableIterator<EpisodeSpec> {
+export function* episodeStream(split: Split | SplitConfig, seed: number): IterableIterator<EpisodeSpec> {
   const gen = splitGenerator(split, seed);
   for (;;) yield sampleEpisode(split, gen);
 }
 
 /** A fixed, seeded set of `size` episodes (a held-out eval set, say). */
-export function makeSplit(split: Split, seed: number, size = 256): EpisodeSpec[] {
+export function makeSplit(split: Split | SplitConfig, seed: number, size = 256): EpisodeSpec[] {
   const gen = splitGenerator(split, seed);
   return Array.from({ length: size }, () => sampleEpisode(split, gen));
 }

@@ -13,6 +13,8 @@ export interface SamplingOptions {
   topK?: number;
   /** Keep the smallest set of tokens whose probability reaches p (1: all). */
   topP?: number;
+  /** Tokens never drawn (their logits count as -Infinity): constrained decoding, for inference-only baselines. */
+  banned?: readonly number[];
   generator?: E.Generator;
 }
 
@@ -35,11 +37,18 @@ export interface Generated {
 }
 
 /**
- * Draws one token from logits with temperature, top-k and top-p; returns it and its log-prob under
- * softmax(logits / temperature). Host-side, in float64: the logits of one row are a few hundred numbers.
+ * Draws one token from logits with temperature, top-k and top-p (never a banned one); returns it and
+ * its log-prob under softmax(logits / temperature), banned tokens' logits taken as -Infinity.
+ * Host-side, in float64: the logits of one row are a few hundred numbers.
  */
-export function sampleToken(logits: ArrayLike<number>, opts: SamplingOptions, g: E.Generator): { token: number; logprob: number } {
-  const V = logits.length;
+export function sampleToken(raw: ArrayLike<number>, opts: SamplingOptions, g: E.Generator): { token: number; logprob: number } {
+  const V = raw.length;
+  let logits = raw;
+  if (opts.banned?.length) {
+    const masked = Float64Array.from(raw);
+    for (const j of opts.banned) masked[j] = -Infinity;
+    logits = masked;
+  }
   const temp = opts.temperature ?? 1;
   let best = 0;
   for (let j = 1; j < V; j++) if (logits[j] > logits[best]) best = j;
@@ -52,6 +61,7 @@ export function sampleToken(logits: ArrayLike<number>, opts: SamplingOptions, g:
   if (temp <= 0) return { token: best, logprob: logprob(best) };
   // Candidates by descending probability, cut by top-k then top-p, then drawn proportionally.
   let order = Array.from({ length: V }, (_, j) => j).sort((a, b) => logits[b] - logits[a]);
+  if (opts.banned?.length) order = order.filter((j) => logits[j] > -Infinity);
   if (opts.topK && opts.topK > 0) order = order.slice(0, opts.topK);
   const topP = opts.topP ?? 1;
   if (topP < 1) {

@@ -8,7 +8,7 @@ import * as E from '../engine/index.js';
 import { GPT } from '../model/gpt.js';
 import { defaultTokenizer } from '../model/tokenizer.js';
 import { ALGORITHMS, ALGOS, defaultRLOptions, lossOptionsOf } from '../igpo/algorithms.js';
-import { anchorGroups, anchorKeys, gigpoAdvantages, gspoLoss, klShapedReturns, reinforcePPEstimator, rlooAdvantages, sequenceRatio, type GiGPOOptions } from '../igpo/baselines.js';
+import { anchorGroups, anchorKeys, gigpoAdvantages, gspoLoss, klShapedReturns, reinforcePPEstimator, rlooAdvantages, sequenceRatio, stepSearchRewards, type GiGPOOptions } from '../igpo/baselines.js';
 import { broadcastTurns, type StepBatch } from '../igpo/estimator.js';
 import { defaultLossOptions, policyLoss, type PolicyLossOptions } from '../igpo/loss.js';
 import { zeroAdvantageGroups } from '../igpo/metrics.js';
@@ -384,6 +384,33 @@ describe('GiGPO', () => {
 });
 
 // ---------------------------------------------------------------------------------------------------
+
+describe('StepSearch', () => {
+  test('a search earns the share of the gold facts it found first, minus the share of its results seen before; the outcome comes last', () => {
+    const r = rollout([{ n: 1, obs: [40] }, { n: 1, obs: [41] }, { n: 1, obs: [] }], 0.5);
+    r.turns[0].retrieval = { newNeeded: 1, neededTotal: 2, repeated: 0, returned: 2 };
+    r.turns[1].retrieval = { newNeeded: 0, neededTotal: 2, repeated: 1, returned: 2 };
+    expect(stepSearchRewards(r, 0.5, { gain: 1, redundancy: 1 })).toEqual([0.5, -0.5, 0.5]);
+    expect(stepSearchRewards(r, -2, { gain: 2, redundancy: 0 })).toEqual([1, 0, -2]);
+    // Its advantages are IGPO's estimator over these rewards: a group whose rewards differ has advantages.
+    const g = [r, rollout([{ n: 2, obs: [] }], 0.5)];
+    const est = ALGORITHMS.stepsearch.estimator(defaultRLOptions('stepsearch')).estimate(stepBatch([g], packRollouts(g, null, 0)));
+    expect(Array.from(est.advantages).some((a) => a !== 0)).toBe(true);
+  });
+
+  test('the environment reports each search\u2019s new gold facts and repeated results', async () => {
+    const { Episode, makeSplit } = await import('../igpo/env.js');
+    const spec = makeSplit('train', 4, 1)[0];
+    const ep = Episode.fromSpec(spec, { maxTurns: 4 });
+    const fact = spec.question.chain[0].text;
+    const first = ep.step(`<think>a</think><search>${fact}</search>`).retrieval!;
+    expect(first.newNeeded).toBe(1);
+    expect(first.neededTotal).toBe(spec.question.chain.length);
+    expect(first.repeated).toBe(0);
+    const again = ep.step(`<think>a</think><search>${fact}</search>`).retrieval!;
+    expect(again).toEqual({ newNeeded: 0, neededTotal: first.neededTotal, repeated: first.returned, returned: first.returned });
+  });
+});
 
 describe('the shared loop', () => {
   test('turn advantages broadcast to their policy tokens; zero-advantage groups count whole groups', () => {

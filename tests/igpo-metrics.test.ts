@@ -13,6 +13,9 @@ import { collapsedGroups, gtEntropyReduction, igByAnswerFact, igShare, pearson, 
 import type { Rollout, Turn } from '../igpo/rollout.js';
 import { groupMinibatches, packRollouts, updatePolicy } from '../igpo/update.js';
 import { defaultLossOptions } from '../igpo/loss.js';
+import { PRESETS, presetSplit } from '../igpo/presets.js';
+import { evaluate, ragTurn } from '../igpo/trainer.js';
+import { protocolModel } from './helpers/protocol-model.js';
 
 const prob = fc.double({ min: 1e-6, max: 1, noNaN: true });
 
@@ -149,7 +152,7 @@ describe('minibatches of whole groups', () => {
 
 describe('the registry', () => {
   test('one entry per algorithm, each with a display name, a section, turn rewards and an estimator', () => {
-    expect(ALGOS).toEqual(['igpo', 'grpo', 'ig', 'rloo', 'ppo', 'reinforce++', 'gspo', 'gigpo']);
+    expect(ALGOS).toEqual(['igpo', 'grpo', 'ig', 'rloo', 'ppo', 'reinforce++', 'gspo', 'gigpo', 'stepsearch']);
     const r = rollout([0.1, 0.3, 0.6], 0.5);
     for (const name of ALGOS) {
       const a = algorithm(name);
@@ -162,5 +165,39 @@ describe('the registry', () => {
       expect(typeof a.estimator(defaultRLOptions(name)).estimate).toBe('function');
     }
     expect(() => algorithm('dpo')).toThrow(/unknown algorithm 'dpo' \(known: igpo, grpo/);
+  });
+});
+
+describe('the study\u2019s settings', () => {
+  test('the sparse preset draws mostly 2-hop questions for training and eval; out-of-domain keeps its 3 hops', () => {
+    const hops = (split: 'train' | 'eval' | 'ood') => makeSplit(presetSplit(PRESETS.sparse, split), 5, 300).map((e) => e.question.hops.length);
+    for (const split of ['train', 'eval'] as const) {
+      const two = hops(split).filter((h) => h === 2).length / 300;
+      expect(two).toBeGreaterThan(0.85);
+      expect(hops(split).every((h) => h <= 2)).toBe(true);
+    }
+    expect(hops('ood').every((h) => h === 3)).toBe(true);
+    // The default preset draws exactly the splits' own episodes.
+    expect(makeSplit(presetSplit(PRESETS.default, 'eval'), 5, 20)).toEqual(makeSplit('eval', 5, 20));
+  });
+
+  test('inference-only baselines: CoT never searches; CoT+RAG searches once, with the question, then never', async () => {
+    const tok = defaultTokenizer();
+    const model = protocolModel(tok); // it would search at every turn if it could
+    const specs = makeSplit('eval', 3, 3);
+    const seen: Rollout[] = [];
+    const cot = await evaluate(model, tok, specs, PRESETS.default, { mode: 'cot', onEpisode: (r) => seen.push(r) });
+    expect(cot.meanSearches).toBe(0);
+    expect(seen.every((r) => r.turns.length === 1 && !r.turns[0].tokens.includes(tok.search))).toBe(true);
+    seen.length = 0;
+    const rag = await evaluate(model, tok, specs, PRESETS.default, { mode: 'rag', onEpisode: (r) => seen.push(r) });
+    expect(rag.meanSearches).toBe(1);
+    seen.forEach((r, i) => {
+      expect(tok.decode(r.prompt)).toContain(ragTurn(specs[i].question.text) + '<info>');
+      expect(r.turns.every((t) => !t.tokens.includes(tok.search))).toBe(true);
+    });
+    const agent = await evaluate(model, tok, specs, PRESETS.default);
+    expect(agent.meanSearches).toBe(4);
+    model.dispose();
   });
 });

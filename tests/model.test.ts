@@ -137,6 +137,15 @@ describe('sampleToken', () => {
     expect(lp0).toBeCloseTo(0.1 / 2 - Math.log(z), 12);
     logits.forEach((x, j) => expect(Math.abs(counts[j] / n - Math.exp(x / 2) / z)).toBeLessThan(0.015));
   });
+
+  test('banned tokens are never drawn, greedy or sampled, and the rest renormalise', () => {
+    const g = new E.Generator(3);
+    expect(sampleToken(logits, { temperature: 0, banned: [1] }, g).token).toBe(3);
+    expect(sampleToken(logits, { temperature: 0, banned: [0, 1, 3] }, g).token).toBe(4);
+    for (let i = 0; i < 200; i++) expect([1, 3]).not.toContain(sampleToken(logits, { temperature: 5, banned: [1, 3] }, g).token);
+    const z = [0.1, -1, 0].reduce((s, x) => s + Math.exp(x), 0);
+    expect(sampleToken([0.1, 9, -1, 9, 0], { temperature: 0, banned: [1, 3] }, g).logprob).toBeCloseTo(0.1 - Math.log(z), 12);
+  });
 });
 
 describe('lengthBuckets', () => {
