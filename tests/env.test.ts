@@ -257,13 +257,18 @@ describe('Episode', () => {
     const ep = new Episode(q, spec.facts, { maxTurns: 3 });
     expect(ep.step(search('a')).done).toBe(false);
     expect(ep.step(search('b')).done).toBe(false);
-    expect(ep.step(search(q.start))).toEqual({ done: true, reward: 0, reason: 'max-turns' });
+    const last = ep.step(search(q.start));
+    expect(last).toMatchObject({ done: true, reward: 0, reason: 'max-turns' });
+    expect(last.observation).toBeUndefined();
+    expect(last.retrieval!.returned).toBeGreaterThan(0); // the search ran; its response is never shown
     expect(ep.record().searches).toBe(3);
   });
 
   it('an info block that would overflow the context ends the episode (context-full)', () => {
     const ep = new Episode(q, spec.facts, { maxContextTokens: tokenCount(`${q.text}\n${search(q.start)}`) + 5 });
-    expect(ep.step(search(q.start))).toEqual({ done: true, reward: 0, reason: 'context-full' });
+    const res = ep.step(search(q.start));
+    expect(res).toMatchObject({ done: true, reward: 0, reason: 'context-full' });
+    expect(res.observation).toBeUndefined();
   });
 
   it('the record counts chain facts retrieved, and summaries tally end reasons', () => {
