@@ -61,9 +61,10 @@ export async function writeBands(path: string, panels: readonly BandPanel[]): Pr
         x: { field: 'x', type: 'quantitative', title: p.x },
         color: { field: 'series', type: 'nominal', title: 'algorithm' },
       },
+      // The line first: the legend takes its symbols from the first layer.
       layer: [
-        { mark: { type: 'area', opacity: 0.18 }, encoding: { y: { field: 'lo', type: 'quantitative', title: p.y }, y2: { field: 'hi' } } },
         { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: p.y } } },
+        { mark: { type: 'area', opacity: 0.18 }, encoding: { y: { field: 'lo', type: 'quantitative', title: p.y }, y2: { field: 'hi' } } },
       ],
     })),
     resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
