@@ -3,13 +3,13 @@
 // keeps one study's settings, and shards run as separate processes merge (`igpo report`) into what one
 // run gives. Plus the statistics the tables print.
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { loadStudies } from '../igpo/report.js';
-import { runPath } from '../igpo/results.js';
+import { readRun, readWarm, runPath } from '../igpo/results.js';
 import { includesZero, pairedDifference, tInterval } from '../igpo/stats.js';
 import { useTempDirs } from './helpers/tempdir.js';
 
@@ -63,6 +63,29 @@ describe('igpo compare', () => {
     const tables = (dir: string) => readFileSync(join(dir, 'report.md'), 'utf8').split('\n').filter((l) => l.startsWith('| ')).map((l) => l.split(' | ').slice(0, 5).join(' | '));
     expect(tables(merged)).toEqual(tables(one));
     expect(whole.runs.get('igpo')!.size).toBe(2);
+  }, 300_000);
+});
+
+describe('igpo compare, interrupted', () => {
+  test('Ctrl-C leaves only whole result files, and the rerun finishes the study', async () => {
+    const dir = tempDir('igpo-sigint-');
+    const args = ['--import', 'tsx', 'igpo/cli.ts', 'compare', '--preset', 'smoke', '--seeds', '3', '--algos', 'igpo,grpo', '--jobs', '2', '--out', dir];
+    // Its own process group, as a terminal gives it: SIGINT reaches the workers too.
+    const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const runs = join(dir, 'runs');
+    for (let t = 0; t < 600 && !(existsSync(runs) && readdirSync(runs).length > 0); t++) await new Promise((r) => setTimeout(r, 100));
+    process.kill(-child.pid!, 'SIGINT');
+    await exited;
+    await new Promise((r) => setTimeout(r, 500)); // the workers' own exits
+    const kept = readdirSync(runs).filter((f) => f.endsWith('.json'));
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.length).toBeLessThan(6);
+    for (const f of kept) await readRun(join(runs, f)); // each parses and validates: none is half-written
+    for (const f of readdirSync(join(dir, 'warm')).filter((x) => x.endsWith('.json'))) await readWarm(join(dir, 'warm', f));
+    const { stdout } = await compare(dir, '--seeds', '3', '--jobs', '1');
+    expect(stdout).toMatch(new RegExp(`6 runs, ${kept.length} already done`));
+    expect(readdirSync(runs).filter((f) => f.endsWith('.json')).length).toBe(6);
   }, 300_000);
 });
 
