@@ -125,7 +125,9 @@ function maxDiff(ours: unknown, peer: unknown): { diff: number; scale: number } 
   const a = ours as ArrayLike<number>;
   const b = peer as ArrayLike<number>;
   if (typeof a?.length !== 'number' || a.length !== b?.length) {
-    throw new Error(`results are not arrays of equal length (ours ${a?.length}, peer ${b?.length}); pass tol: null to skip the check`);
+    throw new Error(
+      `results are not arrays of equal length (ours ${a?.length}, peer ${b?.length}); pass tol: null to skip the check`,
+    );
   }
   let diff = 0;
   let scale = 1;
@@ -154,7 +156,11 @@ export async function compare(c: Case, opts: SuiteOptions): Promise<Row> {
  * agrees with ours. One row per peer, in the order given (one row with no peer when none is given); ours
  * is timed once, so its figures repeat on each of the rows.
  */
-export async function comparePeers(c: Omit<Case, 'peer'>, peers: readonly PeerJob[], opts: SuiteOptions): Promise<Row[]> {
+export async function comparePeers(
+  c: Omit<Case, 'peer'>,
+  peers: readonly PeerJob[],
+  opts: SuiteOptions,
+): Promise<Row[]> {
   opts.log(`  ${c.case} ${c.shape}${peers.length > 1 ? ` (${peers.length} peers)` : ''}`);
   // The first call also tells a job that returns a Promise (WebGPU: await t.data()) from a synchronous one.
   const first = c.ours();
@@ -195,11 +201,20 @@ export interface TimedJob {
  * Times several jobs in one tinybench run (each already called once: tinybench needs to know which return
  * a Promise). For suites whose rows are not one-to-one with a timed pair; compare() is built on it.
  */
-export async function timeJobs(label: string, jobs: Record<string, TimedJob>, opts: SuiteOptions, b?: Budget): Promise<Record<string, Measured>> {
+export async function timeJobs(
+  label: string,
+  jobs: Record<string, TimedJob>,
+  opts: SuiteOptions,
+  b?: Budget,
+): Promise<Record<string, Measured>> {
   const bench = new Bench({ name: label, throws: true, ...budget(opts.quick, b) });
   for (const [name, j] of Object.entries(jobs)) {
     const before = j.beforeAll;
-    bench.add(name, j.fn, { async: j.async, ...(j.beforeEach ? { beforeEach: j.beforeEach } : {}), ...(before ? { beforeAll: async () => void (await before()) } : {}) });
+    bench.add(name, j.fn, {
+      async: j.async,
+      ...(j.beforeEach ? { beforeEach: j.beforeEach } : {}),
+      ...(before ? { beforeAll: async () => void (await before()) } : {}),
+    });
   }
   await bench.run();
   const out: Record<string, Measured> = {};
@@ -221,12 +236,25 @@ export function measuredOf(samplesMs: readonly number[]): Measured {
     return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
   };
   const med = median(samplesMs);
-  return { medianMs: med, samples: samplesMs.length, spreadPct: (100 * median(samplesMs.map((x) => Math.abs(x - med)))) / med };
+  return {
+    medianMs: med,
+    samples: samplesMs.length,
+    spreadPct: (100 * median(samplesMs.map((x) => Math.abs(x - med)))) / med,
+  };
 }
 
 /** A report row from measured medians: rates in the case's units, the ratio, and the extras. */
-export function makeRow(c: Pick<Case, 'case' | 'shape' | 'unit' | 'work' | 'also' | 'note' | 'growth'>, ours: Measured, peer: (Measured & { name: string }) | null): Row {
-  const timing = (m: Measured): Timing => ({ medianMs: m.medianMs, rate: rateOf(c.unit, c.work, m.medianMs), samples: m.samples, spreadPct: m.spreadPct });
+export function makeRow(
+  c: Pick<Case, 'case' | 'shape' | 'unit' | 'work' | 'also' | 'note' | 'growth'>,
+  ours: Measured,
+  peer: (Measured & { name: string }) | null,
+): Row {
+  const timing = (m: Measured): Timing => ({
+    medianMs: m.medianMs,
+    rate: rateOf(c.unit, c.work, m.medianMs),
+    samples: m.samples,
+    spreadPct: m.spreadPct,
+  });
   const row: Row = {
     case: c.case,
     shape: c.shape,
@@ -236,7 +264,12 @@ export function makeRow(c: Pick<Case, 'case' | 'shape' | 'unit' | 'work' | 'also
     peer: peer ? { name: peer.name, ...timing(peer) } : null,
     ratio: peer ? peer.medianMs / ours.medianMs : null,
   };
-  if (c.also) row.also = { ...c.also, ours: rateOf(c.also.unit, c.also.work, ours.medianMs), peer: peer ? rateOf(c.also.unit, c.also.work, peer.medianMs) : null };
+  if (c.also)
+    row.also = {
+      ...c.also,
+      ours: rateOf(c.also.unit, c.also.work, ours.medianMs),
+      peer: peer ? rateOf(c.also.unit, c.also.work, peer.medianMs) : null,
+    };
   if (c.note) row.note = c.note;
   if (c.growth) row.growth = c.growth;
   return row;

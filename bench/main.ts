@@ -63,9 +63,17 @@ const program = new Command()
   .name('npm run bench --')
   .description('Runs benchmark suites: ours against a peer measured in the same run, with napkin math.')
   .addArgument(new Argument('[suite]', 'the suite to run (all when omitted)').choices(Object.keys(suites)))
-  .option('--json <file>', 'where the JSON report goes (default bench-results/bench.json, or SUITE.json for one suite; -quick added with --quick)')
+  .option(
+    '--json <file>',
+    'where the JSON report goes (default bench-results/bench.json, or SUITE.json for one suite; -quick ' +
+      'added with --quick)',
+  )
   .option('--md <file>', 'where the markdown report goes (default as for --json, .md)')
-  .option('--gpu-json <file>', 'the JSON of a run on an NVIDIA GPU, shown in its own section when the file exists', 'bench-results/gpu/bench.json')
+  .option(
+    '--gpu-json <file>',
+    'the JSON of a run on an NVIDIA GPU, shown in its own section when the file exists',
+    'bench-results/gpu/bench.json',
+  )
   .option('--quick', 'few, short samples: a smoke run that finishes fast, not numbers to quote', false)
   .action(main);
 

@@ -67,16 +67,26 @@ const dash = '—';
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 
 function metaLine(m: Report['meta']): string {
-  return `Measured ${m.date} with \`${m.command}\`: Node ${m.node}, ${m.platform}, ${m.cpu} (${m.cores} cores), load ${m.loadavg}${m.quick ? ', --quick (smoke run: do not quote)' : ''}.`;
+  return (
+    `Measured ${m.date} with \`${m.command}\`: Node ${m.node}, ${m.platform}, ${m.cpu} (${m.cores} cores), load ` +
+    `${m.loadavg}${m.quick ? ', --quick (smoke run: do not quote)' : ''}.`
+  );
 }
 
 function suiteTable(s: SuiteResult, heading: string): string[] {
   const lines = ['', `${heading} ${s.name}`, ''];
   if (s.seconds !== undefined) {
-    lines.push(`${s.rows.length} cases in ${s.seconds.toFixed(0)} s${s.load ? `, load ${s.load[0]} at the start and ${s.load[1]} at the end` : ''}.`, '');
+    lines.push(
+      `${s.rows.length} cases in ${s.seconds.toFixed(0)} ` +
+        `s${s.load ? `, load ${s.load[0]} at the start and ${s.load[1]} at the end` : ''}.`,
+      '',
+    );
   }
   const notes = s.rows.some((r) => r.note);
-  lines.push(`| case | shape | ours ms | peer | peer ms | peer/ours | ours rate | peer rate | n ours / peer | ± ours / peer |${notes ? ' napkin math, notes |' : ''}`);
+  lines.push(
+    `| case | shape | ours ms | peer | peer ms | peer/ours | ours rate | peer rate | n ours / peer | ± ours / peer ` +
+      `|${notes ? ' napkin math, notes |' : ''}`,
+  );
   lines.push(`| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |${notes ? ' --- |' : ''}`);
   for (const row of s.rows) {
     const p = row.peer;
@@ -84,9 +94,11 @@ function suiteTable(s: SuiteResult, heading: string): string[] {
     const oursRate = rate(row.ours, row.unit) + (a ? `, ${num(a.ours)} ${a.unit}` : '');
     const peerRate = p ? rate(p, row.unit) + (a && a.peer !== null ? `, ${num(a.peer)} ${a.unit}` : '') : dash;
     lines.push(
-      `| ${cell(row.case)} | ${cell(row.shape)} | ${num(row.ours.medianMs)} | ${p?.name ?? dash} | ${p ? num(p.medianMs) : dash} | ${row.ratio === null ? dash : `${num(row.ratio)}x`} | ` +
+      `| ${cell(row.case)} | ${cell(row.shape)} | ${num(row.ours.medianMs)} | ${p?.name ?? dash} | ` +
+        `${p ? num(p.medianMs) : dash} | ${row.ratio === null ? dash : `${num(row.ratio)}x`} | ` +
         `${oursRate} | ${peerRate} | ${row.ours.samples} / ${p?.samples ?? dash} | ` +
-        `${row.ours.spreadPct.toFixed(1)}% / ${p ? `${p.spreadPct.toFixed(1)}%` : dash} |${notes ? ` ${cell(row.note ?? '')} |` : ''}`,
+        `${row.ours.spreadPct.toFixed(1)}% / ${p ? `${p.spreadPct.toFixed(1)}%` : dash} ` +
+        `|${notes ? ` ${cell(row.note ?? '')} |` : ''}`,
     );
   }
   if (s.notes?.length) lines.push('', ...s.notes.map((n) => `- ${n}`));
@@ -114,7 +126,8 @@ function growthSection(r: Report): string[] {
     '',
     '## How cost grows',
     '',
-    'Each series lists one case over growing sizes. x size and x time divide a row by the row before it; the exponent is log(x time) / log(x size): 1 is linear, 2 quadratic, below 1 a fixed cost per call still weighs.',
+    'Each series lists one case over growing sizes. x size and x time divide a row by the row before it; the ' +
+      'exponent is log(x time) / log(x size): 1 is linear, 2 quadratic, below 1 a fixed cost per call still weighs.',
     '',
     '| suite | series | shape | size | ours ms | x size | x time | exponent | peer ms | peer x time | peer exponent |',
     '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -125,9 +138,11 @@ function growthSection(r: Report): string[] {
       const xs = prev ? size / prev.size : null;
       const xt = prev ? row.ours.medianMs / prev.row.ours.medianMs : null;
       const xp = prev && row.peer && prev.row.peer ? row.peer.medianMs / prev.row.peer.medianMs : null;
-      const exp = (x: number | null) => (x !== null && xs !== null && xs !== 1 ? num(Math.log(x) / Math.log(xs)) : dash);
+      const exp = (x: number | null) =>
+        x !== null && xs !== null && xs !== 1 ? num(Math.log(x) / Math.log(xs)) : dash;
       lines.push(
-        `| ${suite} | ${cell(name)} | ${cell(row.shape)} | ${size} | ${num(row.ours.medianMs)} | ${xs === null ? dash : num(xs)} | ${xt === null ? dash : num(xt)} | ${exp(xt)} | ` +
+        `| ${suite} | ${cell(name)} | ${cell(row.shape)} | ${size} | ${num(row.ours.medianMs)} | ` +
+          `${xs === null ? dash : num(xs)} | ${xt === null ? dash : num(xt)} | ${exp(xt)} | ` +
           `${row.peer ? num(row.peer.medianMs) : dash} | ${xp === null ? dash : num(xp)} | ${exp(xp)} |`,
       );
     });
@@ -139,7 +154,8 @@ function gpuSection(r: Report): string[] {
   const lines = ['', '## On an NVIDIA GPU', ''];
   if (!r.gpuRun) {
     lines.push(
-      'No such run is part of this report. bench/README.md ("On a Linux machine with an NVIDIA GPU") says how to make one; its JSON, ' +
+      'No such run is part of this report. bench/README.md ("On a Linux machine with an NVIDIA GPU") says how to ' +
+        'make one; its JSON, ' +
         'copied to bench-results/gpu/bench.json (or named with --gpu-json FILE), is shown here.',
     );
     return lines;
@@ -152,7 +168,8 @@ function gpuSection(r: Report): string[] {
 export function markdown(r: Report): string {
   const lines: string[] = [
     metaLine(r.meta),
-    'Median wall time per call. peer/ours is the peer\'s median over ours: above 1, ours is faster. n is samples; ± is the median absolute deviation over the median.',
+    "Median wall time per call. peer/ours is the peer's median over ours: above 1, ours is faster. n is samples; ± " +
+      'is the median absolute deviation over the median.',
   ];
   for (const s of r.suites) lines.push(...suiteTable(s, '##'));
   lines.push(...growthSection(r));

@@ -15,14 +15,28 @@ export interface View {
 }
 
 export type UnaryOp =
-  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'tanh' | 'sigmoid' | 'relu' | 'gelu' | 'silu'
+  | 'neg'
+  | 'exp'
+  | 'log'
+  | 'sqrt'
+  | 'rsqrt'
+  | 'tanh'
+  | 'sigmoid'
+  | 'relu'
+  | 'gelu'
+  | 'silu'
   /** d gelu / dx and d silu / dx: their backwards in one pass instead of a dozen ops. */
-  | 'geluGrad' | 'siluGrad'
-  | 'abs' | 'sign' | 'square' | 'reciprocal' | 'isnan' | 'isinf';
+  | 'geluGrad'
+  | 'siluGrad'
+  | 'abs'
+  | 'sign'
+  | 'square'
+  | 'reciprocal'
+  | 'isnan'
+  | 'isinf';
 
 export type BinaryOp =
-  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum'
-  | 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge';
+  'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum' | 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge';
 
 export type ReduceOp = 'sum' | 'max' | 'min';
 
@@ -39,7 +53,7 @@ export interface AdamWParams {
 
 /**
  * Fused primitives. Each has a composed fallback in engine/fused.ts written in tensor ops; a backend that
- * provides one must agree with the composed version (tests/fused.test.ts checks the CPU's).
+ * provides one must agree with the composed version (tests/algebra.test.ts checks the CPU's).
  * Conventions: the normalised axis is the last one; targets are int32 and a negative target is masked
  * (its log-prob and its gradient are 0); attention is causal with the query rows aligned to the last
  * rows of the keys (query i sits at position S - T + i), which is what a KV cache needs.
@@ -59,10 +73,25 @@ export interface FusedKernels {
    * all gets output 0 and lse -Infinity, and no gradient.
    */
   attention(q: View, k: View, v: View, scale: number, keyBias?: View): { out: unknown; lse: unknown };
-  attentionBackward(q: View, k: View, v: View, out: View, lse: View, dout: View, scale: number, keyBias?: View): { dq: unknown; dk: unknown; dv: unknown };
+  attentionBackward(
+    q: View,
+    k: View,
+    v: View,
+    out: View,
+    lse: View,
+    dout: View,
+    scale: number,
+    keyBias?: View,
+  ): { dq: unknown; dk: unknown; dv: unknown };
   /** Over the last axis; returns y, the mean and the reciprocal std per row ([...] shaped). */
   layerNorm(x: View, weight: View, bias: View, eps: number): { y: unknown; mean: unknown; rstd: unknown };
-  layerNormBackward(x: View, weight: View, mean: View, rstd: View, dy: View): { dx: unknown; dweight: unknown; dbias: unknown };
+  layerNormBackward(
+    x: View,
+    weight: View,
+    mean: View,
+    rstd: View,
+    dy: View,
+  ): { dx: unknown; dweight: unknown; dbias: unknown };
   rmsNorm(x: View, weight: View, eps: number): { y: unknown; rstd: unknown };
   rmsNormBackward(x: View, weight: View, rstd: View, dy: View): { dx: unknown; dweight: unknown };
   /** Updates param, m and v in place. */
@@ -110,7 +139,10 @@ export interface Backend {
   /** The adjoint of gather: a zero tensor of outShape with src added at the gathered positions. */
   scatterAdd(src: View, index: View, axis: number, mode: 'select' | 'along', outShape: Shape): unknown;
 
-  /** Batched matmul with broadcast batch dims: a [..., M, K] (or [..., K, M] if transA), b [..., K, N] (or [..., N, K]). */
+  /**
+   * Batched matmul with broadcast batch dims: a [..., M, K] (or [..., K, M] if transA), b [..., K, N] (or [..., N,
+   * K]).
+   */
   matmul(a: View, b: View, transA: boolean, transB: boolean, outShape: Shape): unknown;
 
   /** Fused primitives this backend provides. */
@@ -126,8 +158,10 @@ export function registerBackend(backend: Backend): void {
 export function getBackend(device: Device): Backend {
   const b = backends.get(device);
   if (!b) {
-    const hint = device === 'webgpu' ? " (call `await initWebGPU()` from kernels/ first)" : '';
-    throw new Error(`device '${device}' has no backend registered${hint}; registered: ${[...backends.keys()].join(', ') || 'none'}`);
+    const hint = device === 'webgpu' ? ' (call `await initWebGPU()` from kernels/ first)' : '';
+    throw new Error(
+      `device '${device}' has no backend registered${hint}; registered: ${[...backends.keys()].join(', ') || 'none'}`,
+    );
   }
   return b;
 }

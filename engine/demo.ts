@@ -26,7 +26,9 @@ const b2 = E.zeros([2], { requiresGrad: true });
 const params = [w1, b1, w2, b2];
 const opt = new E.AdamW(params, { lr: 0.02, weightDecay: 1e-4 });
 
-console.log(`two spirals: ${N} points, MLP 2-${H}-2, ${params.reduce((n, p) => n + p.size, 0)} parameters, CPU backend`);
+console.log(
+  `two spirals: ${N} points, MLP 2-${H}-2, ${params.reduce((n, p) => n + p.size, 0)} parameters, CPU backend`,
+);
 for (let step = 0; step <= 600; step++) {
   const [loss, acc] = E.tidy(() => {
     opt.zeroGrad();
@@ -38,5 +40,6 @@ for (let step = 0; step <= 600; step++) {
     const correct = E.eq(E.gather(logits, 1, y.reshape([N, 1])), logits.max(1, true)).mean();
     return [l.dataSync()[0], correct.dataSync()[0]];
   });
-  if (step % 100 === 0) console.log(`step ${String(step).padStart(3)}  loss ${loss.toFixed(4)}  accuracy ${(acc * 100).toFixed(1)}%`);
+  if (step % 100 === 0)
+    console.log(`step ${String(step).padStart(3)}  loss ${loss.toFixed(4)}  accuracy ${(acc * 100).toFixed(1)}%`);
 }

@@ -34,7 +34,9 @@ export function logSoftmax(x: Tensor, dim = -1): Tensor {
   const d = normAxis('logSoftmax', dim, x.ndim);
   if (d !== x.ndim - 1) return ops.sub(x, ops.logsumexp(x, d, true));
   const k = kernel(x, 'logSoftmax');
-  const y = k ? fromHandle('logSoftmax', x.backend, k(x), x.shape, x.dtype) : noGrad(() => ops.sub(x, ops.logsumexp(x, -1, true)));
+  const y = k
+    ? fromHandle('logSoftmax', x.backend, k(x), x.shape, x.dtype)
+    : noGrad(() => ops.sub(x, ops.logsumexp(x, -1, true)));
   return record(y, 'logSoftmax', [x], (g) => [logSoftmaxBackward(y, g)]);
 }
 
@@ -80,7 +82,8 @@ export function targetLogProb(logits: Tensor, targets: Tensor): Tensor {
 
 function targetLogProbBackward(logits: Tensor, targets: Tensor, dout: Tensor): Tensor {
   const k = kernel(logits, 'targetLogProbBackward');
-  if (k) return fromHandle('targetLogProbBackward', logits.backend, k(logits, targets, dout), logits.shape, logits.dtype);
+  if (k)
+    return fromHandle('targetLogProbBackward', logits.backend, k(logits, targets, dout), logits.shape, logits.dtype);
   const valid = ops.ge(targets, 0);
   const d = ops.unsqueeze(ops.where(valid, dout, 0), -1); // [..., 1]
   const idx = ops.unsqueeze(ops.where(valid, targets, 0), -1);
@@ -137,14 +140,28 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const T = q.shape[q.ndim - 2];
   const S = k.shape[k.ndim - 2];
   const hs = q.shape[q.ndim - 1];
-  if (q.ndim < 2 || !sameShape(k.shape, v.shape) || k.ndim !== q.ndim || k.shape[k.ndim - 1] !== hs || !sameShape(q.shape.slice(0, -2), k.shape.slice(0, -2)) || T > S) {
-    throw new Error(`attention: expected q [..., T, hs] and k, v [..., S, hs] with T <= S, got q ${fmt(q.shape)} k ${fmt(k.shape)} v ${fmt(v.shape)}`);
+  if (
+    q.ndim < 2 ||
+    !sameShape(k.shape, v.shape) ||
+    k.ndim !== q.ndim ||
+    k.shape[k.ndim - 1] !== hs ||
+    !sameShape(q.shape.slice(0, -2), k.shape.slice(0, -2)) ||
+    T > S
+  ) {
+    throw new Error(
+      `attention: expected q [..., T, hs] and k, v [..., S, hs] with T <= S, got q ${fmt(q.shape)} k ${fmt(k.shape)} ` +
+        `v ${fmt(v.shape)}`,
+    );
   }
-  for (const t of [k, v]) if (t.dtype !== q.dtype || t.device !== q.device) throw new Error(`attention: q, k, v must share dtype and device`);
+  for (const t of [k, v])
+    if (t.dtype !== q.dtype || t.device !== q.device) throw new Error(`attention: q, k, v must share dtype and device`);
   const scale = opts.scale ?? 1 / Math.sqrt(hs);
   const keyBias = opts.keyBias;
   if (keyBias && (q.ndim < 3 || !sameShape(keyBias.shape, [q.shape[0], S]) || keyBias.dtype !== q.dtype)) {
-    throw new Error(`attention: keyBias must be [${q.shape[0]}, ${S}] ${q.dtype} for q ${fmt(q.shape)} and ${S} keys (q of rank >= 3), got ${fmt(keyBias.shape)} ${keyBias.dtype}`);
+    throw new Error(
+      `attention: keyBias must be [${q.shape[0]}, ${S}] ${q.dtype} for q ${fmt(q.shape)} and ${S} keys (q of rank >= ` +
+        `3), got ${fmt(keyBias.shape)} ${keyBias.dtype}`,
+    );
   }
   const kf = kernel(q, 'attention');
   let out: Tensor;
@@ -177,7 +194,16 @@ function scores(q: Tensor, k: Tensor, scale: number, keyBias: Tensor | undefined
   return ops.add(s, b);
 }
 
-function attentionBackward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor, scale: number, keyBias: Tensor | undefined): { dq: Tensor; dk: Tensor; dv: Tensor } {
+function attentionBackward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  dout: Tensor,
+  scale: number,
+  keyBias: Tensor | undefined,
+): { dq: Tensor; dk: Tensor; dv: Tensor } {
   const kb = kernel(q, 'attentionBackward');
   if (kb) {
     const r = kb(q, k, v, out, lse, dout, scale, keyBias);
@@ -197,14 +223,24 @@ function attentionBackward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Te
 // ---------------------------------------------------------------------------------------------------
 // Norms over the last axis.
 
-function normParams(op: string, x: Tensor, weight: Tensor | undefined, bias: Tensor | undefined, hasBias: boolean): [Tensor, Tensor] {
+function normParams(
+  op: string,
+  x: Tensor,
+  weight: Tensor | undefined,
+  bias: Tensor | undefined,
+  hasBias: boolean,
+): [Tensor, Tensor] {
   requireFloat(op, x);
   const C = x.shape[x.ndim - 1];
   const w = weight ?? full([C], 1, { dtype: x.dtype, device: x.device });
   const b = bias ?? full([C], 0, { dtype: x.dtype, device: x.device });
-  for (const [name, p] of [['weight', w], ['bias', b]] as const) {
+  for (const [name, p] of [
+    ['weight', w],
+    ['bias', b],
+  ] as const) {
     if (!hasBias && name === 'bias') continue;
-    if (!sameShape(p.shape, [C]) || p.dtype !== x.dtype) throw new Error(`${op}: ${name} ${fmt(p.shape)} ${p.dtype} must be [${C}] ${x.dtype} for input ${fmt(x.shape)}`);
+    if (!sameShape(p.shape, [C]) || p.dtype !== x.dtype)
+      throw new Error(`${op}: ${name} ${fmt(p.shape)} ${p.dtype} must be [${C}] ${x.dtype} for input ${fmt(x.shape)}`);
   }
   return [w, b];
 }
@@ -241,7 +277,10 @@ export function layerNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5)
     const rs = ops.unsqueeze(rstd, -1);
     const xhat = ops.mul(ops.sub(x, ops.unsqueeze(mean, -1)), rs);
     const dxhat = ops.mul(g, w);
-    const dx = ops.mul(rs, ops.sub(ops.sub(dxhat, ops.mean(dxhat, -1, true)), ops.mul(xhat, ops.mean(ops.mul(dxhat, xhat), -1, true))));
+    const dx = ops.mul(
+      rs,
+      ops.sub(ops.sub(dxhat, ops.mean(dxhat, -1, true)), ops.mul(xhat, ops.mean(ops.mul(dxhat, xhat), -1, true))),
+    );
     return [dx, ops.sumTo(ops.mul(g, xhat), w.shape), ops.sumTo(g, w.shape)];
   });
 }
@@ -266,7 +305,10 @@ export function rmsNorm(x: Tensor, weight?: Tensor, eps = 1e-6): Tensor {
     const kb = kernel(x, 'rmsNormBackward');
     if (kb) {
       const r = kb(x, w, rstd, g);
-      return [fromHandle('rmsNormBackward', x.backend, r.dx, x.shape, x.dtype), fromHandle('rmsNormBackward', x.backend, r.dweight, w.shape, x.dtype)];
+      return [
+        fromHandle('rmsNormBackward', x.backend, r.dx, x.shape, x.dtype),
+        fromHandle('rmsNormBackward', x.backend, r.dweight, w.shape, x.dtype),
+      ];
     }
     const rs = ops.unsqueeze(rstd, -1);
     const xhat = ops.mul(x, rs);

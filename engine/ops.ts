@@ -12,16 +12,24 @@ import { fromHandle, full, record, Tensor } from './tensor.js';
 function sameDevice(op: string, ...ts: Tensor[]): void {
   const d = ts[0].device;
   for (const t of ts) {
-    if (t.device !== d) throw new Error(`${op}: tensors are on different devices (${ts.map((x) => x.device).join(', ')}); move them to one device first`);
+    if (t.device !== d)
+      throw new Error(
+        `${op}: tensors are on different devices (${ts.map((x) => x.device).join(', ')}); move them to ` +
+          `one device first`,
+      );
   }
 }
 
 function sameDType(op: string, a: Tensor, b: Tensor): void {
-  if (a.dtype !== b.dtype) throw new Error(`${op}: dtypes differ (${a.dtype} ${fmt(a.shape)} vs ${b.dtype} ${fmt(b.shape)}); cast one with .to(dtype)`);
+  if (a.dtype !== b.dtype)
+    throw new Error(
+      `${op}: dtypes differ (${a.dtype} ${fmt(a.shape)} vs ${b.dtype} ${fmt(b.shape)}); cast one with .to(dtype)`,
+    );
 }
 
 function requireFloat(op: string, t: Tensor): void {
-  if (!isFloat(t.dtype)) throw new Error(`${op}: expected a float tensor (float32 or float64), got ${t.dtype} ${fmt(t.shape)}`);
+  if (!isFloat(t.dtype))
+    throw new Error(`${op}: expected a float tensor (float32 or float64), got ${t.dtype} ${fmt(t.shape)}`);
 }
 
 /** A number becomes a 0-d tensor of `like`'s dtype and device. */
@@ -69,7 +77,6 @@ export const sign = (x: Tensor): Tensor => unary('sign', x);
 export const isnan = (x: Tensor): Tensor => unary('isnan', x);
 export const isinf = (x: Tensor): Tensor => unary('isinf', x);
 
-const GELU_C = Math.sqrt(2 / Math.PI);
 /**
  * GELU with the tanh approximation (GPT-2's "gelu_new"; PyTorch's approximate='tanh'):
  * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Chosen over the erf form because JavaScript has no
@@ -82,8 +89,14 @@ export const silu = (x: Tensor): Tensor => unary('silu', x, (g) => mul(g, unary(
 // ---------------------------------------------------------------------------------------------------
 // Elementwise binary, with broadcasting.
 
-function binary(op: BinaryOp, a0: Tensor | number, b0: Tensor | number, backward?: (g: Tensor, a: Tensor, b: Tensor, y: Tensor) => [Tensor | null, Tensor | null]): Tensor {
-  if (!(a0 instanceof Tensor) && !(b0 instanceof Tensor)) throw new Error(`${op}: at least one operand must be a Tensor`);
+function binary(
+  op: BinaryOp,
+  a0: Tensor | number,
+  b0: Tensor | number,
+  backward?: (g: Tensor, a: Tensor, b: Tensor, y: Tensor) => [Tensor | null, Tensor | null],
+): Tensor {
+  if (!(a0 instanceof Tensor) && !(b0 instanceof Tensor))
+    throw new Error(`${op}: at least one operand must be a Tensor`);
   const a = lift(a0, (a0 instanceof Tensor ? a0 : b0) as Tensor);
   const b = lift(b0, a);
   sameDevice(op, a, b);
@@ -100,7 +113,8 @@ function binary(op: BinaryOp, a0: Tensor | number, b0: Tensor | number, backward
 type Operand = Tensor | number;
 export const add = (a: Operand, b: Operand): Tensor => binary('add', a, b, (g) => [g, g]);
 export const sub = (a: Operand, b: Operand): Tensor => binary('sub', a, b, (g) => [g, neg(g)]);
-export const mul = (a: Operand, b: Operand): Tensor => binary('mul', a, b, (g, a, b) => [a.requiresGrad ? mul(g, b) : null, b.requiresGrad ? mul(g, a) : null]);
+export const mul = (a: Operand, b: Operand): Tensor =>
+  binary('mul', a, b, (g, a, b) => [a.requiresGrad ? mul(g, b) : null, b.requiresGrad ? mul(g, a) : null]);
 export const div = (a: Operand, b: Operand): Tensor =>
   binary('div', a, b, (g, _a, b, y) => [div(g, b), b.requiresGrad ? neg(div(mul(g, y), b)) : null]);
 /** a^b. The gradient with respect to b is taken where a > 0 and is 0 elsewhere. */
@@ -130,7 +144,9 @@ export const ge = (a: Operand, b: Operand): Tensor => binary('ge', a, b);
 /** cond != 0 ? a : b, broadcasting all three. cond may have any dtype. */
 export function where(cond: Tensor, a0: Operand, b0: Operand): Tensor {
   const like = a0 instanceof Tensor ? a0 : b0 instanceof Tensor ? b0 : null;
-  const a = like ? lift(a0, like) : full([], a0 as number, { device: cond.device, dtype: isFloat(cond.dtype) ? cond.dtype : 'float32' });
+  const a = like
+    ? lift(a0, like)
+    : full([], a0 as number, { device: cond.device, dtype: isFloat(cond.dtype) ? cond.dtype : 'float32' });
   const b = lift(b0, a);
   sameDevice('where', cond, a, b);
   sameDType('where', a, b);
@@ -198,7 +214,12 @@ export function logsumexp(x: Tensor, axes?: number | number[], keepdim = false):
   const m = max(x.detach(), ax, true);
   const shift = where(isinf(m), 0, m);
   const out = add(log(sum(exp(sub(x, shift)), ax, true)), shift);
-  return keepdim ? out : reshape(out, x.shape.filter((_, i) => !ax.includes(i)));
+  return keepdim
+    ? out
+    : reshape(
+        out,
+        x.shape.filter((_, i) => !ax.includes(i)),
+      );
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -211,7 +232,8 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   if (free >= 0) {
     if (shape.indexOf(-1, free + 1) >= 0) throw new Error(`reshape: only one dimension can be -1, got ${fmt(shape)}`);
     const rest = sizeOf(shape.filter((_, i) => i !== free));
-    if (rest === 0 || x.size % rest !== 0) throw new Error(`reshape: cannot reshape ${fmt(x.shape)} (${x.size} elements) into ${fmt(shape)}`);
+    if (rest === 0 || x.size % rest !== 0)
+      throw new Error(`reshape: cannot reshape ${fmt(x.shape)} (${x.size} elements) into ${fmt(shape)}`);
     out[free] = x.size / rest;
   }
   if (out.some((d) => !Number.isInteger(d) || d < 0) || sizeOf(out) !== x.size) {
@@ -222,10 +244,17 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 }
 
 export function squeeze(x: Tensor, dim?: number): Tensor {
-  if (dim === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
+  if (dim === undefined)
+    return reshape(
+      x,
+      x.shape.filter((d) => d !== 1),
+    );
   const d = normAxis('squeeze', dim, x.ndim);
   if (x.shape[d] !== 1) return x;
-  return reshape(x, x.shape.filter((_, i) => i !== d));
+  return reshape(
+    x,
+    x.shape.filter((_, i) => i !== d),
+  );
 }
 
 export function unsqueeze(x: Tensor, dim: number): Tensor {
@@ -236,9 +265,13 @@ export function unsqueeze(x: Tensor, dim: number): Tensor {
 }
 
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
-  if (perm.length !== x.ndim) throw new Error(`permute: got ${perm.length} axes [${perm.join(', ')}] for a tensor of rank ${x.ndim} ${fmt(x.shape)}`);
+  if (perm.length !== x.ndim)
+    throw new Error(
+      `permute: got ${perm.length} axes [${perm.join(', ')}] for a tensor of rank ${x.ndim} ${fmt(x.shape)}`,
+    );
   const p = perm.map((a) => normAxis('permute', a, x.ndim));
-  if (new Set(p).size !== p.length) throw new Error(`permute: [${perm.join(', ')}] is not a permutation of the ${x.ndim} axes`);
+  if (new Set(p).size !== p.length)
+    throw new Error(`permute: [${perm.join(', ')}] is not a permutation of the ${x.ndim} axes`);
   if (p.every((a, i) => a === i)) return x;
   const shape = p.map((a) => x.shape[a]);
   const y = fromHandle('permute', x.backend, x.backend.permute(x, p), shape, x.dtype);
@@ -258,12 +291,24 @@ export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
 /** A box of `size` starting at `begin` (tfjs style); a size of -1 runs to the end of that dimension. */
 export function slice(x: Tensor, begin: readonly number[], size: readonly number[]): Tensor {
   if (begin.length !== x.ndim || size.length !== x.ndim) {
-    throw new Error(`slice: begin [${begin.join(', ')}] and size [${size.join(', ')}] must both have rank ${x.ndim} for ${fmt(x.shape)}`);
+    throw new Error(
+      `slice: begin [${begin.join(', ')}] and size [${size.join(', ')}] must both have rank ${x.ndim} for ` +
+        `${fmt(x.shape)}`,
+    );
   }
   const sz = size.map((s, i) => (s === -1 ? x.shape[i] - begin[i] : s));
   for (let i = 0; i < x.ndim; i++) {
-    if (!Number.isInteger(begin[i]) || !Number.isInteger(sz[i]) || begin[i] < 0 || sz[i] < 0 || begin[i] + sz[i] > x.shape[i]) {
-      throw new Error(`slice: begin [${begin.join(', ')}] size [${size.join(', ')}] is out of bounds for ${fmt(x.shape)} (dimension ${i})`);
+    if (
+      !Number.isInteger(begin[i]) ||
+      !Number.isInteger(sz[i]) ||
+      begin[i] < 0 ||
+      sz[i] < 0 ||
+      begin[i] + sz[i] > x.shape[i]
+    ) {
+      throw new Error(
+        `slice: begin [${begin.join(', ')}] size [${size.join(', ')}] is out of bounds for ${fmt(x.shape)} ` +
+          `(dimension ${i})`,
+      );
     }
   }
   if (sameShape(sz, x.shape)) return x;
@@ -282,8 +327,15 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
 
 /** Zero padding: before[i] and after[i] elements around dimension i. */
 export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
-  if (before.length !== x.ndim || after.length !== x.ndim || [...before, ...after].some((p) => !Number.isInteger(p) || p < 0)) {
-    throw new Error(`pad: before [${before.join(', ')}] and after [${after.join(', ')}] must be ${x.ndim} non-negative integers for ${fmt(x.shape)}`);
+  if (
+    before.length !== x.ndim ||
+    after.length !== x.ndim ||
+    [...before, ...after].some((p) => !Number.isInteger(p) || p < 0)
+  ) {
+    throw new Error(
+      `pad: before [${before.join(', ')}] and after [${after.join(', ')}] must be ${x.ndim} non-negative integers ` +
+        `for ${fmt(x.shape)}`,
+    );
   }
   const shape = x.shape.map((d, i) => d + before[i] + after[i]);
   if (sameShape(shape, x.shape)) return x;
@@ -331,7 +383,10 @@ export function cat(xs: readonly Tensor[], dim = 0): Tensor {
 export function stack(xs: readonly Tensor[], dim = 0): Tensor {
   if (xs.length === 0) throw new Error('stack: expected at least one tensor');
   const d = normAxis('stack', dim, xs[0].ndim + 1);
-  return cat(xs.map((x) => unsqueeze(x, d)), d);
+  return cat(
+    xs.map((x) => unsqueeze(x, d)),
+    d,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -347,7 +402,9 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   checkIndex('gather', x, index);
   const d = normAxis('gather', dim, x.ndim);
   if (index.ndim !== x.ndim || index.shape.some((s, i) => i !== d && s > x.shape[i])) {
-    throw new Error(`gather: index ${fmt(index.shape)} must have the rank of x ${fmt(x.shape)} and no larger size outside dim ${d}`);
+    throw new Error(
+      `gather: index ${fmt(index.shape)} must have the rank of x ${fmt(x.shape)} and no larger size outside dim ${d}`,
+    );
   }
   const y = fromHandle('gather', x.backend, x.backend.gather(x, index, d, 'along'), index.shape, x.dtype);
   return record(y, 'gather', [x], (g) => [scatterAdd(g, index, d, 'along', x.shape)]);
@@ -370,10 +427,14 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
 /** The adjoint of gather / indexSelect: zeros of outShape with src added at the indexed positions. */
 export function scatterAdd(src: Tensor, index: Tensor, dim: number, mode: 'select' | 'along', outShape: Shape): Tensor {
   checkIndex('scatterAdd', src, index);
-  const y = fromHandle('scatterAdd', src.backend, src.backend.scatterAdd(src, index, dim, mode, outShape), outShape, src.dtype);
-  return record(y, 'scatterAdd', [src], (g) => [
-    mode === 'along' ? gather(g, dim, index) : indexSelect(g, dim, index),
-  ]);
+  const y = fromHandle(
+    'scatterAdd',
+    src.backend,
+    src.backend.scatterAdd(src, index, dim, mode, outShape),
+    outShape,
+    src.dtype,
+  );
+  return record(y, 'scatterAdd', [src], (g) => [mode === 'along' ? gather(g, dim, index) : indexSelect(g, dim, index)]);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -386,11 +447,15 @@ export function scatterAdd(src: Tensor, index: Tensor, dim: number, mode: 'selec
 export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
   sameDevice('matmul', a, b);
   sameDType('matmul', a, b);
-  if (a.ndim < 2 || b.ndim < 2) throw new Error(`matmul: operands need rank >= 2 here, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  if (a.ndim < 2 || b.ndim < 2)
+    throw new Error(`matmul: operands need rank >= 2 here, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
   const [m, ka] = transA ? [a.shape[a.ndim - 1], a.shape[a.ndim - 2]] : [a.shape[a.ndim - 2], a.shape[a.ndim - 1]];
   const [kb, n] = transB ? [b.shape[b.ndim - 1], b.shape[b.ndim - 2]] : [b.shape[b.ndim - 2], b.shape[b.ndim - 1]];
   if (ka !== kb) {
-    throw new Error(`matmul: inner dimensions differ: ${fmt(a.shape)}${transA ? '^T' : ''} @ ${fmt(b.shape)}${transB ? '^T' : ''} (${ka} vs ${kb})`);
+    throw new Error(
+      `matmul: inner dimensions differ: ${fmt(a.shape)}${transA ? '^T' : ''} @ ${fmt(b.shape)}${transB ? '^T' : ''} ` +
+        `(${ka} vs ${kb})`,
+    );
   }
   if (!transA && a.ndim > 2 && b.ndim === 2) {
     // A stack of matrices times one matrix is one tall product: (..., m, k) -> (rows, k). Its backward is
@@ -412,7 +477,8 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean):
 
 /** torch.matmul: 1-D operands are promoted (and the added axis removed), batch axes broadcast. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim === 0 || b.ndim === 0) throw new Error(`matmul: operands must have rank >= 1, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  if (a.ndim === 0 || b.ndim === 0)
+    throw new Error(`matmul: operands must have rank >= 1, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
   const a2 = a.ndim === 1 ? unsqueeze(a, 0) : a;
   const b2 = b.ndim === 1 ? unsqueeze(b, 1) : b;
   let y = matmulT(a2, b2, false, false);

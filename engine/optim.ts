@@ -8,7 +8,8 @@ import { dispose, full, keep, noGrad, tidy, zerosLike, type Tensor } from './ten
 function checkParams(op: string, params: readonly Tensor[]): void {
   if (params.length === 0) throw new Error(`${op}: no parameters given`);
   params.forEach((p, i) => {
-    if (!p.requiresGrad || p.gradFn) throw new Error(`${op}: parameter ${i} ${p} must be a leaf tensor with requiresGrad set`);
+    if (!p.requiresGrad || p.gradFn)
+      throw new Error(`${op}: parameter ${i} ${p} must be a leaf tensor with requiresGrad set`);
   });
 }
 
@@ -39,7 +40,10 @@ export class SGD implements Optimizer {
   readonly weightDecay: number;
   private bufs = new Map<Tensor, Tensor>();
 
-  constructor(readonly params: readonly Tensor[], opts: SGDOptions) {
+  constructor(
+    readonly params: readonly Tensor[],
+    opts: SGDOptions,
+  ) {
     checkParams('SGD', params);
     this.lr = opts.lr;
     this.momentum = opts.momentum ?? 0;
@@ -87,7 +91,10 @@ export class AdamW implements Optimizer {
   stepCount = 0;
   private state = new Map<Tensor, { m: Tensor; v: Tensor }>();
 
-  constructor(readonly params: readonly Tensor[], opts: AdamWOptions = {}) {
+  constructor(
+    readonly params: readonly Tensor[],
+    opts: AdamWOptions = {},
+  ) {
     checkParams('AdamW', params);
     this.lr = opts.lr ?? 1e-3;
     [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
@@ -97,7 +104,14 @@ export class AdamW implements Optimizer {
 
   step(): void {
     this.stepCount++;
-    const hp = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.stepCount };
+    const hp = {
+      lr: this.lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      step: this.stepCount,
+    };
     const bc1 = 1 - this.beta1 ** hp.step;
     const bc2 = 1 - this.beta2 ** hp.step;
     noGrad(() =>
@@ -148,7 +162,10 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
     tidy(() => {
       const sq = withGrad.map((p) => ops.sum(ops.mul(p.grad!, p.grad!)));
       const total = ops.sqrt(sq.reduce((a, b) => ops.add(a, b)));
-      const scale = ops.minimum(ops.div(full([], maxNorm, { dtype: total.dtype, device: total.device }), ops.add(total, 1e-6)), 1);
+      const scale = ops.minimum(
+        ops.div(full([], maxNorm, { dtype: total.dtype, device: total.device }), ops.add(total, 1e-6)),
+        1,
+      );
       for (const p of withGrad) {
         const g = keep(ops.mul(p.grad!, ops.cast(scale, p.grad!.dtype)));
         p.grad!.dispose();

@@ -29,7 +29,8 @@ export function sameShape(a: Shape, b: Shape): boolean {
 
 export function checkShape(op: string, shape: Shape): number[] {
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new Error(`${op}: invalid shape ${fmt(shape)}: dimensions must be non-negative integers`);
+    if (!Number.isInteger(d) || d < 0)
+      throw new Error(`${op}: invalid shape ${fmt(shape)}: dimensions must be non-negative integers`);
   }
   return [...shape];
 }
@@ -44,7 +45,11 @@ export function broadcastShapes(op: string, ...shapes: Shape[]): number[] {
       const d = s[i];
       if (d === out[o] || d === 1) continue;
       if (out[o] === 1) out[o] = d;
-      else throw new Error(`${op}: shapes ${shapes.map(fmt).join(' and ')} cannot be broadcast together (dimension ${i - s.length} is ${d} vs ${out[o]})`);
+      else
+        throw new Error(
+          `${op}: shapes ${shapes.map(fmt).join(' and ')} cannot be broadcast together (dimension ${i - s.length} is ` +
+            `${d} vs ${out[o]})`,
+        );
     }
   }
   return out;
@@ -61,7 +66,9 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
 
 export function normAxis(op: string, axis: number, rank: number): number {
   if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
-    throw new Error(`${op}: axis ${axis} is out of range for a tensor of rank ${rank} (expected ${-rank}..${rank - 1})`);
+    throw new Error(
+      `${op}: axis ${axis} is out of range for a tensor of rank ${rank} (expected ${-rank}..${rank - 1})`,
+    );
   }
   return axis < 0 ? axis + rank : axis;
 }

@@ -107,7 +107,10 @@ export class Tensor implements View {
 
   private live(what: string): Storage {
     if (this.storage === null) {
-      throw new Error(`tensor #${this.id} ${fmt(this.shape)} ${this.dtype} was disposed; cannot read its ${what} (was it created inside a tidy() that has ended?)`);
+      throw new Error(
+        `tensor #${this.id} ${fmt(this.shape)} ${this.dtype} was disposed; cannot read its ${what} (was it created ` +
+          `inside a tidy() that has ended?)`,
+      );
     }
     return this.storage;
   }
@@ -134,7 +137,8 @@ export class Tensor implements View {
 
   /** The single value of a one-element tensor. */
   async item(): Promise<number> {
-    if (this.size !== 1) throw new Error(`item: tensor has shape ${fmt(this.shape)} (${this.size} elements), expected exactly one`);
+    if (this.size !== 1)
+      throw new Error(`item: tensor has shape ${fmt(this.shape)} (${this.size} elements), expected exactly one`);
     return (await this.data())[0];
   }
 
@@ -144,8 +148,12 @@ export class Tensor implements View {
 
   /** Sets requiresGrad (a leaf that will receive .grad). Returns this. */
   requiresGrad_(value = true): this {
-    if (value && !isFloat(this.dtype)) throw new Error(`requiresGrad_: only float tensors can require gradients, got ${this.dtype}`);
-    if (this.gradFn) throw new Error('requiresGrad_: can only be set on a leaf tensor (one not produced by a recorded op); use detach() first');
+    if (value && !isFloat(this.dtype))
+      throw new Error(`requiresGrad_: only float tensors can require gradients, got ${this.dtype}`);
+    if (this.gradFn)
+      throw new Error(
+        'requiresGrad_: can only be set on a leaf tensor (one not produced by a recorded op); use detach() first',
+      );
     this.requiresGrad = value;
     return this;
   }
@@ -170,7 +178,10 @@ export class Tensor implements View {
   /** Replaces this tensor's values with those of `value` (same shape and dtype), off the tape: optimizer updates. */
   assign(value: Tensor): void {
     if (!sameShape(value.shape, this.shape) || value.dtype !== this.dtype || value.device !== this.device) {
-      throw new Error(`assign: value ${fmt(value.shape)} ${value.dtype} on ${value.device} does not match tensor ${fmt(this.shape)} ${this.dtype} on ${this.device}`);
+      throw new Error(
+        `assign: value ${fmt(value.shape)} ${value.dtype} on ${value.device} does not match tensor ` +
+          `${fmt(this.shape)} ${this.dtype} on ${this.device}`,
+      );
     }
     const s = value.live('storage');
     s.refs++;
@@ -184,52 +195,137 @@ export class Tensor implements View {
   }
 
   toString(): string {
-    return `Tensor(${fmt(this.shape)}, ${this.dtype}, ${this.storage ? this.device : 'disposed'}${this.gradFn ? `, grad_fn=${this.gradFn.op}` : ''})`;
+    return (
+      `Tensor(${fmt(this.shape)}, ${this.dtype}, ` +
+      `${this.storage ? this.device : 'disposed'}${this.gradFn ? `, grad_fn=${this.gradFn.op}` : ''})`
+    );
   }
 
   // Sugar: methods that forward to the free functions in ops.ts.
-  add(b: Tensor | number): Tensor { return ops.add(this, b); }
-  sub(b: Tensor | number): Tensor { return ops.sub(this, b); }
-  mul(b: Tensor | number): Tensor { return ops.mul(this, b); }
-  div(b: Tensor | number): Tensor { return ops.div(this, b); }
-  pow(b: Tensor | number): Tensor { return ops.pow(this, b); }
-  maximum(b: Tensor | number): Tensor { return ops.maximum(this, b); }
-  minimum(b: Tensor | number): Tensor { return ops.minimum(this, b); }
-  neg(): Tensor { return ops.neg(this); }
-  exp(): Tensor { return ops.exp(this); }
-  log(): Tensor { return ops.log(this); }
-  sqrt(): Tensor { return ops.sqrt(this); }
-  rsqrt(): Tensor { return ops.rsqrt(this); }
-  tanh(): Tensor { return ops.tanh(this); }
-  sigmoid(): Tensor { return ops.sigmoid(this); }
-  relu(): Tensor { return ops.relu(this); }
-  gelu(): Tensor { return ops.gelu(this); }
-  silu(): Tensor { return ops.silu(this); }
-  abs(): Tensor { return ops.abs(this); }
-  square(): Tensor { return ops.square(this); }
-  reciprocal(): Tensor { return ops.reciprocal(this); }
-  sum(axes?: number | number[], keepdim = false): Tensor { return ops.sum(this, axes, keepdim); }
-  mean(axes?: number | number[], keepdim = false): Tensor { return ops.mean(this, axes, keepdim); }
-  max(axes?: number | number[], keepdim = false): Tensor { return ops.max(this, axes, keepdim); }
-  min(axes?: number | number[], keepdim = false): Tensor { return ops.min(this, axes, keepdim); }
-  logsumexp(axes?: number | number[], keepdim = false): Tensor { return ops.logsumexp(this, axes, keepdim); }
-  permute(perm: number[]): Tensor { return ops.permute(this, perm); }
-  transpose(dim0: number, dim1: number): Tensor { return ops.transpose(this, dim0, dim1); }
-  get T(): Tensor { return ops.transpose(this, -2, -1); }
-  slice(begin: number[], size: number[]): Tensor { return ops.slice(this, begin, size); }
-  narrow(dim: number, start: number, length: number): Tensor { return ops.narrow(this, dim, start, length); }
-  expand(shape: number[]): Tensor { return ops.expand(this, shape); }
-  squeeze(dim?: number): Tensor { return ops.squeeze(this, dim); }
-  unsqueeze(dim: number): Tensor { return ops.unsqueeze(this, dim); }
-  flatten(): Tensor { return ops.reshape(this, [this.size]); }
-  gather(dim: number, index: Tensor): Tensor { return ops.gather(this, dim, index); }
-  indexSelect(dim: number, index: Tensor): Tensor { return ops.indexSelect(this, dim, index); }
-  matmul(b: Tensor): Tensor { return ops.matmul(this, b); }
-  softmax(dim = -1): Tensor { return fused.softmax(this, dim); }
-  logSoftmax(dim = -1): Tensor { return fused.logSoftmax(this, dim); }
-  to(dtype: DType): Tensor { return ops.cast(this, dtype); }
+  add(b: Tensor | number): Tensor {
+    return ops.add(this, b);
+  }
+  sub(b: Tensor | number): Tensor {
+    return ops.sub(this, b);
+  }
+  mul(b: Tensor | number): Tensor {
+    return ops.mul(this, b);
+  }
+  div(b: Tensor | number): Tensor {
+    return ops.div(this, b);
+  }
+  pow(b: Tensor | number): Tensor {
+    return ops.pow(this, b);
+  }
+  maximum(b: Tensor | number): Tensor {
+    return ops.maximum(this, b);
+  }
+  minimum(b: Tensor | number): Tensor {
+    return ops.minimum(this, b);
+  }
+  neg(): Tensor {
+    return ops.neg(this);
+  }
+  exp(): Tensor {
+    return ops.exp(this);
+  }
+  log(): Tensor {
+    return ops.log(this);
+  }
+  sqrt(): Tensor {
+    return ops.sqrt(this);
+  }
+  rsqrt(): Tensor {
+    return ops.rsqrt(this);
+  }
+  tanh(): Tensor {
+    return ops.tanh(this);
+  }
+  sigmoid(): Tensor {
+    return ops.sigmoid(this);
+  }
+  relu(): Tensor {
+    return ops.relu(this);
+  }
+  gelu(): Tensor {
+    return ops.gelu(this);
+  }
+  silu(): Tensor {
+    return ops.silu(this);
+  }
+  abs(): Tensor {
+    return ops.abs(this);
+  }
+  square(): Tensor {
+    return ops.square(this);
+  }
+  reciprocal(): Tensor {
+    return ops.reciprocal(this);
+  }
+  sum(axes?: number | number[], keepdim = false): Tensor {
+    return ops.sum(this, axes, keepdim);
+  }
+  mean(axes?: number | number[], keepdim = false): Tensor {
+    return ops.mean(this, axes, keepdim);
+  }
+  max(axes?: number | number[], keepdim = false): Tensor {
+    return ops.max(this, axes, keepdim);
+  }
+  min(axes?: number | number[], keepdim = false): Tensor {
+    return ops.min(this, axes, keepdim);
+  }
+  logsumexp(axes?: number | number[], keepdim = false): Tensor {
+    return ops.logsumexp(this, axes, keepdim);
+  }
+  permute(perm: number[]): Tensor {
+    return ops.permute(this, perm);
+  }
+  transpose(dim0: number, dim1: number): Tensor {
+    return ops.transpose(this, dim0, dim1);
+  }
+  get T(): Tensor {
+    return ops.transpose(this, -2, -1);
+  }
+  slice(begin: number[], size: number[]): Tensor {
+    return ops.slice(this, begin, size);
+  }
+  narrow(dim: number, start: number, length: number): Tensor {
+    return ops.narrow(this, dim, start, length);
+  }
+  expand(shape: number[]): Tensor {
+    return ops.expand(this, shape);
+  }
+  squeeze(dim?: number): Tensor {
+    return ops.squeeze(this, dim);
+  }
+  unsqueeze(dim: number): Tensor {
+    return ops.unsqueeze(this, dim);
+  }
+  flatten(): Tensor {
+    return ops.reshape(this, [this.size]);
+  }
+  gather(dim: number, index: Tensor): Tensor {
+    return ops.gather(this, dim, index);
+  }
+  indexSelect(dim: number, index: Tensor): Tensor {
+    return ops.indexSelect(this, dim, index);
+  }
+  matmul(b: Tensor): Tensor {
+    return ops.matmul(this, b);
+  }
+  softmax(dim = -1): Tensor {
+    return fused.softmax(this, dim);
+  }
+  logSoftmax(dim = -1): Tensor {
+    return fused.logSoftmax(this, dim);
+  }
+  to(dtype: DType): Tensor {
+    return ops.cast(this, dtype);
+  }
   /** A copy with its own storage (recorded on the tape); detach() shares storage instead. */
-  clone(): Tensor { return ops.mul(this, 1); }
+  clone(): Tensor {
+    return ops.mul(this, 1);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -248,7 +344,9 @@ function checkFinite(op: string, t: Tensor): void {
   const data = b.readSync(t);
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
-      throw new Error(`checkNumerics: op '${op}' produced ${data[i]} at flat index ${i} of its output ${fmt(t.shape)} ${t.dtype}`);
+      throw new Error(
+        `checkNumerics: op '${op}' produced ${data[i]} at flat index ${i} of its output ${fmt(t.shape)} ${t.dtype}`,
+      );
     }
   }
 }
@@ -284,7 +382,11 @@ function inferShape(data: Nested): number[] {
  * A tensor from values: a typed array (with a shape), a number, or nested arrays. The default dtype is
  * float32, or the typed array's own; the default device is getDefaultDevice().
  */
-export function tensor(data: Nested | TypedArray, shapeOrOpts?: readonly number[] | TensorOptions, maybeOpts: TensorOptions = {}): Tensor {
+export function tensor(
+  data: Nested | TypedArray,
+  shapeOrOpts?: readonly number[] | TensorOptions,
+  maybeOpts: TensorOptions = {},
+): Tensor {
   const opts = Array.isArray(shapeOrOpts) || shapeOrOpts === undefined ? maybeOpts : (shapeOrOpts as TensorOptions);
   let shape = Array.isArray(shapeOrOpts) ? checkShape('tensor', shapeOrOpts as number[]) : undefined;
   const isTyped = ArrayBuffer.isView(data);
@@ -296,10 +398,15 @@ export function tensor(data: Nested | TypedArray, shapeOrOpts?: readonly number[
   } else {
     const inferred = inferShape(data as Nested);
     flat = (Array.isArray(data) ? (data as unknown[]).flat(Infinity as 1) : [data]).map(Number);
-    if (flat.length !== sizeOf(inferred)) throw new Error(`tensor: nested array is ragged (shape ${fmt(inferred)} implies ${sizeOf(inferred)} values, got ${flat.length})`);
+    if (flat.length !== sizeOf(inferred))
+      throw new Error(
+        `tensor: nested array is ragged (shape ${fmt(inferred)} implies ${sizeOf(inferred)} values, got ` +
+          `${flat.length})`,
+      );
     shape ??= inferred;
   }
-  if (sizeOf(shape) !== flat.length) throw new Error(`tensor: ${flat.length} values do not fill shape ${fmt(shape)} (${sizeOf(shape)} elements)`);
+  if (sizeOf(shape) !== flat.length)
+    throw new Error(`tensor: ${flat.length} values do not fill shape ${fmt(shape)} (${sizeOf(shape)} elements)`);
   const arr = arrayFor(dtype, flat.length);
   arr.set(flat);
   const backend = getBackend(opts.device ?? defaultDevice);
@@ -358,7 +465,9 @@ export function tidy<T>(fn: () => T): T {
   }
   if (result instanceof Promise) {
     endScope(undefined);
-    throw new Error('tidy: fn returned a Promise; scopes cannot span an await (use keep() and dispose() around async code)');
+    throw new Error(
+      'tidy: fn returned a Promise; scopes cannot span an await (use keep() and dispose() around async code)',
+    );
   }
   endScope(result);
   return result;
@@ -428,8 +537,16 @@ function topoOrder(root: Tensor): Tensor[] {
  * into the .grad of leaves that require grad. Intermediate gradients are freed before returning.
  */
 export function backward(root: Tensor, seed?: Tensor): void {
-  if (!root.requiresGrad) throw new Error(`backward: ${root} does not require grad (no input of its graph has requiresGrad set, or it was made under noGrad)`);
-  if (!seed && root.size !== 1) throw new Error(`backward: a gradient can be implied only for a one-element output; got ${fmt(root.shape)}, pass the seed gradient explicitly`);
+  if (!root.requiresGrad)
+    throw new Error(
+      `backward: ${root} does not require grad (no input of its graph has requiresGrad set, or it was ` +
+        `made under noGrad)`,
+    );
+  if (!seed && root.size !== 1)
+    throw new Error(
+      `backward: a gradient can be implied only for a one-element output; got ${fmt(root.shape)}, pass the seed ` +
+        `gradient explicitly`,
+    );
   if (seed) checkGrad('backward', 'seed', seed, root);
   const order = topoOrder(root);
   tidy(() =>
@@ -468,6 +585,9 @@ export function backward(root: Tensor, seed?: Tensor): void {
 
 function checkGrad(op: string, which: string, g: Tensor, input: Tensor): void {
   if (!sameShape(g.shape, input.shape) || g.dtype !== input.dtype) {
-    throw new Error(`backward of '${op}': gradient for ${which} is ${fmt(g.shape)} ${g.dtype} but the input is ${fmt(input.shape)} ${input.dtype}`);
+    throw new Error(
+      `backward of '${op}': gradient for ${which} is ${fmt(g.shape)} ${g.dtype} but the input is ${fmt(input.shape)} ` +
+        `${input.dtype}`,
+    );
   }
 }

@@ -30,7 +30,10 @@ function zscore(xs: readonly number[], eps: number): number[] {
  * among themselves and the others among themselves.
  * Deviation: none from the paper's Eq. for normalisation; 'separate' follows the authors' code.
  */
-export function normalizeGroupRewards(rewards: readonly (readonly number[])[], opts: Pick<TurnAdvantageOptions, 'norm' | 'eps'> = {}): number[][] {
+export function normalizeGroupRewards(
+  rewards: readonly (readonly number[])[],
+  opts: Pick<TurnAdvantageOptions, 'norm' | 'eps'> = {},
+): number[][] {
   const { norm = 'joint', eps = 1e-6 } = opts;
   rewards.forEach((r, i) => {
     if (r.length === 0) throw new Error(`normalizeGroupRewards: rollout ${i} has no turns`);
@@ -43,8 +46,14 @@ export function normalizeGroupRewards(rewards: readonly (readonly number[])[], o
     const flat = zscore(rewards.flat(), eps);
     return rewards.map((r) => flat.slice(at, (at += r.length)));
   }
-  const finals = zscore(rewards.map((r) => r[r.length - 1]), eps);
-  const gains = zscore(rewards.flatMap((r) => r.slice(0, -1)), eps);
+  const finals = zscore(
+    rewards.map((r) => r[r.length - 1]),
+    eps,
+  );
+  const gains = zscore(
+    rewards.flatMap((r) => r.slice(0, -1)),
+    eps,
+  );
   return rewards.map((r, i) => [...gains.slice(at, (at += r.length - 1)), finals[i]]);
 }
 
@@ -59,7 +68,10 @@ export function discountedSums(a: readonly (readonly number[])[], gamma: number)
 }
 
 /** IGPO's turn advantages: normalise within the group (normalizeGroupRewards), then discount (discountedSums). */
-export function groupTurnAdvantages(rewards: readonly (readonly number[])[], opts: TurnAdvantageOptions = {}): number[][] {
+export function groupTurnAdvantages(
+  rewards: readonly (readonly number[])[],
+  opts: TurnAdvantageOptions = {},
+): number[][] {
   return discountedSums(normalizeGroupRewards(rewards, opts), opts.gamma ?? 1);
 }
 

@@ -3,7 +3,15 @@
 // Not the maths (reward.ts, advantage.ts, baselines.ts, value.ts) and not the loop (trainer.ts).
 
 import { discountedSums, groupOutcomeAdvantages, normalizeGroupRewards } from './advantage.js';
-import { defaultBaselineOptions, gigpoAdvantages, gspoLoss, reinforcePPEstimator, rlooAdvantages, stepSearchRewards, type BaselineOptions } from './baselines.js';
+import {
+  defaultBaselineOptions,
+  gigpoAdvantages,
+  gspoLoss,
+  reinforcePPEstimator,
+  rlooAdvantages,
+  stepSearchRewards,
+  type BaselineOptions,
+} from './baselines.js';
 import { broadcastTurns, perRollout, turnLevel, type AdvantageEstimator } from './estimator.js';
 import { defaultLossOptions, type PolicyLossFn, type PolicyLossOptions } from './loss.js';
 import { informationGains, THINK_PROBE, type Probe } from './reward.js';
@@ -59,7 +67,12 @@ export function outcomeReward(r: Rollout, opts: Pick<RLOptions, 'formatPenalty'>
  * search turn that got a tool response, and the outcome added on the last turn. A last turn that was a
  * search (the episode ran out of turns or room) got no response and so no p_t: it carries the outcome alone.
  */
-export function turnRewards(r: Rollout, outcome: number, parts: { ig: boolean; outcome: boolean }, opts: { logSpace?: boolean } = {}): number[] {
+export function turnRewards(
+  r: Rollout,
+  outcome: number,
+  parts: { ig: boolean; outcome: boolean },
+  opts: { logSpace?: boolean } = {},
+): number[] {
   const gains = parts.ig ? informationGains(r.probs, opts) : [];
   const T = r.turns.length;
   return r.turns.map((turn, t) => {
@@ -78,16 +91,34 @@ const outcomeOnly: TurnRewards = (r, outcome) => turnRewards(r, outcome, { ig: f
 function groupNormalizedTurns(rewards: TurnRewards, opts: RLOptions): AdvantageEstimator {
   return {
     estimate(batch) {
-      const normalized = batch.groups.flatMap((g, q) => normalizeGroupRewards(g.map((r, i) => rewards(r, batch.outcomes[q][i], opts)), { norm: opts.norm }));
-      return { advantages: broadcastTurns(batch.packed, discountedSums(normalized, opts.gamma)), normalizedTurnRewards: normalized };
+      const normalized = batch.groups.flatMap((g, q) =>
+        normalizeGroupRewards(
+          g.map((r, i) => rewards(r, batch.outcomes[q][i], opts)),
+          { norm: opts.norm },
+        ),
+      );
+      return {
+        advantages: broadcastTurns(batch.packed, discountedSums(normalized, opts.gamma)),
+        normalizedTurnRewards: normalized,
+      };
     },
   };
 }
 
 /** An entry of IGPO's reward ablation (the paper's Table 3): turn rewards from `parts`, IGPO's estimator. */
-function ablation(display: string, section: Algorithm['section'], parts: { ig: boolean; outcome: boolean }, fixed: Partial<Pick<RLOptions, 'norm'>> = {}): Algorithm {
+function ablation(
+  display: string,
+  section: Algorithm['section'],
+  parts: { ig: boolean; outcome: boolean },
+  fixed: Partial<Pick<RLOptions, 'norm'>> = {},
+): Algorithm {
   const rewards: TurnRewards = (r, outcome, opts) => turnRewards(r, outcome, parts, opts);
-  return { display, section, turnRewards: rewards, estimator: (opts) => groupNormalizedTurns(rewards, { ...opts, ...fixed }) };
+  return {
+    display,
+    section,
+    turnRewards: rewards,
+    estimator: (opts) => groupNormalizedTurns(rewards, { ...opts, ...fixed }),
+  };
 }
 
 const REGISTRY = {
@@ -137,7 +168,8 @@ const REGISTRY = {
     section: 'step',
     turnRewards: (r, outcome, opts) => stepSearchRewards(r, outcome, opts.baselines.stepsearch),
     // IGPO's estimator over its own step rewards: the two differ only in where the step rewards come from.
-    estimator: (opts) => groupNormalizedTurns((r, outcome) => stepSearchRewards(r, outcome, opts.baselines.stepsearch), opts),
+    estimator: (opts) =>
+      groupNormalizedTurns((r, outcome) => stepSearchRewards(r, outcome, opts.baselines.stepsearch), opts),
   },
 } satisfies Record<string, Algorithm>;
 

@@ -1,7 +1,8 @@
 // The paper's baselines (its Tables 1 and 2) on IGPO's own code path: the maths of each as an advantage
 // estimator (estimator.ts's contract) or as turn rewards (StepSearch), plus a policy-loss variant where
-// the algorithm has one (GSPO's sequence-level ratio; PPO's critic lives in value.ts). Pure functions over arrays and one loss on
-// tensors; the registry that names them is algorithms.ts, the training loop trainer.ts and update.ts.
+// the algorithm has one (GSPO's sequence-level ratio; PPO's critic lives in value.ts). Pure functions over
+// arrays and one loss on tensors; the registry that names them is algorithms.ts, the training loop
+// trainer.ts and update.ts.
 
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
@@ -40,8 +41,15 @@ export function rlooAdvantages(rewards: readonly number[]): number[] {
  * responses skipped). Packed layout (logp, refLogp: (B * L)); 0 off the mask. outcomes[b]: row b's outcome (F1).
  * Deviation: none from the paper's token-level KL reward (gamma = 1 as there).
  */
-export function klShapedReturns(packed: Packed, outcomes: readonly number[], logp: ArrayLike<number>, refLogp: ArrayLike<number>, opts: { klCoef: number; gamma: number }): Float64Array {
-  if (outcomes.length !== packed.B) throw new Error(`klShapedReturns: ${outcomes.length} outcomes for ${packed.B} rows`);
+export function klShapedReturns(
+  packed: Packed,
+  outcomes: readonly number[],
+  logp: ArrayLike<number>,
+  refLogp: ArrayLike<number>,
+  opts: { klCoef: number; gamma: number },
+): Float64Array {
+  if (outcomes.length !== packed.B)
+    throw new Error(`klShapedReturns: ${outcomes.length} outcomes for ${packed.B} rows`);
   const out = new Float64Array(packed.B * packed.L);
   policyPositions(packed).forEach((pos, b) => {
     let acc = 0;
@@ -72,7 +80,8 @@ export function reinforcePPEstimator(opts: ReinforcePPOptions): AdvantageEstimat
   return {
     needsRefLogp: true,
     estimate(batch) {
-      if (!batch.refLogp || !batch.logp) throw new Error('reinforce++: the estimator needs log pi_old and log pi_ref of the batch');
+      if (!batch.refLogp || !batch.logp)
+        throw new Error('reinforce++: the estimator needs log pi_old and log pi_ref of the batch');
       const returns = klShapedReturns(batch.packed, batch.outcomes.flat(), batch.logp, batch.refLogp, opts);
       return { advantages: batchNormalize(returns, batch.packed.mask, opts.eps) };
     },
@@ -87,7 +96,12 @@ export function reinforcePPEstimator(opts: ReinforcePPOptions): AdvantageEstimat
  * (logp - oldLogp)), (B, T) -> (B). Deviation: none; a row without policy tokens gets 1.
  */
 export function sequenceRatio(logp: Tensor, oldLogp: Tensor, mask: Tensor): Tensor {
-  return logp.sub(oldLogp).mul(mask).sum(1).div(E.maximum(mask.sum(1), 1)).exp();
+  return logp
+    .sub(oldLogp)
+    .mul(mask)
+    .sum(1)
+    .div(E.maximum(mask.sum(1), 1))
+    .exp();
 }
 
 /**
@@ -103,7 +117,10 @@ export const gspoLoss: PolicyLossFn = (inp, opts) => {
   const { logp, oldLogp, advantages, mask } = inp;
   const [B, T] = logp.shape;
   const s = sequenceRatio(logp, oldLogp, mask); // (B)
-  const A = advantages.mul(mask).sum(1).div(E.maximum(mask.sum(1), 1)); // (B)
+  const A = advantages
+    .mul(mask)
+    .sum(1)
+    .div(E.maximum(mask.sum(1), 1)); // (B)
   const pg1 = A.neg().mul(s);
   const pg = E.maximum(pg1, A.neg().mul(E.minimum(E.maximum(s, 1 - opts.clipLow), 1 + opts.clipHigh))); // (B)
   const perToken = (x: Tensor) => x.reshape([B, 1]).expand([B, T]);
@@ -167,13 +184,22 @@ function normalize(xs: readonly number[], norm: 'std' | 'mean', eps: number): nu
  * so gamma^(T_i - 1 - t) F1_i) normalised within its anchor group (anchorGroups); a singleton anchor gives 0.
  * Deviations: population std (the authors' code uses the sample std); anchor states as in anchorKeys.
  */
-export function gigpoAdvantages(group: readonly Rollout[], outcomes: readonly number[], opts: GiGPOOptions): number[][] {
-  if (outcomes.length !== group.length) throw new Error(`gigpoAdvantages: ${outcomes.length} outcomes for ${group.length} rollouts`);
+export function gigpoAdvantages(
+  group: readonly Rollout[],
+  outcomes: readonly number[],
+  opts: GiGPOOptions,
+): number[][] {
+  if (outcomes.length !== group.length)
+    throw new Error(`gigpoAdvantages: ${outcomes.length} outcomes for ${group.length} rollouts`);
   const episode = normalize(outcomes, opts.norm, opts.eps);
   const returns = group.map((r, i) => r.turns.map((_, t) => opts.gamma ** (r.turns.length - 1 - t) * outcomes[i]));
   const step = group.map((r) => r.turns.map(() => 0));
   for (const members of anchorGroups(group).values()) {
-    const a = normalize(members.map(([i, t]) => returns[i][t]), opts.norm, opts.eps);
+    const a = normalize(
+      members.map(([i, t]) => returns[i][t]),
+      opts.norm,
+      opts.eps,
+    );
     members.forEach(([i, t], k) => (step[i][t] = a[k]));
   }
   return group.map((r, i) => r.turns.map((_, t) => episode[i] + opts.omega * step[i][t]));
@@ -205,7 +231,10 @@ export interface StepSearchOptions {
 export function stepSearchRewards(r: Rollout, outcome: number, opts: StepSearchOptions): number[] {
   return r.turns.map((t, k) => {
     const q = t.retrieval;
-    const step = q ? opts.gain * (q.neededTotal > 0 ? q.newNeeded / q.neededTotal : 0) - opts.redundancy * (q.returned > 0 ? q.repeated / q.returned : 0) : 0;
+    const step = q
+      ? opts.gain * (q.neededTotal > 0 ? q.newNeeded / q.neededTotal : 0) -
+        opts.redundancy * (q.returned > 0 ? q.repeated / q.returned : 0)
+      : 0;
     return k === r.turns.length - 1 ? step + outcome : step;
   });
 }

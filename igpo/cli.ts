@@ -12,7 +12,8 @@ import { PRESETS, runTraining } from './trainer.js';
 function int(name: string, min = -Infinity) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer${min > -Infinity ? ` >= ${min}` : ''}, got '${v}'`);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer${min > -Infinity ? ` >= ${min}` : ''}, got '${v}'`);
     return n;
   };
 }
@@ -38,7 +39,9 @@ function number(name: string) {
   };
 }
 
-const program = new Command('igpo').description('Information Gain-based Policy Optimization on a tiny search agent, in TypeScript');
+const program = new Command('igpo').description(
+  'Information Gain-based Policy Optimization on a tiny search agent, in TypeScript',
+);
 
 /** A bad combination of flags: one line, exit 1 (commander's own error). */
 const usageError = (msg: string): never => program.error(`error: ${msg}`);
@@ -55,7 +58,11 @@ interface ProbeFlags {
 function withProbe(cmd: Command, dflt: { value: string; description?: string }): Command {
   return cmd
     .addOption(
-      new Option('--probe <probe>', 'how p_t is measured: think (an answer turn\u2019s opening, then the gold answer scored) or bare (the first probe: <answer>gold</answer>, every token scored)')
+      new Option(
+        '--probe <probe>',
+        'how p_t is measured: think (an answer turn\u2019s opening, then the gold answer scored) or bare (the first ' +
+          'probe: <answer>gold</answer>, every token scored)',
+      )
         .choices(Object.keys(PROBES))
         .default(dflt.value, dflt.description),
     )
@@ -80,9 +87,17 @@ interface RLFlags extends ProbeFlags {
 /** What the paper and the authors' released script vary, on train and compare alike. */
 function withRLOptions(cmd: Command): Command {
   return withProbe(cmd, { value: 'think' })
-    .addOption(new Option('--norm <norm>', 'turn-reward normalisation: joint (paper) or separate (authors\u2019 code)').choices(['joint', 'separate']).default('joint'))
+    .addOption(
+      new Option('--norm <norm>', 'turn-reward normalisation: joint (paper) or separate (authors\u2019 code)')
+        .choices(['joint', 'separate'])
+        .default('joint'),
+    )
     .option('--ig-log-space', 'IG as log p_t - log p_{t-1} (the authors\u2019 log_prob_diff)')
-    .option('--format-penalty <r>', 'outcome reward of a malformed or answerless episode instead of 0 (the authors\u2019 code: -2); off by default', number('--format-penalty'));
+    .option(
+      '--format-penalty <r>',
+      'outcome reward of a malformed or answerless episode instead of 0 (the authors\u2019 code: -2); off by default',
+      number('--format-penalty'),
+    );
 }
 
 function rlOptionsOf(o: RLFlags): Omit<RLOptions, 'algo' | 'loss' | 'baselines' | 'gamma'> {
@@ -91,24 +106,36 @@ function rlOptionsOf(o: RLFlags): Omit<RLOptions, 'algo' | 'loss' | 'baselines' 
 
 const train = program
   .command('train')
-  .description('supervised warm-up on expert demonstrations, then RL; writes metrics.jsonl, model.safetensors, curves.svg, report.md')
-  .addOption(new Option('--algo <algo>', 'igpo (F1 + IG), grpo (F1 only), ig (IG only), or a baseline: rloo, ppo, reinforce++, gspo, gigpo').choices(ALGOS).default('igpo'))
+  .description(
+    'supervised warm-up on expert demonstrations, then RL; writes metrics.jsonl, model.safetensors, ' +
+      'curves.svg, report.md',
+  )
+  .addOption(
+    new Option(
+      '--algo <algo>',
+      'igpo (F1 + IG), grpo (F1 only), ig (IG only), or a baseline: rloo, ppo, reinforce++, gspo, gigpo',
+    )
+      .choices(ALGOS)
+      .default('igpo'),
+  )
   .addOption(new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'))
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
   .option('--seed <n>', 'random seed', int('--seed'), 0)
   .option('--out <dir>', 'output directory', 'runs/train');
-withRLOptions(train).action(async (o: RLFlags & { algo: Algo; preset: keyof typeof PRESETS; device: DeviceFlag; seed: number; out: string }) => {
-  const rl = rlOptionsOf(o);
-  await runTraining({
-    preset: PRESETS[o.preset],
-    rl: { ...defaultRLOptions(o.algo), ...rl },
-    seed: o.seed,
-    device: await resolveDevice(o.device),
-    outDir: o.out,
-    progress: process.stderr.isTTY,
-    log: (line) => console.log(line),
-  });
-});
+withRLOptions(train).action(
+  async (o: RLFlags & { algo: Algo; preset: keyof typeof PRESETS; device: DeviceFlag; seed: number; out: string }) => {
+    const rl = rlOptionsOf(o);
+    await runTraining({
+      preset: PRESETS[o.preset],
+      rl: { ...defaultRLOptions(o.algo), ...rl },
+      seed: o.seed,
+      device: await resolveDevice(o.device),
+      outDir: o.out,
+      progress: process.stderr.isTTY,
+      log: (line) => console.log(line),
+    });
+  },
+);
 
 function shardOf(v: string): { index: number; count: number } {
   const m = /^(\d+)\/(\d+)$/.exec(v);
@@ -119,30 +146,74 @@ function shardOf(v: string): { index: number; count: number } {
 
 const compare = program
   .command('compare')
-  .description('the study (the paper\u2019s Tables 1-3, Figures 1, 4, 5 at our scale): per seed one warm start, then every algorithm to the same policy-token budget; one result file per run, so a rerun resumes')
+  .description(
+    'the study (the paper\u2019s Tables 1-3, Figures 1, 4, 5 at our scale): per seed one warm start, then every ' +
+      'algorithm to the same policy-token budget; one result file per run, so a rerun resumes',
+  )
   .option('--algos <list>', `comma-separated algorithms (${ALGOS.join(', ')})`, 'igpo,grpo,ig')
   .option('--seeds <n>', 'seeds 0 .. n-1 per algorithm', int('--seeds', 1), 3)
   .addOption(new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'))
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
   .option('--out <dir>', 'the study\u2019s directory (result files, report.md, figures)', 'runs/compare')
-  .option('--jobs <n>', 'worker processes (default: this machine\u2019s cores)', int('--jobs', 1), availableParallelism())
+  .option(
+    '--jobs <n>',
+    'worker processes (default: this machine\u2019s cores)',
+    int('--jobs', 1),
+    availableParallelism(),
+  )
   .option('--shard <i/n>', 'run only every n-th run, starting at the i-th (machines that share the directory)', shardOf)
-  .option('--budget <tokens>', 'policy tokens each run samples (default: the preset\u2019s compare budget)', int('--budget', 1))
-  .option('--rl-steps <n>', 'scale the budget to about n of the preset\u2019s RL steps (at most 3n steps a run)', int('--rl-steps', 1))
-  .option('--eval-every <n>', 'greedy evaluation every n RL steps (default: the preset\u2019s)', int('--eval-every', 1));
-withRLOptions(compare).action(async (o: RLFlags & { algos: string; seeds: number; preset: keyof typeof PRESETS; device: DeviceFlag; out: string; jobs: number; shard?: { index: number; count: number }; budget?: number; rlSteps?: number; evalEvery?: number }) => {
-  const { runCompare, studyOf } = await import('./compare.js');
-  const { runReport } = await import('./report.js');
-  const algos = o.algos.split(',').map((a) => a.trim());
-  const unknown = algos.filter((a) => !(ALGOS as readonly string[]).includes(a));
-  if (unknown.length) usageError(`--algos: unknown algorithm '${unknown[0]}' (known: ${ALGOS.join(', ')})`);
-  const { algo: _, ...shared } = { ...defaultRLOptions(), ...rlOptionsOf(o) };
-  const study = studyOf(PRESETS[o.preset], shared, { rlSteps: o.rlSteps, budget: o.budget, evalEvery: o.evalEvery });
-  const t0 = performance.now();
-  await runCompare({ study, algos, seeds: o.seeds, device: await resolveDevice(o.device), outDir: o.out, jobs: o.jobs, shard: o.shard, log: (l) => console.log(l) });
-  const files = await runReport([o.out]);
-  console.log(`compare: ${((performance.now() - t0) / 60000).toFixed(1)} min; wrote ${files.join(', ')}`);
-});
+  .option(
+    '--budget <tokens>',
+    'policy tokens each run samples (default: the preset\u2019s compare budget)',
+    int('--budget', 1),
+  )
+  .option(
+    '--rl-steps <n>',
+    'scale the budget to about n of the preset\u2019s RL steps (at most 3n steps a run)',
+    int('--rl-steps', 1),
+  )
+  .option(
+    '--eval-every <n>',
+    'greedy evaluation every n RL steps (default: the preset\u2019s)',
+    int('--eval-every', 1),
+  );
+withRLOptions(compare).action(
+  async (
+    o: RLFlags & {
+      algos: string;
+      seeds: number;
+      preset: keyof typeof PRESETS;
+      device: DeviceFlag;
+      out: string;
+      jobs: number;
+      shard?: { index: number; count: number };
+      budget?: number;
+      rlSteps?: number;
+      evalEvery?: number;
+    },
+  ) => {
+    const { runCompare, studyOf } = await import('./compare.js');
+    const { runReport } = await import('./report.js');
+    const algos = o.algos.split(',').map((a) => a.trim());
+    const unknown = algos.filter((a) => !(ALGOS as readonly string[]).includes(a));
+    if (unknown.length) usageError(`--algos: unknown algorithm '${unknown[0]}' (known: ${ALGOS.join(', ')})`);
+    const { algo: _, ...shared } = { ...defaultRLOptions(), ...rlOptionsOf(o) };
+    const study = studyOf(PRESETS[o.preset], shared, { rlSteps: o.rlSteps, budget: o.budget, evalEvery: o.evalEvery });
+    const t0 = performance.now();
+    await runCompare({
+      study,
+      algos,
+      seeds: o.seeds,
+      device: await resolveDevice(o.device),
+      outDir: o.out,
+      jobs: o.jobs,
+      shard: o.shard,
+      log: (l) => console.log(l),
+    });
+    const files = await runReport([o.out]);
+    console.log(`compare: ${((performance.now() - t0) / 60000).toFixed(1)} min; wrote ${files.join(', ')}`);
+  },
+);
 
 program
   .command('report')
@@ -161,18 +232,37 @@ const evaluate = program
   .option('--episodes <n>', 'episodes per split', int('--episodes', 1), 128)
   .option('--seed <n>', 'which held-out episodes', int('--seed'), 0)
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
-  .option('--dump <file>', 'write every episode as a JSON line: its token ids, turns, probe tokens and p_t as training scores them');
-withProbe(evaluate, { value: 'checkpoint', description: 'the one the checkpoint was trained with' }).action(async (o: ProbeFlags & { checkpoint: string; episodes: number; seed: number; device: DeviceFlag; dump?: string }) => {
-  const { runEval } = await import('./trainer.js');
-  if (o.probe === 'checkpoint' && (o.probePrefix !== undefined || o.probeClose)) usageError('--probe-prefix and --probe-close need --probe think or bare');
-  const probe = o.probe === 'checkpoint' ? undefined : probeOf(o);
-  const r = await runEval(o.checkpoint, { episodes: o.episodes, seed: o.seed, device: await resolveDevice(o.device), probe, dump: o.dump });
-  for (const [name, e] of [['in-domain', r.inDomain], ['out-of-domain', r.ood]] as const) {
-    console.log(`${name} F1 ${e.f1.toFixed(3)} (${e.episodes} episodes; ends ${JSON.stringify(e.ends)})`);
-    for (const [h, b] of Object.entries(e.byHops)) console.log(`  ${h}-hop questions: F1 ${b.meanReward.toFixed(3)}, ${b.meanSearches.toFixed(2)} searches per episode (${b.episodes} episodes)`);
-  }
-  if (o.dump) console.log(`wrote ${o.dump}: ${2 * o.episodes} episodes, one JSON line each`);
-});
+  .option(
+    '--dump <file>',
+    'write every episode as a JSON line: its token ids, turns, probe tokens and p_t as training scores them',
+  );
+withProbe(evaluate, { value: 'checkpoint', description: 'the one the checkpoint was trained with' }).action(
+  async (o: ProbeFlags & { checkpoint: string; episodes: number; seed: number; device: DeviceFlag; dump?: string }) => {
+    const { runEval } = await import('./trainer.js');
+    if (o.probe === 'checkpoint' && (o.probePrefix !== undefined || o.probeClose))
+      usageError('--probe-prefix and --probe-close need --probe think or bare');
+    const probe = o.probe === 'checkpoint' ? undefined : probeOf(o);
+    const r = await runEval(o.checkpoint, {
+      episodes: o.episodes,
+      seed: o.seed,
+      device: await resolveDevice(o.device),
+      probe,
+      dump: o.dump,
+    });
+    for (const [name, e] of [
+      ['in-domain', r.inDomain],
+      ['out-of-domain', r.ood],
+    ] as const) {
+      console.log(`${name} F1 ${e.f1.toFixed(3)} (${e.episodes} episodes; ends ${JSON.stringify(e.ends)})`);
+      for (const [h, b] of Object.entries(e.byHops))
+        console.log(
+          `  ${h}-hop questions: F1 ${b.meanReward.toFixed(3)}, ${b.meanSearches.toFixed(2)} searches per episode ` +
+            `(${b.episodes} episodes)`,
+        );
+    }
+    if (o.dump) console.log(`wrote ${o.dump}: ${2 * o.episodes} episodes, one JSON line each`);
+  },
+);
 
 program.option('--debug', 'print the stack of an error, not only its message');
 try {

@@ -14,7 +14,19 @@ import * as E from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { algorithm, type Algo } from './algorithms.js';
 import { presetSplit, type Preset } from './presets.js';
-import { claimStudy, codeVersion, readRun, readWarm, runPath, warmCheckpointPath, warmPath, writeJson, type RunFile, type StudySpec, type WarmFile } from './results.js';
+import {
+  claimStudy,
+  codeVersion,
+  readRun,
+  readWarm,
+  runPath,
+  warmCheckpointPath,
+  warmPath,
+  writeJson,
+  type RunFile,
+  type StudySpec,
+  type WarmFile,
+} from './results.js';
 import { EVAL_MODES, evaluate, trainRL, warmStart, type EvalMode } from './trainer.js';
 import { makeSplit } from './env.js';
 
@@ -42,7 +54,11 @@ const taskName = (t: Task) => (t.kind === 'warm' ? `seed ${t.seed} warm start` :
  * start to train per seed it holds). Returned seed by seed, the order they run in: an interrupted study
  * leaves complete pairs.
  */
-export function planRuns(algos: readonly string[], seeds: number, shard?: { index: number; count: number }): { algo: Algo; seed: number }[] {
+export function planRuns(
+  algos: readonly string[],
+  seeds: number,
+  shard?: { index: number; count: number },
+): { algo: Algo; seed: number }[] {
   for (const a of algos) algorithm(a); // unknown names fail here, with the known ones listed
   const all = algos.flatMap((algo) => Array.from({ length: seeds }, (_, seed) => ({ algo: algo as Algo, seed })));
   const mine = shard ? all.filter((_, i) => i % shard.count === shard.index) : all;
@@ -59,7 +75,13 @@ function runPreset(study: StudySpec): Preset {
  * in every inference-only mode, write its file. A run: load the seed's warm start, RL to the budget, write
  * its file. Files are written last and atomically: a task killed half-way leaves nothing.
  */
-export async function executeTask(study: StudySpec, dir: string, task: Task, device: E.Device, code: string): Promise<string> {
+export async function executeTask(
+  study: StudySpec,
+  dir: string,
+  task: Task,
+  device: E.Device,
+  code: string,
+): Promise<string> {
   const t0 = performance.now();
   const preset = study.preset;
   const rl = preset.rl;
@@ -70,13 +92,31 @@ export async function executeTask(study: StudySpec, dir: string, task: Task, dev
       const oodSet = makeSplit(presetSplit(preset, 'ood'), task.seed, rl.evalEpisodes);
       const evals = {} as WarmFile['eval'];
       for (const mode of Object.keys(EVAL_MODES) as EvalMode[]) {
-        evals[mode] = { inDomain: await evaluate(model, tok, evalSet, preset, { mode, probe: study.rl.probe }), ood: await evaluate(model, tok, oodSet, preset, { mode, probe: study.rl.probe }) };
+        evals[mode] = {
+          inDomain: await evaluate(model, tok, evalSet, preset, { mode, probe: study.rl.probe }),
+          ood: await evaluate(model, tok, oodSet, preset, { mode, probe: study.rl.probe }),
+        };
       }
       await mkdir(dirname(warmCheckpointPath(dir, task.seed)), { recursive: true });
-      await saveCheckpoint(warmCheckpointPath(dir, task.seed), model, { tokenizer: tok, metadata: { seed: String(task.seed), preset: preset.name, code } });
-      const file: WarmFile = { seed: task.seed, code, warmupSteps: losses.length, lossFirst: losses[0], lossLast: losses[losses.length - 1], eval: evals, seconds: (performance.now() - t0) / 1000 };
+      await saveCheckpoint(warmCheckpointPath(dir, task.seed), model, {
+        tokenizer: tok,
+        metadata: { seed: String(task.seed), preset: preset.name, code },
+      });
+      const file: WarmFile = {
+        seed: task.seed,
+        code,
+        warmupSteps: losses.length,
+        lossFirst: losses[0],
+        lossLast: losses[losses.length - 1],
+        eval: evals,
+        seconds: (performance.now() - t0) / 1000,
+      };
       await writeJson(warmPath(dir, task.seed), file);
-      return `seed ${task.seed} warm start: eval F1 ${evals.agent.inDomain.f1.toFixed(3)} (CoT ${evals.cot.inDomain.f1.toFixed(3)}, CoT+RAG ${evals.rag.inDomain.f1.toFixed(3)}), ${file.seconds.toFixed(0)} s`;
+      return (
+        `seed ${task.seed} warm start: eval F1 ${evals.agent.inDomain.f1.toFixed(3)} (CoT ` +
+        `${evals.cot.inDomain.f1.toFixed(3)}, CoT+RAG ${evals.rag.inDomain.f1.toFixed(3)}), ` +
+        `${file.seconds.toFixed(0)} s`
+      );
     } finally {
       model.dispose();
     }
@@ -85,11 +125,25 @@ export async function executeTask(study: StudySpec, dir: string, task: Task, dev
   const { model, tokenizer } = await loadCheckpoint(warmCheckpointPath(dir, task.seed), { device });
   try {
     if (!tokenizer) throw new Error(`${warmCheckpointPath(dir, task.seed)}: no tokenizer in its metadata`);
-    const result = await trainRL(model, tokenizer, runPreset(study), { ...study.rl, algo: task.algo }, task.seed, { evalBefore: warm.eval.agent });
-    const file: RunFile = { algo: task.algo, seed: task.seed, warmSeed: task.seed, code, result, seconds: (performance.now() - t0) / 1000 };
+    const result = await trainRL(model, tokenizer, runPreset(study), { ...study.rl, algo: task.algo }, task.seed, {
+      evalBefore: warm.eval.agent,
+    });
+    const file: RunFile = {
+      algo: task.algo,
+      seed: task.seed,
+      warmSeed: task.seed,
+      code,
+      result,
+      seconds: (performance.now() - t0) / 1000,
+    };
     await writeJson(runPath(dir, task.algo, task.seed), file);
     const last = result.steps[result.steps.length - 1];
-    return `seed ${task.seed} ${task.algo}: eval F1 ${result.evalBefore.inDomain.f1.toFixed(3)} -> ${result.evalAfter.inDomain.f1.toFixed(3)}, ood ${result.evalBefore.ood.f1.toFixed(3)} -> ${result.evalAfter.ood.f1.toFixed(3)}, ${result.steps.length} steps, ${last.policyTokens} policy tokens, ${file.seconds.toFixed(0)} s`;
+    return (
+      `seed ${task.seed} ${task.algo}: eval F1 ${result.evalBefore.inDomain.f1.toFixed(3)} -> ` +
+      `${result.evalAfter.inDomain.f1.toFixed(3)}, ood ${result.evalBefore.ood.f1.toFixed(3)} -> ` +
+      `${result.evalAfter.ood.f1.toFixed(3)}, ${result.steps.length} steps, ${last.policyTokens} policy tokens, ` +
+      `${file.seconds.toFixed(0)} s`
+    );
   } finally {
     model.dispose();
   }
@@ -108,7 +162,12 @@ async function done(path: string, read: (p: string) => Promise<unknown>, log: (l
 }
 
 /** Runs tasks in `jobs` worker processes, or in this one; a warm start before the runs that need it. */
-async function schedule(tasks: Task[], jobs: number, run: (t: Task, worker: number) => Promise<string>, log: (l: string) => void): Promise<void> {
+async function schedule(
+  tasks: Task[],
+  jobs: number,
+  run: (t: Task, worker: number) => Promise<string>,
+  log: (l: string) => void,
+): Promise<void> {
   const pendingWarm = new Set(tasks.filter((t) => t.kind === 'warm').map((t) => t.seed));
   const queue = [...tasks];
   let finished = 0;
@@ -174,7 +233,10 @@ class Workers {
     }
   }
 
-  run(worker: number, msg: { study: StudySpec; dir: string; task: Task; device: E.Device; code: string }): Promise<string> {
+  run(
+    worker: number,
+    msg: { study: StudySpec; dir: string; task: Task; device: E.Device; code: string },
+  ): Promise<string> {
     const id = this.id++;
     this.owner.set(id, worker);
     return new Promise((resolve, reject) => {
@@ -196,11 +258,18 @@ export async function runCompare(job: CompareJob): Promise<number> {
   const code = codeVersion();
   const tasks: Task[] = [];
   for (const seed of [...new Set(runs.map((r) => r.seed))]) {
-    if (!((await done(warmPath(job.outDir, seed), readWarm, log)) && existsSync(warmCheckpointPath(job.outDir, seed)))) tasks.push({ kind: 'warm', seed });
+    if (!((await done(warmPath(job.outDir, seed), readWarm, log)) && existsSync(warmCheckpointPath(job.outDir, seed))))
+      tasks.push({ kind: 'warm', seed });
   }
-  for (const r of runs) if (!(await done(runPath(job.outDir, r.algo, r.seed), readRun, log))) tasks.push({ kind: 'run', ...r });
+  for (const r of runs)
+    if (!(await done(runPath(job.outDir, r.algo, r.seed), readRun, log))) tasks.push({ kind: 'run', ...r });
   const skipped = runs.length - tasks.filter((t) => t.kind === 'run').length;
-  log(`compare: ${runs.length} runs${job.shard ? ` (shard ${job.shard.index}/${job.shard.count})` : ''}, ${skipped} already done; ${tasks.length} tasks on ${Math.min(job.jobs, Math.max(1, tasks.length))} ${job.jobs > 1 ? 'worker processes' : 'process'} (preset ${job.study.preset.name}, budget ${job.study.budget} policy tokens, code ${code})`);
+  log(
+    `compare: ${runs.length} runs${job.shard ? ` (shard ${job.shard.index}/${job.shard.count})` : ''}, ${skipped} ` +
+      `already done; ${tasks.length} tasks on ${Math.min(job.jobs, Math.max(1, tasks.length))} ` +
+      `${job.jobs > 1 ? 'worker processes' : 'process'} (preset ${job.study.preset.name}, budget ` +
+      `${job.study.budget} policy tokens, code ${code})`,
+  );
   if (tasks.length === 0) return 0;
   if (job.jobs <= 1) {
     await schedule(tasks, 1, (t) => executeTask(job.study, job.outDir, t, job.device, code), log);
@@ -208,7 +277,12 @@ export async function runCompare(job: CompareJob): Promise<number> {
   }
   const workers = new Workers(Math.min(job.jobs, tasks.length));
   try {
-    await schedule(tasks, job.jobs, (t, w) => workers.run(w, { study: job.study, dir: job.outDir, task: t, device: job.device, code }), log);
+    await schedule(
+      tasks,
+      job.jobs,
+      (t, w) => workers.run(w, { study: job.study, dir: job.outDir, task: t, device: job.device, code }),
+      log,
+    );
   } finally {
     workers.close();
   }
@@ -216,7 +290,11 @@ export async function runCompare(job: CompareJob): Promise<number> {
 }
 
 /** The study a preset and the shared RL options make: the preset's budget, or `rlSteps` steps' worth of it. */
-export function studyOf(preset: Preset, rl: StudySpec['rl'], opts: { rlSteps?: number; budget?: number; evalEvery?: number } = {}): StudySpec {
+export function studyOf(
+  preset: Preset,
+  rl: StudySpec['rl'],
+  opts: { rlSteps?: number; budget?: number; evalEvery?: number } = {},
+): StudySpec {
   const steps = opts.rlSteps ?? preset.rl.steps;
   const budget = opts.budget ?? Math.round((preset.compare.budget * steps) / preset.rl.steps);
   const evalEvery = opts.evalEvery ?? Math.min(preset.rl.evalEvery, steps);

@@ -10,7 +10,16 @@ export * from './retriever.js';
 export * from './world.js';
 
 /** The protocol's tags; the character tokenizer encodes each as one token. */
-export const TURN_TAGS = ['<think>', '</think>', '<search>', '</search>', '<info>', '</info>', '<answer>', '</answer>'] as const;
+export const TURN_TAGS = [
+  '<think>',
+  '</think>',
+  '<search>',
+  '</search>',
+  '<info>',
+  '</info>',
+  '<answer>',
+  '</answer>',
+] as const;
 
 const TAG_RE = /<\/?(?:think|search|answer|info)>/g;
 
@@ -51,7 +60,15 @@ export type MalformedReason =
   | 'empty-answer';
 
 export const MALFORMED_REASONS: readonly MalformedReason[] = [
-  'over-long', 'unclosed-tag', 'stray-text', 'tool-tag', 'no-think', 'bad-order', 'no-action', 'empty-query', 'empty-answer',
+  'over-long',
+  'unclosed-tag',
+  'stray-text',
+  'tool-tag',
+  'no-think',
+  'bad-order',
+  'no-action',
+  'empty-query',
+  'empty-answer',
 ];
 
 export type ParsedTurn =
@@ -121,11 +138,13 @@ export function parseTurn(text: string, opts: ParseOptions = {}): ParsedTurn {
   if (stray) return malformed('stray-text');
   if (blocks.length === 0) return malformed('no-action');
   if (!blocks.some((b) => b.name === 'think')) return malformed('no-think');
-  if (blocks[0].name !== 'think' || blocks.length > 2 || (blocks.length === 2 && blocks[1].name === 'think')) return malformed('bad-order');
+  if (blocks[0].name !== 'think' || blocks.length > 2 || (blocks.length === 2 && blocks[1].name === 'think'))
+    return malformed('bad-order');
   if (blocks.length === 1) return malformed('no-action');
   const [think, action] = blocks;
   const body = clean(action.content);
-  if (action.name === 'search') return body === '' ? malformed('empty-query') : { kind: 'search', think: clean(think.content), query: body };
+  if (action.name === 'search')
+    return body === '' ? malformed('empty-query') : { kind: 'search', think: clean(think.content), query: body };
   return body === '' ? malformed('empty-answer') : { kind: 'answer', think: clean(think.content), answer: body };
 }
 
@@ -204,7 +223,9 @@ export class Episode {
   readonly facts: readonly string[];
   readonly retriever: Retriever;
   readonly prompt: string;
-  private readonly opts: Required<Pick<EpisodeOptions, 'maxTurns' | 'maxContextTokens' | 'maxTokens'>> & { score: AnswerScore };
+  private readonly opts: Required<Pick<EpisodeOptions, 'maxTurns' | 'maxContextTokens' | 'maxTokens'>> & {
+    score: AnswerScore;
+  };
   private readonly needed: ReadonlySet<string>;
   /** The question's last chain fact: the one that holds the gold answer. */
   private readonly answerFact: string;
@@ -265,7 +286,8 @@ export class Episode {
   }
 
   step(turnText: string): StepResult {
-    if (this.done) throw new Error(`Episode.step: the episode has ended (${this.end}); ${this.turns.length} turns were taken`);
+    if (this.done)
+      throw new Error(`Episode.step: the episode has ended (${this.end}); ${this.turns.length} turns were taken`);
     const parsed = parseTurn(turnText, { maxTokens: this.opts.maxTokens });
     this.text += turnText;
     if (parsed.kind === 'malformed') {
@@ -281,13 +303,26 @@ export class Episode {
     const hits = retrieved.filter((f) => this.needed.has(f));
     const fresh = hits.filter((f) => !this.seen.has(f));
     for (const f of hits) this.seen.add(f);
-    const retrieval: Retrieval = { newNeeded: fresh.length, neededTotal: this.needed.size, repeated: retrieved.filter((f) => this.returned.has(f)).length, returned: retrieved.length };
+    const retrieval: Retrieval = {
+      newNeeded: fresh.length,
+      neededTotal: this.needed.size,
+      repeated: retrieved.filter((f) => this.returned.has(f)).length,
+      returned: retrieved.length,
+    };
     for (const f of retrieved) this.returned.add(f);
     if (this.factTurn === null && retrieved.includes(this.answerFact)) this.factTurn = this.turns.length;
-    this.turns.push({ text: turnText, kind: 'search', query: parsed.query, retrieved, neededHits: hits.length, newNeeded: fresh.length });
+    this.turns.push({
+      text: turnText,
+      kind: 'search',
+      query: parsed.query,
+      retrieved,
+      neededHits: hits.length,
+      newNeeded: fresh.length,
+    });
     if (this.turns.length >= this.opts.maxTurns) return { ...this.finish('max-turns', 0), retrieval };
     const observation = formatInfo(retrieved);
-    if (tokenCount(this.text + observation) > this.opts.maxContextTokens) return { ...this.finish('context-full', 0), retrieval };
+    if (tokenCount(this.text + observation) > this.opts.maxContextTokens)
+      return { ...this.finish('context-full', 0), retrieval };
     this.text += observation;
     return { done: false, observation, retrieval };
   }

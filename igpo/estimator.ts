@@ -51,7 +51,8 @@ export function broadcastTurns(packed: Packed, perTurn: readonly (readonly numbe
       const i = b * packed.L + j;
       const t = packed.turn[i];
       if (t < 0) continue;
-      if (t >= perTurn[b].length) throw new Error(`broadcastTurns: rollout ${b} has ${perTurn[b].length} turn advantages, token needs turn ${t}`);
+      if (t >= perTurn[b].length)
+        throw new Error(`broadcastTurns: rollout ${b} has ${perTurn[b].length} turn advantages, token needs turn ${t}`);
       out[i] = perTurn[b][t];
     }
   }
@@ -62,9 +63,19 @@ export function broadcastTurns(packed: Packed, perTurn: readonly (readonly numbe
  * A turn-level estimator: f gives, per group (its rollouts and their outcome rewards), an advantage per
  * rollout per turn (RLOO, GSPO, GiGPO).
  */
-export function turnLevel(f: (group: readonly Rollout[], outcomes: readonly number[]) => number[][]): AdvantageEstimator {
-  return { estimate: (batch) => ({ advantages: broadcastTurns(batch.packed, batch.groups.flatMap((g, q) => f(g, batch.outcomes[q]))) }) };
+export function turnLevel(
+  f: (group: readonly Rollout[], outcomes: readonly number[]) => number[][],
+): AdvantageEstimator {
+  return {
+    estimate: (batch) => ({
+      advantages: broadcastTurns(
+        batch.packed,
+        batch.groups.flatMap((g, q) => f(g, batch.outcomes[q])),
+      ),
+    }),
+  };
 }
 
 /** An outcome-level advantage per rollout, given to every turn of the rollout. */
-export const perRollout = (group: readonly Rollout[], a: readonly number[]): number[][] => group.map((r, i) => r.turns.map(() => a[i]));
+export const perRollout = (group: readonly Rollout[], a: readonly number[]): number[][] =>
+  group.map((r, i) => r.turns.map(() => a[i]));

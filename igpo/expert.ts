@@ -88,7 +88,8 @@ function chooseFlaw(nHops: number, gen: Generator): { flaw: ExpertFlaw; hop: num
 export function expertDemo(question: Question, retriever: Searcher, opts: ExpertOptions = {}): ExpertDemo {
   const rate = opts.imperfect ?? 0;
   const hasty = opts.hasty ?? 0;
-  if ((rate > 0 || hasty > 0) && !opts.gen) throw new Error(`expertDemo: imperfect = ${rate}, hasty = ${hasty} needs a Generator (opts.gen)`);
+  if ((rate > 0 || hasty > 0) && !opts.gen)
+    throw new Error(`expertDemo: imperfect = ${rate}, hasty = ${hasty} needs a Generator (opts.gen)`);
   const isHasty = question.hops.length > 1 && hasty > 0 && opts.gen!.random() < hasty;
   const flawed: { flaw: ExpertFlaw; hop: number } | null = isHasty
     ? { flaw: 'early-answer', hop: 1 }

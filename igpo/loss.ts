@@ -20,7 +20,7 @@ export interface PolicyLossOptions {
   aggregation: Aggregation;
 }
 
-/** DESIGN.md defaults: clip 0.2 / 0.2, dual clip 3, beta 0.001, entropy 0.001, the paper's aggregation. */
+/** The defaults: clip 0.2 / 0.2, dual clip 3, beta 0.001, entropy 0.001, the paper's aggregation. */
 export const defaultLossOptions: PolicyLossOptions = {
   clipLow: 0.2,
   clipHigh: 0.2,
@@ -77,14 +77,23 @@ export function entropyFromLogits(logits: Tensor): Tensor {
   return lp.exp().mul(lp).sum(-1).neg();
 }
 
-/** A policy loss: the token-level clipped surrogate below, or a variant (GSPO's sequence-level ratio in baselines.ts). */
+/**
+ * A policy loss: the token-level clipped surrogate below, or a variant (GSPO's sequence-level ratio in baselines.ts).
+ */
 export type PolicyLossFn = (inp: PolicyLossInputs, opts: PolicyLossOptions) => { loss: Tensor; stats: PolicyLossStats };
 
 /** Checks that every (B, T) input has logp's shape. */
 export function checkLossInputs(name: string, inp: PolicyLossInputs): void {
   const { logp, oldLogp, advantages, mask } = inp;
-  for (const [k, t] of Object.entries({ oldLogp, advantages, mask, ...(inp.refLogp ? { refLogp: inp.refLogp } : {}), ...(inp.entropy ? { entropy: inp.entropy } : {}) })) {
-    if (!E.sameShape(t.shape, logp.shape)) throw new Error(`${name}: ${k} ${E.fmt(t.shape)} must match logp ${E.fmt(logp.shape)}`);
+  for (const [k, t] of Object.entries({
+    oldLogp,
+    advantages,
+    mask,
+    ...(inp.refLogp ? { refLogp: inp.refLogp } : {}),
+    ...(inp.entropy ? { entropy: inp.entropy } : {}),
+  })) {
+    if (!E.sameShape(t.shape, logp.shape))
+      throw new Error(`${name}: ${k} ${E.fmt(t.shape)} must match logp ${E.fmt(logp.shape)}`);
   }
 }
 
@@ -92,7 +101,10 @@ export function checkLossInputs(name: string, inp: PolicyLossInputs): void {
  * loss_token = max(-A r, -A clip(r, 1 - clipLow, 1 + clipHigh)), then for A < 0 min(that, -A c);
  * plus klCoef * k3 KL minus entropyCoef * entropy; aggregated over policy tokens.
  */
-export function policyLoss(inp: PolicyLossInputs, opts: PolicyLossOptions = defaultLossOptions): { loss: Tensor; stats: PolicyLossStats } {
+export function policyLoss(
+  inp: PolicyLossInputs,
+  opts: PolicyLossOptions = defaultLossOptions,
+): { loss: Tensor; stats: PolicyLossStats } {
   checkLossInputs('policyLoss', inp);
   const { logp, oldLogp, advantages: A, mask } = inp;
   const ratio = logp.sub(oldLogp).exp();
@@ -108,7 +120,13 @@ export function policyLoss(inp: PolicyLossInputs, opts: PolicyLossOptions = defa
  * tokens of klCoef * k3 KL - entropyCoef * entropy; and the statistics, from the per-token surrogate pg and
  * the per-token flag `clipped` (1 where the surrogate's gradient was cut).
  */
-export function withPenalties(pgLoss: Tensor, pg: Tensor, clipped: Tensor, inp: PolicyLossInputs, opts: PolicyLossOptions): { loss: Tensor; stats: PolicyLossStats } {
+export function withPenalties(
+  pgLoss: Tensor,
+  pg: Tensor,
+  clipped: Tensor,
+  inp: PolicyLossInputs,
+  opts: PolicyLossOptions,
+): { loss: Tensor; stats: PolicyLossStats } {
   const { logp, mask } = inp;
   let penalty: Tensor | null = null;
   let kl: Tensor | null = null;

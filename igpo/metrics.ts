@@ -8,7 +8,8 @@ import type { Rollout } from './rollout.js';
 import type { Packed } from './update.js';
 
 /** The mean, or null for no values (JSON has no NaN). */
-export const meanOrNull = (xs: readonly number[]): number | null => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : null);
+export const meanOrNull = (xs: readonly number[]): number | null =>
+  xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : null;
 const mean = meanOrNull;
 
 /**
@@ -30,7 +31,8 @@ export function zeroAdvantageGroups(packed: Packed, advantages: ArrayLike<number
   let zero = 0;
   for (let from = 0; from < packed.B; from += groupSize) {
     let all = true;
-    for (let i = from * packed.L; i < Math.min(packed.B, from + groupSize) * packed.L && all; i++) if (packed.mask[i] === 1 && advantages[i] !== 0) all = false;
+    for (let i = from * packed.L; i < Math.min(packed.B, from + groupSize) * packed.L && all; i++)
+      if (packed.mask[i] === 1 && advantages[i] !== 0) all = false;
     if (all) zero++;
   }
   return zero;
@@ -44,7 +46,8 @@ export function zeroAdvantageGroups(packed: Packed, advantages: ArrayLike<number
  * normalized[i][t] is rollout i's, in the order of `rollouts`. null when every normalised reward is 0.
  */
 export function igShare(normalized: readonly (readonly number[])[], rollouts: readonly Rollout[]): number | null {
-  if (normalized.length !== rollouts.length) throw new Error(`igShare: ${normalized.length} rows of rewards for ${rollouts.length} rollouts`);
+  if (normalized.length !== rollouts.length)
+    throw new Error(`igShare: ${normalized.length} rows of rewards for ${rollouts.length} rollouts`);
   let ig = 0;
   let all = 0;
   normalized.forEach((row, i) =>
@@ -83,7 +86,11 @@ export const rolloutGains = (r: Rollout): number[] => informationGains(r.probs);
  * response (one p_t) are left out; null when none did.
  */
 export function gtEntropyReduction(rollouts: readonly Rollout[]): number | null {
-  return mean(rollouts.filter((r) => r.probs.length >= 2).map((r) => Math.log(r.probs[r.probs.length - 1]) - Math.log(r.probs[0])));
+  return mean(
+    rollouts
+      .filter((r) => r.probs.length >= 2)
+      .map((r) => Math.log(r.probs[r.probs.length - 1]) - Math.log(r.probs[0])),
+  );
 }
 
 export interface FactIG {
@@ -103,7 +110,8 @@ export interface FactIG {
  * answer becoming more likely, found > notFound and factTurn > otherTurns.
  */
 export function igByAnswerFact(rollouts: readonly Rollout[], factTurns: readonly (number | null)[]): FactIG {
-  if (factTurns.length !== rollouts.length) throw new Error(`igByAnswerFact: ${factTurns.length} fact turns for ${rollouts.length} rollouts`);
+  if (factTurns.length !== rollouts.length)
+    throw new Error(`igByAnswerFact: ${factTurns.length} fact turns for ${rollouts.length} rollouts`);
   const sums: [number[], number[]] = [[], []];
   const turns: [number[], number[]] = [[], []];
   rollouts.forEach((r, i) => {

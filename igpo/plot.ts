@@ -64,7 +64,10 @@ export async function writeBands(path: string, panels: readonly BandPanel[]): Pr
       // The line first: the legend takes its symbols from the first layer.
       layer: [
         { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: p.y } } },
-        { mark: { type: 'area', opacity: 0.18 }, encoding: { y: { field: 'lo', type: 'quantitative', title: p.y }, y2: { field: 'hi' } } },
+        {
+          mark: { type: 'area', opacity: 0.18 },
+          encoding: { y: { field: 'lo', type: 'quantitative', title: p.y }, y2: { field: 'hi' } },
+        },
       ],
     })),
     resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },

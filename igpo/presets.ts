@@ -68,7 +68,20 @@ const DEFAULT: Preset = {
   // went 0.156 -> 0.320 in 16 steps, and mean searches per episode 1.01 -> 1.55 (128 episodes; at
   // temperature 0.7, 0.297). 24 steps, or lr 6e-4, did no better (0.305). With 8 questions x 5 rollouts
   // per step, Adam's steps were mostly noise.
-  rl: { steps: 16, questions: 16, group: 8, lr: 3e-4, maxTurns: 4, maxTurnTokens: 64, temperature: 1, miniBatches: 2, clip: 1, evalEvery: 8, evalEpisodes: 128, tokenBudget: 0 },
+  rl: {
+    steps: 16,
+    questions: 16,
+    group: 8,
+    lr: 3e-4,
+    maxTurns: 4,
+    maxTurnTokens: 64,
+    temperature: 1,
+    miniBatches: 2,
+    clip: 1,
+    evalEvery: 8,
+    evalEpisodes: 128,
+    tokenBudget: 0,
+  },
   compare: { budget: 160_000 },
 };
 
@@ -91,7 +104,20 @@ export const PRESETS: Record<'default' | 'sparse' | 'smoke', Preset> = {
     name: 'smoke',
     model: { nLayer: 1, nHead: 2, nEmbd: 16, blockSize: 512, prevTokens: 3 },
     warmup: { steps: 4, batchSize: 4, lr: 3e-3, minLr: 3e-4, warmupSteps: 1, imperfect: 0.3 },
-    rl: { steps: 2, questions: 2, group: 3, lr: 1e-3, maxTurns: 4, maxTurnTokens: 24, temperature: 1, miniBatches: 2, clip: 1, evalEvery: 2, evalEpisodes: 4, tokenBudget: 0 },
+    rl: {
+      steps: 2,
+      questions: 2,
+      group: 3,
+      lr: 1e-3,
+      maxTurns: 4,
+      maxTurnTokens: 24,
+      temperature: 1,
+      miniBatches: 2,
+      clip: 1,
+      evalEvery: 2,
+      evalEpisodes: 4,
+      tokenBudget: 0,
+    },
     compare: { budget: 250 },
   },
 };

@@ -9,7 +9,18 @@ import { join } from 'node:path';
 import { ALGORITHMS, ALGOS, type Algo } from './algorithms.js';
 import { meanOrNull } from './metrics.js';
 import { writeBands, type BandPanel } from './plot.js';
-import { firstDifference, readRun, readStudy, readWarm, runPath, studyPath, warmPath, type RunFile, type StudySpec, type WarmFile } from './results.js';
+import {
+  firstDifference,
+  readRun,
+  readStudy,
+  readWarm,
+  runPath,
+  studyPath,
+  warmPath,
+  type RunFile,
+  type StudySpec,
+  type WarmFile,
+} from './results.js';
 import { fmtInterval, includesZero, pairedDifference, tInterval, type Interval } from './stats.js';
 import { EVAL_MODES, type EvalMode, type StepMetrics } from './trainer.js';
 
@@ -25,7 +36,8 @@ export interface Study {
 export async function loadStudies(dirs: readonly string[]): Promise<Study[]> {
   const studies: Study[] = [];
   for (const dir of dirs) {
-    if (!existsSync(studyPath(dir))) throw new Error(`${dir}: no study here (${studyPath(dir)} is missing; igpo compare writes it)`);
+    if (!existsSync(studyPath(dir)))
+      throw new Error(`${dir}: no study here (${studyPath(dir)} is missing; igpo compare writes it)`);
     const spec = await readStudy(studyPath(dir));
     let study = studies.find((s) => firstDifference(s.spec, spec) === null);
     if (!study) studies.push((study = { spec, dirs: [], warm: new Map(), runs: new Map() }));
@@ -40,7 +52,10 @@ export async function loadStudies(dirs: readonly string[]): Promise<Study[]> {
       const m = /^(.+)-seed-(\d+)\.json$/.exec(f);
       if (!m) continue;
       const r = await readRun(runPath(dir, m[1], Number(m[2])));
-      if (r.algo !== m[1] || r.seed !== Number(m[2])) throw new Error(`${runPath(dir, m[1], Number(m[2]))}: holds the run of ${r.algo} seed ${r.seed}, not what its name says`);
+      if (r.algo !== m[1] || r.seed !== Number(m[2]))
+        throw new Error(
+          `${runPath(dir, m[1], Number(m[2]))}: holds the run of ${r.algo} seed ${r.seed}, not what its name says`,
+        );
       if (!study.runs.has(r.algo)) study.runs.set(r.algo, new Map());
       study.runs.get(r.algo)!.set(r.seed, r);
     }
@@ -51,9 +66,15 @@ export async function loadStudies(dirs: readonly string[]): Promise<Study[]> {
 const ind = (r: RunFile) => r.result.evalAfter.inDomain.f1;
 const ood = (r: RunFile) => r.result.evalAfter.ood.f1;
 /** The mean over a run's RL steps of a per-step figure (its null steps left out). */
-const overSteps = (r: RunFile, f: (m: StepMetrics) => number | null) => meanOrNull(r.result.steps.flatMap((m) => (f(m as StepMetrics) === null ? [] : [f(m as StepMetrics)!])));
+const overSteps = (r: RunFile, f: (m: StepMetrics) => number | null) =>
+  meanOrNull(r.result.steps.flatMap((m) => (f(m as StepMetrics) === null ? [] : [f(m as StepMetrics)!])));
 /** The mean eval F1 over the warm start and every evaluation of a run: the area under Fig. 5's curve, per point. */
-const f1Area = (r: RunFile) => meanOrNull([r.result.evalBefore.inDomain.f1, ...r.result.steps.flatMap((m) => (m.evalF1 === undefined ? [] : [m.evalF1])), ...(r.result.steps.at(-1)?.evalF1 === undefined ? [ind(r)] : [])])!;
+const f1Area = (r: RunFile) =>
+  meanOrNull([
+    r.result.evalBefore.inDomain.f1,
+    ...r.result.steps.flatMap((m) => (m.evalF1 === undefined ? [] : [m.evalF1])),
+    ...(r.result.steps.at(-1)?.evalF1 === undefined ? [ind(r)] : []),
+  ])!;
 
 /** The algorithms in the study, in the registry's order. */
 const algosOf = (s: Study): Algo[] => ALGOS.filter((a) => s.runs.has(a));
@@ -74,49 +95,82 @@ export function studyReport(s: Study): string {
   const lines: string[] = [];
   lines.push(`# igpo study: preset ${spec.preset.name}`, '');
   lines.push(
-    `${warmSeeds.length} warm starts (seeds ${warmSeeds.join(', ') || '-'}); every run of a seed starts from that seed's warm start, sees the same questions, and stops at the first step that reaches ${spec.budget} sampled policy tokens (at most ${spec.maxSteps} steps). ` +
-      `F1 is greedy decoding on ${spec.preset.rl.evalEpisodes} held-out (in-domain) and ${spec.preset.rl.evalEpisodes} out-of-domain episodes per seed. ` +
-      `Cells are means over seeds with a 95% Student-t interval over seeds (n - 1 degrees of freedom) in brackets; the seed counts are in the last columns. ` +
-      `Probe \`${spec.rl.probe.name}\`, normalisation ${spec.rl.norm}${spec.rl.logSpace ? ', IG in log space' : ''}${spec.rl.formatPenalty !== null ? `, format penalty ${spec.rl.formatPenalty}` : ''}. Read from ${s.dirs.join(', ')}.`,
+    `${warmSeeds.length} warm starts (seeds ${warmSeeds.join(', ') || '-'}); every run of a seed starts from that ` +
+      `seed's warm start, sees the same questions, and stops at the first step that reaches ${spec.budget} sampled ` +
+      `policy tokens (at most ${spec.maxSteps} steps). ` +
+      `F1 is greedy decoding on ${spec.preset.rl.evalEpisodes} held-out (in-domain) and ` +
+      `${spec.preset.rl.evalEpisodes} out-of-domain episodes per seed. ` +
+      `Cells are means over seeds with a 95% Student-t interval over seeds (n - 1 degrees of freedom) in brackets; ` +
+      `the seed counts are in the last columns. ` +
+      `Probe \`${spec.rl.probe.name}\`, normalisation ${spec.rl.norm}${spec.rl.logSpace ? ', IG in log space' : ''}` +
+      `${spec.rl.formatPenalty !== null ? `, format penalty ${spec.rl.formatPenalty}` : ''}. ` +
+      `Read from ${s.dirs.join(', ')}.`,
     '',
   );
 
   // Tables 1 and 2.
   lines.push('## Main results (the layout of the paper\u2019s Tables 1 and 2)', '');
-  lines.push('| Method | In-domain F1 | Out-of-domain F1 | Avg. | advantage collapse | seeds | policy tokens per run | minutes per run |', '| :--- | :---: | :---: | :---: | :---: | :---: | :---: | :---: |');
+  lines.push(
+    '| Method | In-domain F1 | Out-of-domain F1 | Avg. | advantage collapse | seeds | policy tokens per run | ' +
+      'minutes per run |',
+    '| :--- | :---: | :---: | :---: | :---: | :---: | :---: | :---: |',
+  );
   const warm = [...s.warm.values()];
   if (warm.length) {
     lines.push('| *Prompt-based (the warm start, no RL)* | | | | | | | |');
     for (const mode of ['cot', 'rag', 'agent'] as EvalMode[]) {
       const e = warm.map((w) => w.eval[mode]);
-      lines.push(`| ${EVAL_MODES[mode]} | ${cell(tInterval(e.map((x) => x.inDomain.f1)))} | ${cell(tInterval(e.map((x) => x.ood.f1)))} | ${cell(tInterval(e.map((x) => (x.inDomain.f1 + x.ood.f1) / 2)))} | - | ${warm.length} | 0 | - |`);
+      lines.push(
+        `| ${EVAL_MODES[mode]} | ${cell(tInterval(e.map((x) => x.inDomain.f1)))} | ` +
+          `${cell(tInterval(e.map((x) => x.ood.f1)))} | ` +
+          `${cell(tInterval(e.map((x) => (x.inDomain.f1 + x.ood.f1) / 2)))} | - | ${warm.length} | 0 | - |`,
+      );
     }
   }
-  for (const [title, section] of [['Outcome-reward RL', 'outcome'], ['Step-reward RL', 'step']] as const) {
+  for (const [title, section] of [
+    ['Outcome-reward RL', 'outcome'],
+    ['Step-reward RL', 'step'],
+  ] as const) {
     const rows = algos.filter((a) => ALGORITHMS[a].section === section);
     if (rows.length === 0) continue;
     lines.push(`| *${title}* | | | | | | | |`);
     for (const a of rows) {
       const rs = [...s.runs.get(a)!.values()];
       const tokens = Math.round(rs.reduce((n, r) => n + (r.result.steps.at(-1)?.policyTokens ?? 0), 0) / rs.length);
-      lines.push(`| ${ALGORITHMS[a].display} | ${cell(tInterval(rs.map(ind)))} | ${cell(tInterval(rs.map(ood)))} | ${cell(tInterval(rs.map((r) => (ind(r) + ood(r)) / 2)))} | ${cell(interval(rs.map((r) => overSteps(r, (m) => m.collapsedGroups))), 2)} | ${rs.length} | ${tokens} | ${(rs.reduce((n, r) => n + r.seconds, 0) / rs.length / 60).toFixed(1)} |`);
+      lines.push(
+        `| ${ALGORITHMS[a].display} | ${cell(tInterval(rs.map(ind)))} | ${cell(tInterval(rs.map(ood)))} | ` +
+          `${cell(tInterval(rs.map((r) => (ind(r) + ood(r)) / 2)))} | ` +
+          `${cell(interval(rs.map((r) => overSteps(r, (m) => m.collapsedGroups))), 2)} | ${rs.length} | ${tokens} ` +
+          `| ${(rs.reduce((n, r) => n + r.seconds, 0) / rs.length / 60).toFixed(1)} |`,
+      );
     }
   }
   lines.push(
     '',
-    'Prompt-based rows are the warm-started model with no RL, decoding greedily: CoT answers with no search (the `<search>` tag is never sampled), CoT+RAG retrieves once with the question as its query and then answers, Search-o1 searches as the model decides. ' +
-      'Advantage collapse is the paper\u2019s: the fraction of an RL step\u2019s groups whose outcome rewards are all equal, averaged over the run\u2019s steps.',
+    'Prompt-based rows are the warm-started model with no RL, decoding greedily: CoT answers with no search (the ' +
+      '`<search>` tag is never sampled), CoT+RAG retrieves once with the question as its query and then answers, ' +
+      'Search-o1 searches as the model decides. ' +
+      'Advantage collapse is the paper\u2019s: the fraction of an RL step\u2019s groups whose outcome rewards are ' +
+      'all equal, averaged over the run\u2019s steps.',
     '',
   );
 
   // Table 3.
   const ablation = (['grpo', 'ig', 'igpo'] as const).filter((a) => s.runs.has(a));
   if (ablation.length) {
-    lines.push('## Reward ablation (the paper\u2019s Table 3)', '', '| Reward | In-domain F1 | Out-of-domain F1 | Avg. | seeds |', '| :--- | :---: | :---: | :---: | :---: |');
+    lines.push(
+      '## Reward ablation (the paper\u2019s Table 3)',
+      '',
+      '| Reward | In-domain F1 | Out-of-domain F1 | Avg. | seeds |',
+      '| :--- | :---: | :---: | :---: | :---: |',
+    );
     const names = { grpo: 'IGPO (w/ F1) = GRPO', ig: 'IGPO (w/ IG)', igpo: 'IGPO (w/ F1+IG)' };
     for (const a of ablation) {
       const rs = [...s.runs.get(a)!.values()];
-      lines.push(`| ${names[a]} | ${cell(tInterval(rs.map(ind)))} | ${cell(tInterval(rs.map(ood)))} | ${cell(tInterval(rs.map((r) => (ind(r) + ood(r)) / 2)))} | ${rs.length} |`);
+      lines.push(
+        `| ${names[a]} | ${cell(tInterval(rs.map(ind)))} | ${cell(tInterval(rs.map(ood)))} | ` +
+          `${cell(tInterval(rs.map((r) => (ind(r) + ood(r)) / 2)))} | ${rs.length} |`,
+      );
     }
     lines.push('');
   }
@@ -126,7 +180,9 @@ export function studyReport(s: Study): string {
     lines.push(
       '## Paired differences, IGPO minus each other algorithm',
       '',
-      'Per seed, IGPO\u2019s figure minus the other algorithm\u2019s (same warm start, same questions), then the mean over seeds with its 95% Student-t interval. "yes" in the last column: the interval includes 0, so these seeds do not show a difference.',
+      'Per seed, IGPO\u2019s figure minus the other algorithm\u2019s (same warm start, same questions), then the ' +
+        'mean over seeds with its 95% Student-t interval. "yes" in the last column: the interval includes 0, so ' +
+        'these seeds do not show a difference.',
       '',
       '| IGPO minus | figure | difference [95% interval] | pairs | includes 0 |',
       '| :--- | :--- | :---: | :---: | :---: |',
@@ -142,24 +198,42 @@ export function studyReport(s: Study): string {
     for (const a of algos.filter((x) => x !== 'igpo')) {
       const other = s.runs.get(a)!;
       for (const [name, f, digits] of figures) {
-        const map = (m: Map<number, RunFile>) => new Map([...m].flatMap(([seed, r]) => (f(r) === null ? [] : [[seed, f(r)!] as [number, number]])));
+        const map = (m: Map<number, RunFile>) =>
+          new Map([...m].flatMap(([seed, r]) => (f(r) === null ? [] : [[seed, f(r)!] as [number, number]])));
         const [x, y] = [map(igpo), map(other)];
         if (![...x.keys()].some((k) => y.has(k))) continue;
         const d = pairedDifference(x, y);
-        lines.push(`| ${ALGORITHMS[a].display} | ${name} | ${fmtInterval(d, digits)} | ${d.n} | ${includesZero(d) ? 'yes' : 'no'} |`);
+        lines.push(
+          `| ${ALGORITHMS[a].display} | ${name} | ${fmtInterval(d, digits)} | ${d.n} | ` +
+            `${includesZero(d) ? 'yes' : 'no'} |`,
+        );
       }
     }
     lines.push('');
   }
 
   // Per-run appendix.
-  lines.push('## Every run', '', '| algorithm | seed | steps | policy tokens | in-domain F1 | out-of-domain F1 | minutes | code |', '| :--- | ---: | ---: | ---: | ---: | ---: | ---: | :--- |');
+  lines.push(
+    '## Every run',
+    '',
+    '| algorithm | seed | steps | policy tokens | in-domain F1 | out-of-domain F1 | minutes | code |',
+    '| :--- | ---: | ---: | ---: | ---: | ---: | ---: | :--- |',
+  );
   for (const a of algos) {
     for (const [seed, r] of [...s.runs.get(a)!].sort((p, q) => p[0] - q[0])) {
-      lines.push(`| ${a} | ${seed} | ${r.result.steps.length} | ${r.result.steps.at(-1)!.policyTokens} | ${ind(r).toFixed(3)} | ${ood(r).toFixed(3)} | ${(r.seconds / 60).toFixed(1)} | ${r.code.replace(/^([0-9a-f]{12})[0-9a-f]+/, '$1')} |`);
+      lines.push(
+        `| ${a} | ${seed} | ${r.result.steps.length} | ${r.result.steps.at(-1)!.policyTokens} | ${ind(r).toFixed(3)} ` +
+          `| ${ood(r).toFixed(3)} | ${(r.seconds / 60).toFixed(1)} | ` +
+          `${r.code.replace(/^([0-9a-f]{12})[0-9a-f]+/, '$1')} |`,
+      );
     }
   }
-  lines.push('', 'Figures: fig1-collapse.svg (advantage collapse over RL steps), fig4-entropy.svg (ground-truth entropy reduction over RL steps), fig5-tokens.svg (eval F1 against policy tokens).', '');
+  lines.push(
+    '',
+    'Figures: fig1-collapse.svg (advantage collapse over RL steps), fig4-entropy.svg (ground-truth entropy reduction ' +
+      'over RL steps), fig5-tokens.svg (eval F1 against policy tokens).',
+    '',
+  );
   return lines.join('\n');
 }
 
@@ -178,7 +252,13 @@ function bands(s: Study, series: (r: RunFile) => { x: number; y: number }[]): Ba
     }
     for (const [, b] of [...byIndex].sort((p, q) => p[0] - q[0])) {
       const i = tInterval(b.y);
-      out.push({ series: ALGORITHMS[a].display, x: b.x.reduce((t, v) => t + v, 0) / b.x.length, mean: i.mean, lo: i.lo ?? i.mean, hi: i.hi ?? i.mean });
+      out.push({
+        series: ALGORITHMS[a].display,
+        x: b.x.reduce((t, v) => t + v, 0) / b.x.length,
+        mean: i.mean,
+        lo: i.lo ?? i.mean,
+        hi: i.hi ?? i.mean,
+      });
     }
   }
   return out;
@@ -186,22 +266,69 @@ function bands(s: Study, series: (r: RunFile) => { x: number; y: number }[]): Ba
 
 /** The figures of one study into `dir`. */
 export async function studyFigures(s: Study, dir: string): Promise<string[]> {
-  const perStep = (f: (m: StepMetrics) => number | null) => (r: RunFile) => r.result.steps.flatMap((m) => (f(m as StepMetrics) === null ? [] : [{ x: m.step, y: f(m as StepMetrics)! }]));
-  const evals = (split: 'evalF1' | 'oodF1', before: (r: RunFile) => number, after: (r: RunFile) => number) => (r: RunFile) => {
-    const pts = [{ x: 0, y: before(r) }, ...r.result.steps.flatMap((m) => (m[split] === undefined ? [] : [{ x: m.policyTokens / 1000, y: m[split]! }]))];
-    const last = r.result.steps.at(-1)!;
-    if (last[split] === undefined) pts.push({ x: last.policyTokens / 1000, y: after(r) });
-    return pts;
-  };
+  const perStep = (f: (m: StepMetrics) => number | null) => (r: RunFile) =>
+    r.result.steps.flatMap((m) => (f(m as StepMetrics) === null ? [] : [{ x: m.step, y: f(m as StepMetrics)! }]));
+  const evals =
+    (split: 'evalF1' | 'oodF1', before: (r: RunFile) => number, after: (r: RunFile) => number) => (r: RunFile) => {
+      const pts = [
+        { x: 0, y: before(r) },
+        ...r.result.steps.flatMap((m) => (m[split] === undefined ? [] : [{ x: m.policyTokens / 1000, y: m[split]! }])),
+      ];
+      const last = r.result.steps.at(-1)!;
+      if (last[split] === undefined) pts.push({ x: last.policyTokens / 1000, y: after(r) });
+      return pts;
+    };
   const band = `mean over seeds, band: 95% t interval`;
   const files: [string, BandPanel[]][] = [
-    ['fig1-collapse.svg', [{ title: `Advantage collapse (${band})`, x: 'RL step (0: the warm start\u2019s rollouts)', y: 'groups whose outcomes are all equal', points: bands(s, perStep((m) => m.collapsedGroups)) }]],
-    ['fig4-entropy.svg', [{ title: `Ground-truth entropy reduction, turn 0 to the last tool response (${band})`, x: 'RL step', y: 'log p_last - log p_0 (nats)', points: bands(s, perStep((m) => m.gtEntropyReduction)) }]],
+    [
+      'fig1-collapse.svg',
+      [
+        {
+          title: `Advantage collapse (${band})`,
+          x: 'RL step (0: the warm start\u2019s rollouts)',
+          y: 'groups whose outcomes are all equal',
+          points: bands(
+            s,
+            perStep((m) => m.collapsedGroups),
+          ),
+        },
+      ],
+    ],
+    [
+      'fig4-entropy.svg',
+      [
+        {
+          title: `Ground-truth entropy reduction, turn 0 to the last tool response (${band})`,
+          x: 'RL step',
+          y: 'log p_last - log p_0 (nats)',
+          points: bands(
+            s,
+            perStep((m) => m.gtEntropyReduction),
+          ),
+        },
+      ],
+    ],
     [
       'fig5-tokens.svg',
       [
-        { title: `In-domain F1 against policy tokens (${band})`, x: 'policy tokens sampled (thousands; 0: the warm start)', y: 'greedy eval F1, in-domain', points: bands(s, evals('evalF1', (r) => r.result.evalBefore.inDomain.f1, ind)) },
-        { title: `Out-of-domain F1 against policy tokens (${band})`, x: 'policy tokens sampled (thousands; 0: the warm start)', y: 'greedy eval F1, out-of-domain', points: bands(s, evals('oodF1', (r) => r.result.evalBefore.ood.f1, ood)) },
+        {
+          title: `In-domain F1 against policy tokens (${band})`,
+          x: 'policy tokens sampled (thousands; 0: the warm start)',
+          y: 'greedy eval F1, in-domain',
+          points: bands(
+            s,
+            evals('evalF1', (r) => r.result.evalBefore.inDomain.f1, ind),
+          ),
+        },
+        {
+          title: `Out-of-domain F1 against policy tokens (${band})`,
+          x: 'policy tokens sampled (thousands; 0: the warm start)',
+          y: 'greedy eval F1, out-of-domain',
+          points: bands(
+            s,
+            evals('oodF1', (r) => r.result.evalBefore.ood.f1, ood),
+          ),
+        },
       ],
     ],
   ];

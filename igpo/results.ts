@@ -95,7 +95,12 @@ const runSchema = z.looseObject({
 });
 const studySchema = z.looseObject({
   version: z.literal(1),
-  preset: z.looseObject({ name: z.string(), rl: z.looseObject({}), warmup: z.looseObject({}), model: z.looseObject({}) }),
+  preset: z.looseObject({
+    name: z.string(),
+    rl: z.looseObject({}),
+    warmup: z.looseObject({}),
+    model: z.looseObject({}),
+  }),
   rl: z.looseObject({ probe: z.looseObject({ name: z.string(), prefix: z.string(), scored: z.string() }) }),
   budget: z.number().int().positive(),
   maxSteps: z.number().int().positive(),
@@ -107,7 +112,8 @@ const studySchema = z.looseObject({
 export const studyPath = (dir: string): string => join(dir, 'study.json');
 export const warmCheckpointPath = (dir: string, seed: number): string => join(dir, 'warm', `seed-${seed}.safetensors`);
 export const warmPath = (dir: string, seed: number): string => join(dir, 'warm', `seed-${seed}.json`);
-export const runPath = (dir: string, algo: string, seed: number): string => join(dir, 'runs', `${algo}-seed-${seed}.json`);
+export const runPath = (dir: string, algo: string, seed: number): string =>
+  join(dir, 'runs', `${algo}-seed-${seed}.json`);
 
 // ---------------------------------------------------------------------------------------------------
 // Reading and writing.
@@ -123,7 +129,7 @@ async function readJson<T>(path: string, schema: z.ZodType, what: string): Promi
   try {
     raw = JSON.parse(await readFile(path, 'utf8'));
   } catch (e) {
-    throw new Error(`${path}: not a readable JSON ${what}: ${(e as Error).message}`);
+    throw new Error(`${path}: not a readable JSON ${what}: ${(e as Error).message}`, { cause: e });
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
@@ -139,11 +145,16 @@ export const readRun = (path: string): Promise<RunFile> => readJson(path, runSch
 
 /** The first path at which two JSON values differ ('' when equal), for an error that names the field. */
 export function firstDifference(a: unknown, b: unknown, at = ''): string | null {
-  if (typeof a !== typeof b || Array.isArray(a) !== Array.isArray(b) || (a === null) !== (b === null)) return at || '(top level)';
+  if (typeof a !== typeof b || Array.isArray(a) !== Array.isArray(b) || (a === null) !== (b === null))
+    return at || '(top level)';
   if (typeof a !== 'object' || a === null) return a === b ? null : at || '(top level)';
   const keys = new Set([...Object.keys(a as object), ...Object.keys(b as object)]);
   for (const k of keys) {
-    const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], at ? `${at}.${k}` : k);
+    const d = firstDifference(
+      (a as Record<string, unknown>)[k],
+      (b as Record<string, unknown>)[k],
+      at ? `${at}.${k}` : k,
+    );
     if (d !== null) return d;
   }
   return null;
@@ -159,7 +170,10 @@ export async function claimStudy(dir: string, spec: StudySpec): Promise<void> {
   if (existsSync(path)) {
     const have = await readStudy(path);
     const d = firstDifference(have, want);
-    if (d !== null) throw new Error(`${path}: this directory holds a study with other settings (they differ at '${d}'); use another --out`);
+    if (d !== null)
+      throw new Error(
+        `${path}: this directory holds a study with other settings (they differ at '${d}'); use another --out`,
+      );
     return;
   }
   await writeJson(path, want);
@@ -172,8 +186,17 @@ export function codeVersion(): string {
   if (version !== undefined) return version;
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
   try {
-    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    const dirty =
+      execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim() !== '';
     version = dirty ? `${head}-dirty` : head;
   } catch {
     version = 'unknown';

@@ -44,7 +44,11 @@ export interface Probe {
  * answer alone: the paper's p_t, over the answer's tokens. The authors' code teacher-forces a fixed
  * pseudo-reply of the same shape ("... </think> <answer> gt </answer>").
  */
-export const THINK_PROBE: Probe = { name: 'think', prefix: '<think>I know the answer.</think><answer>', scored: '{gold}' };
+export const THINK_PROBE: Probe = {
+  name: 'think',
+  prefix: '<think>I know the answer.</think><answer>',
+  scored: '{gold}',
+};
 
 /**
  * The probe this project used first: `<answer>gold</answer>` straight after the context, every token
@@ -70,9 +74,14 @@ export function resolveProbe(name: string, opts: { prefix?: string; close?: bool
 }
 
 /** The token ids a probe teacher-forces for a gold answer: the unscored prefix and the scored answer. */
-export function probeTokens(probe: Probe, gold: string | readonly string[], encode: (text: string) => number[]): { prefix: number[]; answer: number[] } {
+export function probeTokens(
+  probe: Probe,
+  gold: string | readonly string[],
+  encode: (text: string) => number[],
+): { prefix: number[]; answer: number[] } {
   const g = typeof gold === 'string' ? gold : gold[0];
-  if (probe.scored.split('{gold}').length !== 2) throw new Error(`probe '${probe.name}': scored text must contain {gold} once, got ${JSON.stringify(probe.scored)}`);
+  if (probe.scored.split('{gold}').length !== 2)
+    throw new Error(`probe '${probe.name}': scored text must contain {gold} once, got ${JSON.stringify(probe.scored)}`);
   const answer = encode(probe.scored.replace('{gold}', g));
   if (answer.length === 0) throw new Error(`probe '${probe.name}': the gold answer ${JSON.stringify(g)} has no tokens`);
   return { prefix: encode(probe.prefix), answer };
@@ -82,9 +91,13 @@ export function probeTokens(probe: Probe, gold: string | readonly string[], enco
  * p_t of a probe from the log-probs of its teacher-forced tokens (prefix then answer, in order): the
  * answer's probability by answerProbability, the prefix's tokens left out of the mean.
  */
-export function probeProbability(tokenLogprobs: readonly number[], tokens: { prefix: readonly number[]; answer: readonly number[] }): number {
+export function probeProbability(
+  tokenLogprobs: readonly number[],
+  tokens: { prefix: readonly number[]; answer: readonly number[] },
+): number {
   const n = tokens.prefix.length + tokens.answer.length;
-  if (tokenLogprobs.length !== n) throw new Error(`probeProbability: ${tokenLogprobs.length} log-probs for a probe of ${n} tokens`);
+  if (tokenLogprobs.length !== n)
+    throw new Error(`probeProbability: ${tokenLogprobs.length} log-probs for a probe of ${n} tokens`);
   return answerProbability(tokenLogprobs.slice(tokens.prefix.length));
 }
 

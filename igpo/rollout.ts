@@ -67,7 +67,14 @@ export interface RolloutOptions {
  * p_t is scored through the cache: the probe's tokens are forwarded on top of each row's cache and rolled
  * back (BatchDecoder.score), then reduced by probeProbability, the tested definition in reward.ts.
  */
-export async function collectRollouts(model: GPT, tok: Tokenizer, tasks: readonly AgentTask[], opts: RolloutOptions, gen: E.Generator, timings?: { generateMs: number; scoreMs: number }): Promise<Rollout[]> {
+export async function collectRollouts(
+  model: GPT,
+  tok: Tokenizer,
+  tasks: readonly AgentTask[],
+  opts: RolloutOptions,
+  gen: E.Generator,
+  timings?: { generateMs: number; scoreMs: number },
+): Promise<Rollout[]> {
   const rollouts: Rollout[] = tasks.map((t) => ({
     prompt: tok.encode(t.prompt),
     turns: [],
@@ -78,14 +85,21 @@ export async function collectRollouts(model: GPT, tok: Tokenizer, tasks: readonl
     endReason: 'max-turns',
   }));
   const probes = rollouts.map((r) => [...r.probe.prefix, ...r.probe.answer]);
-  const dec = new BatchDecoder(model, rollouts.map((r) => r.prompt), tok.pad);
+  const dec = new BatchDecoder(
+    model,
+    rollouts.map((r) => r.prompt),
+    tok.pad,
+  );
   /** The task of each decoder row: every task at first, then those still running. */
   let live = tasks.map((_, i) => i);
   /** p_t of every live row, on top of each row's cache. */
   const score = async () => {
     if (opts.scoreTemperature === null) return;
     const t0 = performance.now();
-    const lps = await dec.score(live.map((i) => probes[i]), { temperature: opts.scoreTemperature });
+    const lps = await dec.score(
+      live.map((i) => probes[i]),
+      { temperature: opts.scoreTemperature },
+    );
     if (timings) timings.scoreMs += performance.now() - t0;
     lps.forEach((lp, b) => {
       const r = rollouts[live[b]];
@@ -97,7 +111,12 @@ export async function collectRollouts(model: GPT, tok: Tokenizer, tasks: readonl
     await score();
     for (let turn = 0; turn < opts.maxTurns && live.length > 0; turn++) {
       const t0 = performance.now();
-      const gen1 = await dec.generate({ ...opts.sampling, generator: gen, maxTokens: opts.maxTurnTokens, stop: [tok.searchEnd, tok.answerEnd, tok.eos] });
+      const gen1 = await dec.generate({
+        ...opts.sampling,
+        generator: gen,
+        maxTokens: opts.maxTurnTokens,
+        stop: [tok.searchEnd, tok.answerEnd, tok.eos],
+      });
       if (timings) timings.generateMs += performance.now() - t0;
       const obs: (number[] | null)[] = live.map(() => null);
       live.forEach((i, b) => {

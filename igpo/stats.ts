@@ -31,10 +31,20 @@ export function tInterval(xs: readonly number[], level = 0.95): Interval {
  * The paired difference a - b over seeds present in both (every algorithm of a seed starts from the same
  * warm start and sees the same questions): the interval of the per-seed differences.
  */
-export function pairedDifference(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>, level = 0.95): Interval & { seeds: number[] } {
+export function pairedDifference(
+  a: ReadonlyMap<number, number>,
+  b: ReadonlyMap<number, number>,
+  level = 0.95,
+): Interval & { seeds: number[] } {
   const seeds = [...a.keys()].filter((s) => b.has(s)).sort((x, y) => x - y);
   if (seeds.length === 0) throw new Error('pairedDifference: no seed in common');
-  return { ...tInterval(seeds.map((s) => a.get(s)! - b.get(s)!), level), seeds };
+  return {
+    ...tInterval(
+      seeds.map((s) => a.get(s)! - b.get(s)!),
+      level,
+    ),
+    seeds,
+  };
 }
 
 /** Whether an interval contains 0 (or cannot say: a single value). */
@@ -44,5 +54,7 @@ export function includesZero(i: Interval): boolean {
 
 /** "0.438 [0.355, 0.521]", or "0.438 (1 seed)". */
 export function fmtInterval(i: Interval, digits = 3): string {
-  return i.lo === null || i.hi === null ? `${i.mean.toFixed(digits)} (1 seed)` : `${i.mean.toFixed(digits)} [${i.lo.toFixed(digits)}, ${i.hi.toFixed(digits)}]`;
+  return i.lo === null || i.hi === null
+    ? `${i.mean.toFixed(digits)} (1 seed)`
+    : `${i.mean.toFixed(digits)} [${i.lo.toFixed(digits)}, ${i.hi.toFixed(digits)}]`;
 }

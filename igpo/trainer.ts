@@ -13,10 +13,27 @@ import { GPT, type GPTConfig } from '../model/gpt.js';
 import { defaultTokenizer, type Tokenizer } from '../model/tokenizer.js';
 import { lengthBuckets, trainSupervised, type Example } from '../model/train.js';
 import { algorithm, lossOptionsOf, outcomeReward, type Algo, type RLOptions } from './algorithms.js';
-import { Episode, episodeStream, makeSplit, summarizeEpisodes, type EndReason, type EpisodeSpec, type EpisodeSummary } from './env.js';
+import {
+  Episode,
+  episodeStream,
+  makeSplit,
+  summarizeEpisodes,
+  type EndReason,
+  type EpisodeSpec,
+  type EpisodeSummary,
+} from './env.js';
 import type { StepBatch } from './estimator.js';
 import { expertTurns } from './expert.js';
-import { collapsedGroups, gtEntropyReduction, igByAnswerFact, igShare, meanOrNull, pearson, rolloutGains, zeroAdvantageGroups } from './metrics.js';
+import {
+  collapsedGroups,
+  gtEntropyReduction,
+  igByAnswerFact,
+  igShare,
+  meanOrNull,
+  pearson,
+  rolloutGains,
+  zeroAdvantageGroups,
+} from './metrics.js';
 import { THINK_PROBE, type Probe } from './reward.js';
 import { collectRollouts, type Rollout } from './rollout.js';
 import { frozenCopy, groupMinibatches, packRollouts, tokenLogProbs, updatePolicy } from './update.js';
@@ -30,7 +47,14 @@ export { defaultRLOptions, type RLOptions } from './algorithms.js';
 // Warm-up.
 
 /** The expert's demonstration of an episode as a training example: loss on the agent's turns only. */
-export function demoExample(spec: EpisodeSpec, tok: Tokenizer, maxTurns: number, imperfect: number, gen: E.Generator, hasty = 0): Example {
+export function demoExample(
+  spec: EpisodeSpec,
+  tok: Tokenizer,
+  maxTurns: number,
+  imperfect: number,
+  gen: E.Generator,
+  hasty = 0,
+): Example {
   const ep = Episode.fromSpec(spec, { maxTurns });
   const ids = tok.encode(ep.prompt);
   const mask = ids.map(() => false);
@@ -54,7 +78,13 @@ export interface WarmStart {
 }
 
 /** Builds the model and trains it on expert demonstrations. */
-export async function warmStart(preset: Preset, seed: number, device: E.Device, progress = false, log?: (line: string) => void): Promise<WarmStart> {
+export async function warmStart(
+  preset: Preset,
+  seed: number,
+  device: E.Device,
+  progress = false,
+  log?: (line: string) => void,
+): Promise<WarmStart> {
   const tok = defaultTokenizer();
   const cfg: GPTConfig = { vocabSize: tok.vocabSize, ropeBase: 10000, normEps: 1e-5, ...preset.model };
   const model = new GPT(cfg, { generator: new E.Generator(seed), device });
@@ -63,7 +93,11 @@ export async function warmStart(preset: Preset, seed: number, device: E.Device, 
   const w = preset.warmup;
   const { losses, optimizer } = await trainSupervised(
     model,
-    lengthBuckets(() => demoExample(stream.next().value as EpisodeSpec, tok, preset.rl.maxTurns, w.imperfect, gen, w.hasty), w.batchSize, gen),
+    lengthBuckets(
+      () => demoExample(stream.next().value as EpisodeSpec, tok, preset.rl.maxTurns, w.imperfect, gen, w.hasty),
+      w.batchSize,
+      gen,
+    ),
     {
       ...w,
       weightDecay: 0.01,
@@ -71,7 +105,8 @@ export async function warmStart(preset: Preset, seed: number, device: E.Device, 
       padId: tok.pad,
       progress,
       onStep: (step, loss) => {
-        if (log && !progress && (step + 1) % 50 === 0) log(`warm-up step ${step + 1}/${w.steps}: loss ${loss.toFixed(4)}`);
+        if (log && !progress && (step + 1) % 50 === 0)
+          log(`warm-up step ${step + 1}/${w.steps}: loss ${loss.toFixed(4)}`);
       },
     },
   );
@@ -116,7 +151,13 @@ export interface EvalOptions {
 }
 
 /** Greedy decoding on fixed episodes, in batches; mean final reward (F1). */
-export async function evaluate(model: GPT, tok: Tokenizer, specs: readonly EpisodeSpec[], preset: Preset, opts: EvalOptions = {}): Promise<EvalResult> {
+export async function evaluate(
+  model: GPT,
+  tok: Tokenizer,
+  specs: readonly EpisodeSpec[],
+  preset: Preset,
+  opts: EvalOptions = {},
+): Promise<EvalResult> {
   const batch = opts.batch ?? 32;
   const mode = opts.mode ?? 'agent';
   const sampling = { temperature: 0, ...(mode === 'agent' ? {} : { banned: [tok.search] }) };
@@ -131,13 +172,22 @@ export async function evaluate(model: GPT, tok: Tokenizer, specs: readonly Episo
       return { prompt: ep.prompt + turn + (ep.step(turn).observation ?? ''), gold: ep.gold, step };
     });
     const live = tasks.flatMap((t, k) => (eps[k].done ? [] : [k])); // a retrieval can fill the context
-    const rollouts = live.length === 0 ? [] : await collectRollouts(
-      model,
-      tok,
-      live.map((k) => tasks[k]),
-      { maxTurns: preset.rl.maxTurns - (mode === 'rag' ? 1 : 0), maxTurnTokens: preset.rl.maxTurnTokens, sampling, probe: opts.probe ?? THINK_PROBE, scoreTemperature: opts.scoreTemperature ?? null },
-      new E.Generator(0),
-    );
+    const rollouts =
+      live.length === 0
+        ? []
+        : await collectRollouts(
+            model,
+            tok,
+            live.map((k) => tasks[k]),
+            {
+              maxTurns: preset.rl.maxTurns - (mode === 'rag' ? 1 : 0),
+              maxTurnTokens: preset.rl.maxTurnTokens,
+              sampling,
+              probe: opts.probe ?? THINK_PROBE,
+              scoreTemperature: opts.scoreTemperature ?? null,
+            },
+            new E.Generator(0),
+          );
     rollouts.forEach((r, j) => opts.onEpisode?.(r, part[live[j]]));
     records.push(...eps.map((ep) => ep.record()));
   }
@@ -191,7 +241,9 @@ export interface StepMetrics {
   /** Mean IG of the search turns that first returned the answer's fact, and of every other search turn. */
   igFactTurn: number | null;
   igOtherTurns: number | null;
-  /** Mean over rollouts of log p_last - log p_0: the drop in the ground truth's entropy (-log p), the paper's Fig. 4. */
+  /**
+   * Mean over rollouts of log p_last - log p_0: the drop in the ground truth's entropy (-log p), the paper's Fig. 4.
+   */
   gtEntropyReduction: number | null;
   policyTokens: number;
   loss: number;
@@ -227,14 +279,24 @@ export interface RLHooks {
  * scored by the run's probe), outcome rewards, advantages by the algorithm's estimator (algorithms.ts),
  * the update on minibatches of whole groups, then the step's metrics (metrics.ts).
  */
-export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: RLOptions, seed: number, hooks: RLHooks = {}): Promise<RLResult> {
+export async function trainRL(
+  model: GPT,
+  tok: Tokenizer,
+  preset: Preset,
+  opts: RLOptions,
+  seed: number,
+  hooks: RLHooks = {},
+): Promise<RLResult> {
   const rl = preset.rl;
   const algo = algorithm(opts.algo);
   const estimator = algo.estimator(opts);
   const loss = lossOptionsOf(opts);
   const evalSet = makeSplit(presetSplit(preset, 'eval'), seed, rl.evalEpisodes);
   const oodSet = makeSplit(presetSplit(preset, 'ood'), seed, rl.evalEpisodes);
-  const evalBoth = async () => ({ inDomain: await evaluate(model, tok, evalSet, preset, { probe: opts.probe }), ood: await evaluate(model, tok, oodSet, preset, { probe: opts.probe }) });
+  const evalBoth = async () => ({
+    inDomain: await evaluate(model, tok, evalSet, preset, { probe: opts.probe }),
+    ood: await evaluate(model, tok, oodSet, preset, { probe: opts.probe }),
+  });
   const evalBefore = hooks.evalBefore ?? (await evalBoth());
   const ref = loss.klCoef > 0 || estimator.needsRefLogp ? frozenCopy(model) : null;
   const critic = estimator.needsValues ? new Critic(model, rl.lr, opts.baselines.ppo, seed + 3000) : null;
@@ -245,23 +307,44 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
   const steps: StepMetrics[] = [];
   let policyTokens = 0;
   let lastEval: { step: number; result: { inDomain: EvalResult; ood: EvalResult } } | null = null;
-  const bar = hooks.progress ? new cliProgress.SingleBar({ format: `RL ${opts.algo} |{bar}| {value}/{total} steps  F1 {f1}  eval {eval}`, hideCursor: true }, cliProgress.Presets.shades_classic) : null;
+  const bar = hooks.progress
+    ? new cliProgress.SingleBar(
+        { format: `RL ${opts.algo} |{bar}| {value}/{total} steps  F1 {f1}  eval {eval}`, hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      )
+    : null;
   bar?.start(rl.steps, 0, { f1: '-', eval: evalBefore.inDomain.f1.toFixed(3) });
   try {
     for (let step = 0; step < rl.steps && (rl.tokenBudget === 0 || policyTokens < rl.tokenBudget); step++) {
       // Rollouts: G per question, p_t scored at the temperature the loss trains.
       const specs = Array.from({ length: rl.questions }, () => stream.next().value as EpisodeSpec);
-      const eps = specs.flatMap((s) => Array.from({ length: rl.group }, () => Episode.fromSpec(s, { maxTurns: rl.maxTurns })));
+      const eps = specs.flatMap((s) =>
+        Array.from({ length: rl.group }, () => Episode.fromSpec(s, { maxTurns: rl.maxTurns })),
+      );
       const tasks = eps.map((ep) => ({ prompt: ep.prompt, gold: ep.gold, step: (t: string) => ep.step(t) }));
       const timings = { generateMs: 0, scoreMs: 0 };
       const t0 = performance.now();
-      const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: rl.maxTurns, maxTurnTokens: rl.maxTurnTokens, sampling: { temperature: rl.temperature }, probe: opts.probe, scoreTemperature: rl.temperature }, gen, timings);
+      const rollouts = await collectRollouts(
+        model,
+        tok,
+        tasks,
+        {
+          maxTurns: rl.maxTurns,
+          maxTurnTokens: rl.maxTurnTokens,
+          sampling: { temperature: rl.temperature },
+          probe: opts.probe,
+          scoreTemperature: rl.temperature,
+        },
+        gen,
+        timings,
+      );
       const t1 = performance.now();
       // Rewards and advantages.
       const packed = packRollouts(rollouts, null, tok.pad);
       policyTokens += packed.policyTokens;
       const t2 = performance.now();
-      const byGroup = <T>(xs: readonly T[]) => Array.from({ length: rl.questions }, (_, q) => xs.slice(q * rl.group, (q + 1) * rl.group));
+      const byGroup = <T>(xs: readonly T[]) =>
+        Array.from({ length: rl.questions }, (_, q) => xs.slice(q * rl.group, (q + 1) * rl.group));
       const chunk = Math.ceil(packed.B / rl.miniBatches);
       const batch: StepBatch = {
         groups: byGroup(rollouts),
@@ -279,11 +362,21 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
       }
       // The update, on minibatches of whole groups.
       const minibatches = groupMinibatches(packed.B, rl.group, rl.miniBatches, shuffle);
-      const stats = await updatePolicy(model, ref, opt, packed, { loss, lossFn: algo.lossFn, critic: critic ?? undefined, minibatches, clip: rl.clip, temperature: rl.temperature });
+      const stats = await updatePolicy(model, ref, opt, packed, {
+        loss,
+        lossFn: algo.lossFn,
+        critic: critic ?? undefined,
+        minibatches,
+        clip: rl.clip,
+        temperature: rl.temperature,
+      });
       const t3 = performance.now();
       // Metrics.
       const gains = rollouts.map(rolloutGains);
-      const fact = igByAnswerFact(rollouts, eps.map((ep) => ep.answerFactTurn));
+      const fact = igByAnswerFact(
+        rollouts,
+        eps.map((ep) => ep.answerFactTurn),
+      );
       const ends: Record<string, number> = {};
       for (const r of rollouts) ends[r.endReason] = (ends[r.endReason] ?? 0) + 1;
       const m: StepMetrics = {
@@ -293,10 +386,17 @@ export async function trainRL(model: GPT, tok: Tokenizer, preset: Preset, opts: 
         trainF1: mean(rollouts.map((r) => r.outcome)),
         collapsedGroups: collapsedGroups(batch.outcomes),
         zeroAdvantageGroups: zeroAdvantageGroups(packed, packed.advantages, rl.group) / rl.questions,
-        rewardMean: mean(batch.groups.flatMap((g, q) => g.map((r, i) => algo.turnRewards(r, batch.outcomes[q][i], opts).reduce((s, x) => s + x, 0)))),
+        rewardMean: mean(
+          batch.groups.flatMap((g, q) =>
+            g.map((r, i) => algo.turnRewards(r, batch.outcomes[q][i], opts).reduce((s, x) => s + x, 0)),
+          ),
+        ),
         meanIG: meanOrNull(gains.flat()),
         igShare: est.normalizedTurnRewards ? igShare(est.normalizedTurnRewards, rollouts) : null,
-        igF1Corr: pearson(gains.map((g) => g.reduce((s, x) => s + x, 0)), rollouts.map((r) => r.outcome)),
+        igF1Corr: pearson(
+          gains.map((g) => g.reduce((s, x) => s + x, 0)),
+          rollouts.map((r) => r.outcome),
+        ),
         igFound: fact.found,
         igNotFound: fact.notFound,
         igFactTurn: fact.factTurn,
@@ -353,65 +453,136 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
   const t0 = performance.now();
   log(`warm-up: ${job.preset.warmup.steps} supervised steps on expert demonstrations (${job.device})`);
   const { model, tok, losses } = await warmStart(job.preset, job.seed, job.device, job.progress, log);
-  log(`warm-up loss ${losses[0]?.toFixed(3)} -> ${losses[losses.length - 1]?.toFixed(3)} in ${((performance.now() - t0) / 1000).toFixed(0)} s; ${model.numParams()} parameters`);
+  log(
+    `warm-up loss ${losses[0]?.toFixed(3)} -> ${losses[losses.length - 1]?.toFixed(3)} in ` +
+      `${((performance.now() - t0) / 1000).toFixed(0)} s; ${model.numParams()} parameters`,
+  );
   const res = await trainRL(model, tok, job.preset, job.rl, job.seed, {
     progress: job.progress,
     onStep: async (m) => {
       await appendFile(metricsPath, JSON.stringify(m) + '\n');
-      if (!job.progress) log(`step ${m.step}: train F1 ${m.trainF1.toFixed(3)}, collapsed groups ${m.collapsedGroups.toFixed(2)}, IG share ${fmt(m.igShare, 2)}, mean IG ${fmt(m.meanIG, 4)}, KL ${m.kl.toExponential(2)}${m.evalF1 !== undefined ? `, eval F1 ${m.evalF1.toFixed(3)}` : ''}`);
+      if (!job.progress)
+        log(
+          `step ${m.step}: train F1 ${m.trainF1.toFixed(3)}, collapsed groups ${m.collapsedGroups.toFixed(2)}, IG ` +
+            `share ${fmt(m.igShare, 2)}, mean IG ${fmt(m.meanIG, 4)}, KL ` +
+            `${m.kl.toExponential(2)}${m.evalF1 !== undefined ? `, eval F1 ${m.evalF1.toFixed(3)}` : ''}`,
+        );
     },
   });
-  await saveCheckpoint(join(job.outDir, 'model.safetensors'), model, { tokenizer: tok, metadata: { algo: job.rl.algo, seed: String(job.seed), preset: job.preset.name, probe: JSON.stringify(job.rl.probe) } });
+  await saveCheckpoint(join(job.outDir, 'model.safetensors'), model, {
+    tokenizer: tok,
+    metadata: {
+      algo: job.rl.algo,
+      seed: String(job.seed),
+      preset: job.preset.name,
+      probe: JSON.stringify(job.rl.probe),
+    },
+  });
   const { writeCurves } = await import('./plot.js');
   const series = (title: string, f: (m: StepMetrics) => number | null | undefined, name: string = job.rl.algo) => ({
     title,
     x: 'RL step',
-    points: res.steps.flatMap((m) => (f(m) === undefined || f(m) === null ? [] : [{ x: m.step, y: f(m)!, series: name }])),
+    points: res.steps.flatMap((m) =>
+      f(m) === undefined || f(m) === null ? [] : [{ x: m.step, y: f(m)!, series: name }],
+    ),
   });
   await writeCurves(join(job.outDir, 'curves.svg'), [
-    { ...series('train F1', (m) => m.trainF1, 'train'), points: [...series('', (m) => m.trainF1, 'train').points, ...series('', (m) => m.evalF1, 'eval').points, ...series('', (m) => m.oodF1, 'ood').points] },
-    { ...series('advantage collapse', (m) => m.collapsedGroups, 'outcomes all equal'), points: [...series('', (m) => m.collapsedGroups, 'outcomes all equal').points, ...series('', (m) => m.zeroAdvantageGroups, 'advantages all 0').points] },
+    {
+      ...series('train F1', (m) => m.trainF1, 'train'),
+      points: [
+        ...series('', (m) => m.trainF1, 'train').points,
+        ...series('', (m) => m.evalF1, 'eval').points,
+        ...series('', (m) => m.oodF1, 'ood').points,
+      ],
+    },
+    {
+      ...series('advantage collapse', (m) => m.collapsedGroups, 'outcomes all equal'),
+      points: [
+        ...series('', (m) => m.collapsedGroups, 'outcomes all equal').points,
+        ...series('', (m) => m.zeroAdvantageGroups, 'advantages all 0').points,
+      ],
+    },
     series('IG share of the normalised rewards', (m) => m.igShare),
     series('mean information gain', (m) => m.meanIG),
     series('ground-truth entropy reduction', (m) => m.gtEntropyReduction),
     series('KL to reference', (m) => m.kl),
   ]);
   await writeFile(join(job.outDir, 'report.md'), report(job, losses, res, (performance.now() - t0) / 1000));
-  log(`eval F1 ${res.evalBefore.inDomain.f1.toFixed(3)} -> ${res.evalAfter.inDomain.f1.toFixed(3)} (in-domain), ${res.evalBefore.ood.f1.toFixed(3)} -> ${res.evalAfter.ood.f1.toFixed(3)} (out-of-domain); wrote ${job.outDir}`);
+  log(
+    `eval F1 ${res.evalBefore.inDomain.f1.toFixed(3)} -> ${res.evalAfter.inDomain.f1.toFixed(3)} (in-domain), ` +
+      `${res.evalBefore.ood.f1.toFixed(3)} -> ${res.evalAfter.ood.f1.toFixed(3)} (out-of-domain); wrote ${job.outDir}`,
+  );
   for (const p of model.parameters()) p.dispose();
   return { ...res, warmupLosses: losses };
 }
 
+/** The RL options of a run in one line, for its report. */
+function rlDescription(rl: RLOptions): string {
+  const { name, prefix, scored } = rl.probe;
+  const probe = `probe \`${name}\`: ${JSON.stringify(prefix)} then ${JSON.stringify(scored)} scored`;
+  const norm = rl.algo === 'grpo' ? 'separate (outcome only)' : rl.norm;
+  const extras = [
+    rl.logSpace ? 'IG in log space' : '',
+    rl.formatPenalty !== null ? `format penalty ${rl.formatPenalty}` : '',
+  ];
+  return [`\`${rl.algo}\``, `normalisation ${norm}`, `gamma ${rl.gamma}`, ...extras.filter(Boolean), probe].join('; ');
+}
+
 function report(job: TrainJob, losses: number[], res: RLResult, seconds: number): string {
   const last = res.steps[res.steps.length - 1];
-  const ms = res.steps.reduce((a, m) => ({ rollout: a.rollout + m.ms.rollout, ig: a.ig + m.ms.igScoring, update: a.update + m.ms.update }), { rollout: 0, ig: 0, update: 0 });
-  return `# IGPO training report
-
-- algorithm: ${algorithm(job.rl.algo).display} (\`${job.rl.algo}\`; normalisation ${job.rl.algo === 'grpo' ? 'separate (outcome only)' : job.rl.norm}, gamma ${job.rl.gamma}${job.rl.logSpace ? ', IG in log space' : ''}, probe \`${job.rl.probe.name}\`: ${JSON.stringify(job.rl.probe.prefix)} then ${JSON.stringify(job.rl.probe.scored)} scored${job.rl.formatPenalty !== null ? `, format penalty ${job.rl.formatPenalty}` : ''})
-- preset: ${job.preset.name}, seed ${job.seed}, device ${job.device}, wall time ${seconds.toFixed(0)} s
-- model: ${JSON.stringify(job.preset.model)}
-- warm-up: ${losses.length} steps, loss ${losses[0]?.toFixed(3)} -> ${losses[losses.length - 1]?.toFixed(3)}
-- RL: ${res.steps.length} steps x ${job.preset.rl.questions} questions x ${job.preset.rl.group} rollouts, ${last?.policyTokens ?? 0} policy tokens
-
-| eval (greedy) | before RL | after RL |
-| --- | --- | --- |
-| in-domain F1 (${res.evalBefore.inDomain.episodes} episodes) | ${res.evalBefore.inDomain.f1.toFixed(3)} | ${res.evalAfter.inDomain.f1.toFixed(3)} |
-| out-of-domain F1 (${res.evalBefore.ood.episodes} episodes) | ${res.evalBefore.ood.f1.toFixed(3)} | ${res.evalAfter.ood.f1.toFixed(3)} |
-${hopRows(res.evalBefore.inDomain, res.evalAfter.inDomain)}| episode ends, in-domain | ${fmtEnds(res.evalBefore.inDomain.ends)} | ${fmtEnds(res.evalAfter.inDomain.ends)} |
-
-Mean over RL steps: advantage collapse (groups whose outcomes are all equal) ${avgOf(res.steps, (m) => m.collapsedGroups)}, groups with all advantages 0 ${avgOf(res.steps, (m) => m.zeroAdvantageGroups)}, IG share of the normalised rewards ${avgOf(res.steps, (m) => m.igShare)}, corr(summed IG, F1) ${avgOf(res.steps, (m) => m.igF1Corr)}; summed IG of rollouts shown the answer's fact ${avgOf(res.steps, (m) => m.igFound, 4)} against ${avgOf(res.steps, (m) => m.igNotFound, 4)} for those that searched without it.
-
-Time per phase over all RL steps: rollout ${(ms.rollout / 1000).toFixed(1)} s, IG scoring ${(ms.ig / 1000).toFixed(1)} s, update ${(ms.update / 1000).toFixed(1)} s.
-
-Curves: curves.svg. Per-step metrics: metrics.jsonl. Checkpoint: model.safetensors.
-`;
+  const ms = res.steps.reduce(
+    (a, m) => ({ rollout: a.rollout + m.ms.rollout, ig: a.ig + m.ms.igScoring, update: a.update + m.ms.update }),
+    { rollout: 0, ig: 0, update: 0 },
+  );
+  const rl = job.preset.rl;
+  const [before, after] = [res.evalBefore, res.evalAfter];
+  const avg = (f: (m: StepMetrics) => number | null, digits = 3) => avgOf(res.steps, f, digits);
+  const s = (x: number) => (x / 1000).toFixed(1);
+  return [
+    `# ${algorithm(job.rl.algo).display} training report`,
+    '',
+    `- algorithm: ${algorithm(job.rl.algo).display} (${rlDescription(job.rl)})`,
+    `- preset: ${job.preset.name}, seed ${job.seed}, device ${job.device}, wall time ${seconds.toFixed(0)} s`,
+    `- model: ${JSON.stringify(job.preset.model)}`,
+    `- warm-up: ${losses.length} steps, loss ${losses[0]?.toFixed(3)} -> ${losses[losses.length - 1]?.toFixed(3)}`,
+    `- RL: ${res.steps.length} steps x ${rl.questions} questions x ${rl.group} rollouts, ` +
+      `${last?.policyTokens ?? 0} policy tokens`,
+    '',
+    '| eval (greedy) | before RL | after RL |',
+    '| --- | --- | --- |',
+    `| in-domain F1 (${before.inDomain.episodes} episodes) | ${before.inDomain.f1.toFixed(3)} | ` +
+      `${after.inDomain.f1.toFixed(3)} |`,
+    `| out-of-domain F1 (${before.ood.episodes} episodes) | ${before.ood.f1.toFixed(3)} | ${after.ood.f1.toFixed(3)} |`,
+    hopRows(before.inDomain, after.inDomain) +
+      `| episode ends, in-domain | ${fmtEnds(before.inDomain.ends)} | ${fmtEnds(after.inDomain.ends)} |`,
+    '',
+    `Mean over RL steps: advantage collapse (groups whose outcomes are all equal) ${avg((m) => m.collapsedGroups)}, ` +
+      `groups with all advantages 0 ${avg((m) => m.zeroAdvantageGroups)}, ` +
+      `IG share of the normalised rewards ${avg((m) => m.igShare)}, corr(summed IG, F1) ${avg((m) => m.igF1Corr)}; ` +
+      `summed IG of rollouts shown the answer's fact ${avg((m) => m.igFound, 4)} ` +
+      `against ${avg((m) => m.igNotFound, 4)} for those that searched without it.`,
+    '',
+    `Time per phase over all RL steps: rollout ${s(ms.rollout)} s, IG scoring ${s(ms.ig)} s, update ${s(ms.update)} s.`,
+    '',
+    'Curves: curves.svg. Per-step metrics: metrics.jsonl. Checkpoint: model.safetensors.',
+    '',
+  ].join('\n');
 }
 
 /** In-domain F1 and searches per episode by the question's hops, before and after. */
 function hopRows(before: EvalResult, after: EvalResult): string {
-  const hops = [...new Set([...Object.keys(before.byHops), ...Object.keys(after.byHops)].map(Number))].sort((a, b) => a - b);
-  const cell = (r: EvalResult, h: number) => (r.byHops[h] ? `F1 ${r.byHops[h].meanReward.toFixed(3)}, ${r.byHops[h].meanSearches.toFixed(2)} searches` : '-');
-  return hops.map((h) => `| in-domain, ${h}-hop questions (${before.byHops[h]?.episodes ?? 0} episodes) | ${cell(before, h)} | ${cell(after, h)} |\n`).join('');
+  const hops = [...new Set([...Object.keys(before.byHops), ...Object.keys(after.byHops)].map(Number))].sort(
+    (a, b) => a - b,
+  );
+  const cell = (r: EvalResult, h: number) =>
+    r.byHops[h] ? `F1 ${r.byHops[h].meanReward.toFixed(3)}, ${r.byHops[h].meanSearches.toFixed(2)} searches` : '-';
+  return hops
+    .map(
+      (h) =>
+        `| in-domain, ${h}-hop questions (${before.byHops[h]?.episodes ?? 0} episodes) | ${cell(before, h)} | ` +
+        `${cell(after, h)} |\n`,
+    )
+    .join('');
 }
 
 function fmtEnds(ends: Partial<Record<string, number>>): string {
@@ -452,7 +623,22 @@ export async function runEval(path: string, opts: EvalJob): Promise<{ inDomain: 
     const run = (split: 'eval' | 'ood') =>
       evaluate(model, tokenizer, makeSplit(presetSplit(preset, split), opts.seed, opts.episodes), preset, {
         probe,
-        ...(opts.dump ? { scoreTemperature: preset.rl.temperature, onEpisode: (r, spec) => lines.push(JSON.stringify(dumpLine(r, { split, gold: spec.question.gold, temperature: preset.rl.temperature, probeName: probe.name }))) } : {}),
+        ...(opts.dump
+          ? {
+              scoreTemperature: preset.rl.temperature,
+              onEpisode: (r, spec) =>
+                lines.push(
+                  JSON.stringify(
+                    dumpLine(r, {
+                      split,
+                      gold: spec.question.gold,
+                      temperature: preset.rl.temperature,
+                      probeName: probe.name,
+                    }),
+                  ),
+                ),
+            }
+          : {}),
       });
     const res = { inDomain: await run('eval'), ood: await run('ood') };
     if (opts.dump) await writeFileAtomic(opts.dump, lines.map((l) => l + '\n').join(''));
@@ -465,6 +651,12 @@ export async function runEval(path: string, opts: EvalJob): Promise<{ inDomain: 
 /** The probe a checkpoint's metadata names, checked. */
 function checkpointProbe(path: string, json: string): Probe {
   const p = JSON.parse(json) as Partial<Probe>;
-  if (typeof p?.name !== 'string' || typeof p.prefix !== 'string' || typeof p.scored !== 'string' || !p.scored.includes('{gold}')) throw new Error(`checkpoint ${path}: __metadata__.probe is not a probe: ${json}`);
+  if (
+    typeof p?.name !== 'string' ||
+    typeof p.prefix !== 'string' ||
+    typeof p.scored !== 'string' ||
+    !p.scored.includes('{gold}')
+  )
+    throw new Error(`checkpoint ${path}: __metadata__.probe is not a probe: ${json}`);
   return p as Probe;
 }

@@ -30,13 +30,18 @@ export interface Packed {
  * token j + 1 was sampled by the policy, and carries that token's turn advantage and log pi_old.
  * `advantages` null leaves them 0, for an estimator to fill per token (baselines.ts).
  */
-export function packRollouts(rollouts: readonly Rollout[], advantages: readonly (readonly number[])[] | null, padId: number): Packed {
+export function packRollouts(
+  rollouts: readonly Rollout[],
+  advantages: readonly (readonly number[])[] | null,
+  padId: number,
+): Packed {
   const seqs = rollouts.map((r, i) => {
     const ids = [...r.prompt];
     const turn: number[] = r.prompt.map(() => -1);
     const adv: number[] = r.prompt.map(() => 0);
     const old: number[] = r.prompt.map(() => 0);
-    if (advantages && advantages[i].length !== r.turns.length) throw new Error(`packRollouts: rollout ${i} has ${r.turns.length} turns but ${advantages[i].length} advantages`);
+    if (advantages && advantages[i].length !== r.turns.length)
+      throw new Error(`packRollouts: rollout ${i} has ${r.turns.length} turns but ${advantages[i].length} advantages`);
     r.turns.forEach((t, k) => {
       ids.push(...t.tokens, ...t.observation);
       turn.push(...t.tokens.map(() => k), ...t.observation.map(() => -1));
@@ -129,12 +134,24 @@ function rows(p: Packed, from: number, to: number, device: E.Device) {
  * (logits, and the final hidden states when `hidden`) to a (rows, L) tensor; the results come back as one
  * (B * L) array. Used for log pi_ref (REINFORCE++'s KL reward) and V_old (PPO) before an update.
  */
-export async function scorePacked(model: GPT, packed: Packed, f: (out: { logits: Tensor; hidden?: Tensor }, targets: Tensor) => Tensor, opts: { chunk: number; hidden?: boolean }): Promise<Float32Array> {
+export async function scorePacked(
+  model: GPT,
+  packed: Packed,
+  f: (out: { logits: Tensor; hidden?: Tensor }, targets: Tensor) => Tensor,
+  opts: { chunk: number; hidden?: boolean },
+): Promise<Float32Array> {
   const out = new Float32Array(packed.B * packed.L);
   const chunk = Math.max(1, opts.chunk);
   for (let from = 0; from < packed.B; from += chunk) {
     const to = Math.min(packed.B, from + chunk);
-    const y = E.noGrad(() => E.tidy(() => f(model.forward(rowsOf(packed, packed.ids, from, to, model.device), { returnHidden: opts.hidden }), rowsOf(packed, packed.targets, from, to, model.device))));
+    const y = E.noGrad(() =>
+      E.tidy(() =>
+        f(
+          model.forward(rowsOf(packed, packed.ids, from, to, model.device), { returnHidden: opts.hidden }),
+          rowsOf(packed, packed.targets, from, to, model.device),
+        ),
+      ),
+    );
     out.set(await y.data(), from * packed.L);
     y.dispose();
   }
@@ -153,7 +170,9 @@ export function tempered(logits: Tensor, temperature = 1): Tensor {
 
 /** log pi(target) of a model at every position of a packed batch (0 where there is no target), at `temperature`. */
 export function tokenLogProbs(model: GPT, packed: Packed, chunk: number, temperature = 1): Promise<Float32Array> {
-  return scorePacked(model, packed, (o, targets) => E.targetLogProb(tempered(o.logits, temperature), targets), { chunk });
+  return scorePacked(model, packed, (o, targets) => E.targetLogProb(tempered(o.logits, temperature), targets), {
+    chunk,
+  });
 }
 
 /**
@@ -178,12 +197,15 @@ export interface CriticHook {
  * minibatch lists its groups' rows in order.
  */
 export function groupMinibatches(B: number, groupSize: number, n: number, gen: E.Generator): number[][] {
-  for (const [k, v] of Object.entries({ B, groupSize, n })) if (!Number.isInteger(v) || v < 1) throw new Error(`groupMinibatches: ${k} must be a positive integer, got ${v}`);
+  for (const [k, v] of Object.entries({ B, groupSize, n }))
+    if (!Number.isInteger(v) || v < 1) throw new Error(`groupMinibatches: ${k} must be a positive integer, got ${v}`);
   const groups = gen.shuffle(Array.from({ length: Math.ceil(B / groupSize) }, (_, g) => g));
   const m = Math.min(n, groups.length);
   return Array.from({ length: m }, (_, k) => {
     const mine = groups.slice(Math.floor((k * groups.length) / m), Math.floor(((k + 1) * groups.length) / m));
-    return mine.flatMap((g) => Array.from({ length: Math.min(groupSize, B - g * groupSize) }, (_, j) => g * groupSize + j));
+    return mine.flatMap((g) =>
+      Array.from({ length: Math.min(groupSize, B - g * groupSize) }, (_, j) => g * groupSize + j),
+    );
   });
 }
 
@@ -217,7 +239,13 @@ export interface UpdateStats {
 }
 
 /** Minibatch PPO steps over a packed batch; returns the statistics averaged over minibatches. */
-export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer, packed: Packed, opts: UpdateOptions): Promise<UpdateStats> {
+export async function updatePolicy(
+  model: GPT,
+  ref: GPT | null,
+  opt: E.Optimizer,
+  packed: Packed,
+  opts: UpdateOptions,
+): Promise<UpdateStats> {
   const params = model.parameters();
   const lossFn = opts.lossFn ?? policyLoss;
   const critic = opts.critic;
@@ -225,7 +253,10 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
   for (const rows of opts.minibatches) for (const b of rows) uses[b]++;
   const bad = uses.findIndex((u) => u !== 1);
   if (opts.minibatches.some((rows) => rows.some((b) => !(b >= 0 && b < packed.B))) || bad >= 0) {
-    throw new Error(`updatePolicy: the minibatches must hold each of the ${packed.B} rows exactly once${bad >= 0 ? ` (row ${bad} is in ${uses[bad]})` : ' (a row index is out of range)'}`);
+    throw new Error(
+      `updatePolicy: the minibatches must hold each of the ${packed.B} rows exactly ` +
+        `once${bad >= 0 ? ` (row ${bad} is in ${uses[bad]})` : ' (a row index is out of range)'}`,
+    );
   }
   const sums = { loss: 0, clipFrac: 0, kl: 0, entropy: 0, gradNorm: 0, valueLoss: 0 };
   const clipFracs: number[] = [];
@@ -244,9 +275,15 @@ export async function updatePolicy(model: GPT, ref: GPT | null, opt: E.Optimizer
       const hidden = out.hidden;
       const logits = tempered(out.logits, opts.temperature);
       const logp = E.targetLogProb(logits, r.targets);
-      const refLogp = ref && opts.loss.klCoef > 0 ? E.noGrad(() => E.targetLogProb(tempered(ref.forward(r.ids).logits, opts.temperature), r.targets)) : undefined;
+      const refLogp =
+        ref && opts.loss.klCoef > 0
+          ? E.noGrad(() => E.targetLogProb(tempered(ref.forward(r.ids).logits, opts.temperature), r.targets))
+          : undefined;
       const entropy = opts.loss.entropyCoef > 0 ? entropyFromLogits(logits) : undefined;
-      const { loss, stats } = lossFn({ logp, oldLogp: r.oldLogp, advantages: r.advantages, mask: r.mask, refLogp, entropy }, opts.loss);
+      const { loss, stats } = lossFn(
+        { logp, oldLogp: r.oldLogp, advantages: r.advantages, mask: r.mask, refLogp, entropy },
+        opts.loss,
+      );
       const valueLoss = critic ? critic.loss(hidden!, part, from, to) : null;
       (valueLoss ? loss.add(valueLoss.mul(critic!.coef)) : loss).backward();
       const gradNorm = E.clipGradNorm(params, opts.clip);

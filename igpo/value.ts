@@ -23,7 +23,15 @@ export interface ValueOptions {
   eps: number;
 }
 
-export const defaultValueOptions: ValueOptions = { gamma: 1, lambda: 1, clipRange: 0.5, coef: 0.1, lrScale: 10, whiten: true, eps: 1e-6 };
+export const defaultValueOptions: ValueOptions = {
+  gamma: 1,
+  lambda: 1,
+  clipRange: 0.5,
+  coef: 0.1,
+  lrScale: 10,
+  whiten: true,
+  eps: 1e-6,
+};
 
 /**
  * Generalised advantage estimation (Schulman et al. 2016) over one sequence of steps, the last terminal:
@@ -31,7 +39,12 @@ export const defaultValueOptions: ValueOptions = { gamma: 1, lambda: 1, clipRang
  * With lambda = 1 and V = 0, A_t is the discounted return sum_{k >= t} gamma^(k - t) r_k.
  * Deviation: none from the paper's estimator; the episode always ends at its last step (no truncation bootstrap).
  */
-export function gae(rewards: readonly number[], values: readonly number[], gamma: number, lambda: number): { advantages: number[]; returns: number[] } {
+export function gae(
+  rewards: readonly number[],
+  values: readonly number[],
+  gamma: number,
+  lambda: number,
+): { advantages: number[]; returns: number[] } {
   if (rewards.length !== values.length) throw new Error(`gae: ${rewards.length} rewards but ${values.length} values`);
   const T = rewards.length;
   const advantages = new Array<number>(T);
@@ -61,7 +74,11 @@ export function policyPositions(packed: Packed): number[][] {
 export function batchNormalize(x: ArrayLike<number>, mask: ArrayLike<number>, eps: number): Float32Array {
   let n = 0;
   let sum = 0;
-  for (let i = 0; i < x.length; i++) if (mask[i] === 1) (n++, (sum += x[i]));
+  for (let i = 0; i < x.length; i++) {
+    if (mask[i] !== 1) continue;
+    n++;
+    sum += x[i];
+  }
   const out = new Float32Array(x.length);
   if (n === 0) return out;
   const mean = sum / n;
@@ -80,14 +97,24 @@ export function batchNormalize(x: ArrayLike<number>, mask: ArrayLike<number>, ep
  * Deviation from PPO as in verl: the per-token KL is not folded into the reward (the KL stays a loss term,
  * as for every algorithm here); whitening uses the population std.
  */
-export function packedGae(packed: Packed, values: ArrayLike<number>, outcomes: readonly number[], opts: Pick<ValueOptions, 'gamma' | 'lambda' | 'whiten' | 'eps'>): StepAdvantages {
+export function packedGae(
+  packed: Packed,
+  values: ArrayLike<number>,
+  outcomes: readonly number[],
+  opts: Pick<ValueOptions, 'gamma' | 'lambda' | 'whiten' | 'eps'>,
+): StepAdvantages {
   if (outcomes.length !== packed.B) throw new Error(`packedGae: ${outcomes.length} outcomes for ${packed.B} rows`);
   const adv = new Float64Array(packed.B * packed.L);
   const returns = new Float32Array(packed.B * packed.L);
   policyPositions(packed).forEach((pos, b) => {
     if (pos.length === 0) return;
     const r = pos.map((_, k) => (k === pos.length - 1 ? outcomes[b] : 0));
-    const g = gae(r, pos.map((i) => values[i]), opts.gamma, opts.lambda);
+    const g = gae(
+      r,
+      pos.map((i) => values[i]),
+      opts.gamma,
+      opts.lambda,
+    );
     pos.forEach((i, k) => {
       adv[i] = g.advantages[k];
       returns[i] = g.returns[k];
@@ -144,9 +171,22 @@ export class Critic implements CriticHook {
   readonly coef: number;
   readonly clip = 1;
 
-  constructor(model: GPT, policyLr: number, readonly opts: ValueOptions, seed: number) {
-    this.head = new ValueHead(model.cfg.nEmbd, { generator: new E.Generator(seed), device: model.device, dtype: model.p('wte').dtype as 'float32' | 'float64' });
-    this.opt = new E.AdamW(this.head.parameters(), { lr: policyLr * opts.lrScale, weightDecay: 0, betas: [0.9, 0.999] });
+  constructor(
+    model: GPT,
+    policyLr: number,
+    readonly opts: ValueOptions,
+    seed: number,
+  ) {
+    this.head = new ValueHead(model.cfg.nEmbd, {
+      generator: new E.Generator(seed),
+      device: model.device,
+      dtype: model.p('wte').dtype as 'float32' | 'float64',
+    });
+    this.opt = new E.AdamW(this.head.parameters(), {
+      lr: policyLr * opts.lrScale,
+      weightDecay: 0,
+      betas: [0.9, 0.999],
+    });
     this.coef = opts.coef;
   }
 
@@ -160,9 +200,16 @@ export class Critic implements CriticHook {
   }
 
   loss(hidden: Tensor, packed: Packed, from: number, to: number): Tensor {
-    if (!packed.returns || !packed.oldValues) throw new Error('Critic.loss: the packed batch has no returns / old values (did the PPO estimator run?)');
+    if (!packed.returns || !packed.oldValues)
+      throw new Error('Critic.loss: the packed batch has no returns / old values (did the PPO estimator run?)');
     const d = hidden.device;
-    return valueLoss(this.head.forward(hidden), rowsOf(packed, packed.oldValues, from, to, d), rowsOf(packed, packed.returns, from, to, d), rowsOf(packed, packed.mask, from, to, d), this.opts.clipRange);
+    return valueLoss(
+      this.head.forward(hidden),
+      rowsOf(packed, packed.oldValues, from, to, d),
+      rowsOf(packed, packed.returns, from, to, d),
+      rowsOf(packed, packed.mask, from, to, d),
+      this.opts.clipRange,
+    );
   }
 
   dispose(): void {

@@ -76,37 +76,55 @@ export interface HopDef {
 
 export const HOPS: Readonly<Record<HopName, HopDef>> = {
   birthplace: {
-    rel: 'born_in', inverse: false, from: 'person', to: 'city',
+    rel: 'born_in',
+    inverse: false,
+    from: 'person',
+    to: 'city',
     np: 'the birthplace of {x}',
     questions: ['where was {x} born?', 'in which city was {x} born?'],
     heldOutQuestions: ['what city is {x} from?'],
   },
   country: {
-    rel: 'located_in', inverse: false, from: 'city', to: 'country',
+    rel: 'located_in',
+    inverse: false,
+    from: 'city',
+    to: 'country',
     np: 'the country of {x}',
     questions: ['in which country is {x}?', 'what country is {x} in?'],
     heldOutQuestions: ['{x} lies in which country?'],
   },
   capital: {
-    rel: 'capital_of', inverse: true, from: 'country', to: 'city',
+    rel: 'capital_of',
+    inverse: true,
+    from: 'country',
+    to: 'city',
     np: 'the capital of {x}',
     questions: ['what is the capital of {x}?', 'which city is the capital of {x}?'],
     heldOutQuestions: ['name the capital of {x}.'],
   },
   employer: {
-    rel: 'works_for', inverse: false, from: 'person', to: 'company',
+    rel: 'works_for',
+    inverse: false,
+    from: 'person',
+    to: 'company',
     np: 'the employer of {x}',
     questions: ['who does {x} work for?', 'which company does {x} work for?'],
     heldOutQuestions: ['who employs {x}?'],
   },
   founder: {
-    rel: 'founded_by', inverse: false, from: 'company', to: 'person',
+    rel: 'founded_by',
+    inverse: false,
+    from: 'company',
+    to: 'person',
     np: 'the founder of {x}',
     questions: ['who founded {x}?', 'who is the founder of {x}?'],
     heldOutQuestions: ['by whom was {x} founded?'],
   },
   base: {
-    rel: 'based_in', inverse: false, from: 'company', to: 'city',
+    rel: 'based_in',
+    inverse: false,
+    from: 'company',
+    to: 'city',
     np: 'the base of {x}',
     questions: ['where is {x} based?', 'in which city is {x} based?'],
     heldOutQuestions: ['what city is {x} based in?'],
@@ -247,7 +265,9 @@ export function renderFact(template: string, subj: string, obj: string): string 
   return template.replace('{s}', subj).replace('{o}', obj);
 }
 
-const FACT_PARSERS: readonly { rel: Relation; re: RegExp; subjFirst: boolean }[] = (Object.keys(RELATIONS) as Relation[]).flatMap((rel) =>
+const FACT_PARSERS: readonly { rel: Relation; re: RegExp; subjFirst: boolean }[] = (
+  Object.keys(RELATIONS) as Relation[]
+).flatMap((rel) =>
   [...RELATIONS[rel].train, ...RELATIONS[rel].heldOut].map((t) => ({
     rel,
     re: new RegExp('^' + t.replace(/[.?]/g, '\\$&').replace('{s}', '([a-z]+)').replace('{o}', '([a-z]+)') + '$'),
@@ -345,7 +365,12 @@ export interface Question {
 }
 
 /** "in which country is the base of the employer of tavor?": inner hops nest as noun phrases. */
-export function renderQuestion(hops: readonly HopName[], start: string, gen: Generator, heldOutRate = 0): { text: string; heldOut: boolean } {
+export function renderQuestion(
+  hops: readonly HopName[],
+  start: string,
+  gen: Generator,
+  heldOutRate = 0,
+): { text: string; heldOut: boolean } {
   let x = start;
   for (const h of hops.slice(0, -1)) x = HOPS[h].np.replace('{x}', x);
   const last = HOPS[hops[hops.length - 1]];
@@ -357,7 +382,13 @@ export function renderQuestion(hops: readonly HopName[], start: string, gen: Gen
  * The question along `hops` from `start`, or null when the chain breaks or revisits an entity (so the
  * answer is never an entity the question already names or passes through).
  */
-export function makeQuestion(world: World, hops: readonly HopName[], start: string, gen: Generator, heldOutRate = 0): Question | null {
+export function makeQuestion(
+  world: World,
+  hops: readonly HopName[],
+  start: string,
+  gen: Generator,
+  heldOutRate = 0,
+): Question | null {
   const path = [start];
   const chain: Fact[] = [];
   for (const h of hops) {
@@ -392,9 +423,30 @@ export interface SplitConfig {
  * own names, and half of its facts and questions phrased with held-out templates.
  */
 export const SPLITS: Readonly<Record<Split, SplitConfig>> = {
-  train: { name: 'train', hopWeights: [0.4, 0.6, 0], bucket: 'train', heldOutFacts: 0, heldOutQuestions: 0, similarNames: 0.3 },
-  eval: { name: 'eval', hopWeights: [0.4, 0.6, 0], bucket: 'eval', heldOutFacts: 0, heldOutQuestions: 0, similarNames: 0.3 },
-  ood: { name: 'ood', hopWeights: [0, 0, 1], bucket: 'ood', heldOutFacts: 0.5, heldOutQuestions: 0.5, similarNames: 0.3 },
+  train: {
+    name: 'train',
+    hopWeights: [0.4, 0.6, 0],
+    bucket: 'train',
+    heldOutFacts: 0,
+    heldOutQuestions: 0,
+    similarNames: 0.3,
+  },
+  eval: {
+    name: 'eval',
+    hopWeights: [0.4, 0.6, 0],
+    bucket: 'eval',
+    heldOutFacts: 0,
+    heldOutQuestions: 0,
+    similarNames: 0.3,
+  },
+  ood: {
+    name: 'ood',
+    hopWeights: [0, 0, 1],
+    bucket: 'ood',
+    heldOutFacts: 0.5,
+    heldOutQuestions: 0.5,
+    similarNames: 0.3,
+  },
 };
 
 /** What an episode starts from: the question and its pool of facts (the world's facts, shuffled). */
@@ -422,7 +474,11 @@ export function sampleEpisode(split: Split | SplitConfig, gen: Generator): Episo
   const nHops = drawHops(gen, cfg.hopWeights);
   const chains = CHAINS.filter((c) => c.length === nHops);
   for (;;) {
-    const world = generateWorld(gen, { bucket: cfg.bucket, heldOutFacts: cfg.heldOutFacts, similarNames: cfg.similarNames });
+    const world = generateWorld(gen, {
+      bucket: cfg.bucket,
+      heldOutFacts: cfg.heldOutFacts,
+      similarNames: cfg.similarNames,
+    });
     // A few starts per world; a chain can fail to be simple (revisit an entity) in a given world.
     for (let attempt = 0; attempt < 8; attempt++) {
       const hops = pick(gen, chains);
@@ -441,7 +497,8 @@ const SPLIT_SALT: Readonly<Record<Split, number>> = { train: 0x7a11, eval: 0xe4a
  */
 function splitGenerator(split: Split | SplitConfig, seed: number): Generator {
   const name = typeof split === 'string' ? split : split.name;
-  if (!Object.hasOwn(SPLIT_SALT, name)) throw new Error(`splitGenerator: split '${name}' is none of ${Object.keys(SPLIT_SALT).join(', ')}`);
+  if (!Object.hasOwn(SPLIT_SALT, name))
+    throw new Error(`splitGenerator: split '${name}' is none of ${Object.keys(SPLIT_SALT).join(', ')}`);
   return new Generator((Math.imul(Math.trunc(seed) >>> 0, 0x9e3779b1) ^ SPLIT_SALT[name as Split]) >>> 0);
 }
 

@@ -32,7 +32,14 @@ const program = (n: number): Program => ({
   workgroupSize: [WG, 1, 1],
   dispatch: grid1d(n, WG),
   wgsl: () => `${uniforms.wgsl}
-${declareBindings([['grad', 'f32']], [['param', 'f32'], ['m', 'f32'], ['v', 'f32']])}
+${declareBindings(
+  [['grad', 'f32']],
+  [
+    ['param', 'f32'],
+    ['m', 'f32'],
+    ['v', 'f32'],
+  ],
+)}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(WG)};
@@ -49,9 +56,19 @@ fn main(${FLAT_BUILTINS}) {
 
 /** One AdamW step on param, m and v in place. */
 export function adamw(backend: WebGPUBackend, param: View, grad: View, m: View, v: View, hp: AdamWParams): void {
-  for (const [name, t] of [['param', param], ['grad', grad], ['m', m], ['v', v]] as const) wgslType(t.dtype, `adamw (${name})`);
+  for (const [name, t] of [
+    ['param', param],
+    ['grad', grad],
+    ['m', m],
+    ['v', v],
+  ] as const)
+    wgslType(t.dtype, `adamw (${name})`);
   const n = sizeOf(param.shape);
-  for (const [name, t] of [['grad', grad], ['m', m], ['v', v]] as const) {
+  for (const [name, t] of [
+    ['grad', grad],
+    ['m', m],
+    ['v', v],
+  ] as const) {
     if (sizeOf(t.shape) !== n) throw new Error(`adamw: ${name} [${t.shape}] does not match param [${param.shape}]`);
   }
   if (n === 0) return;

@@ -28,7 +28,18 @@ import { sizeOf } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import { canUseSubgroups } from './matmul.js';
 import type { GpuHandle } from './pool.js';
-import { declareBindings, FLAT_BUILTINS, flatGroup, flatId, grid1d, localId, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
+import {
+  declareBindings,
+  FLAT_BUILTINS,
+  flatGroup,
+  flatId,
+  grid1d,
+  localId,
+  Uniforms,
+  WGSL_LIB,
+  wgslType,
+  type Program,
+} from './program.js';
 
 /** Threads per workgroup in the tiled kernels: one per query row (forward, dQ) or key row (dK/dV). */
 const ROWS = 64;
@@ -40,9 +51,11 @@ const MAX_HS = 1024;
 const WG_MEM_BYTES = 16384;
 
 /** Rows of the other dimension per workgroup-memory tile: two [tile, hs] float32 arrays (+ `extra` floats per row). */
-const tileRows = (hs: number, extra = 0) => Math.max(1, Math.min(64, Math.floor(WG_MEM_BYTES / (4 * (2 * hs + extra)))));
+const tileRows = (hs: number, extra = 0) =>
+  Math.max(1, Math.min(64, Math.floor(WG_MEM_BYTES / (4 * (2 * hs + extra)))));
 /** Threads of the decode kernel: their partial outputs [threads, hs] fit in workgroup memory (a power of two). */
-const decodeThreads = (hs: number) => 2 ** Math.floor(Math.log2(Math.max(1, Math.min(64, Math.floor(WG_MEM_BYTES / (4 * (hs + 2)))))));
+const decodeThreads = (hs: number) =>
+  2 ** Math.floor(Math.log2(Math.max(1, Math.min(64, Math.floor(WG_MEM_BYTES / (4 * (hs + 2)))))));
 
 const uniforms = new Uniforms([
   ['B', 'u32'],
@@ -68,18 +81,26 @@ interface Dims {
 }
 
 function dimsOf(op: string, q: View, k: View, v: View, keyBias: View | undefined): Dims {
-  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) wgslType(t.dtype, `${op} (${name})`);
+  for (const [name, t] of [
+    ['q', q],
+    ['k', k],
+    ['v', v],
+  ] as const)
+    wgslType(t.dtype, `${op} (${name})`);
   const r = q.shape.length;
   const [T, hs, S] = [q.shape[r - 2], q.shape[r - 1], k.shape[r - 2]];
   const B = sizeOf(q.shape.slice(0, -2));
-  if ((hs === 0 || hs > MAX_HS) && B * T > 0) throw new Error(`${op}: head size ${hs} is not supported on webgpu (1 to ${MAX_HS})`);
+  if ((hs === 0 || hs > MAX_HS) && B * T > 0)
+    throw new Error(`${op}: head size ${hs} is not supported on webgpu (1 to ${MAX_HS})`);
   if (T > S) throw new Error(`${op}: ${T} query rows for ${S} keys; the causal convention needs T <= S`);
-  if (sizeOf(k.shape) !== B * S * hs || sizeOf(v.shape) !== B * S * hs) throw new Error(`${op}: k [${k.shape}] and v [${v.shape}] do not match q [${q.shape}]`);
+  if (sizeOf(k.shape) !== B * S * hs || sizeOf(v.shape) !== B * S * hs)
+    throw new Error(`${op}: k [${k.shape}] and v [${v.shape}] do not match q [${q.shape}]`);
   let perBias = 1;
   if (keyBias) {
     wgslType(keyBias.dtype, `${op} (keyBias)`);
     const B0 = q.shape[0];
-    if (r < 3 || sizeOf(keyBias.shape) !== B0 * S) throw new Error(`${op}: keyBias [${keyBias.shape}] must be [${B0}, ${S}] for q [${q.shape}]`);
+    if (r < 3 || sizeOf(keyBias.shape) !== B0 * S)
+      throw new Error(`${op}: keyBias [${keyBias.shape}] must be [${B0}, ${S}] for q [${q.shape}]`);
     perBias = B / B0;
   }
   return { B, T, S, hs, perBias };
@@ -95,24 +116,46 @@ const vecWidth = (hs: number) => (hs % 4 === 0 ? 4 : 1);
  * lavapipe takes minutes to compile the unrolled kernels (hs = 64: over 300 s for the forward alone) and
  * about a second with the loops kept. 'auto' decides by the adapter; tests force either.
  */
-export const attentionTuning: { constantLoops: 'auto' | boolean; subgroups: 'auto' | boolean } = { constantLoops: 'auto', subgroups: 'auto' };
+export const attentionTuning: { constantLoops: 'auto' | boolean; subgroups: 'auto' | boolean } = {
+  constantLoops: 'auto',
+  subgroups: 'auto',
+};
 
-const constantLoops = (backend: WebGPUBackend) => (attentionTuning.constantLoops === 'auto' ? backend.adapter.architecture !== 'software' : attentionTuning.constantLoops);
+const constantLoops = (backend: WebGPUBackend) =>
+  attentionTuning.constantLoops === 'auto'
+    ? backend.adapter.architecture !== 'software'
+    : attentionTuning.constantLoops;
 
 /**
  * Whether the tiled forward and the backward take the subgroup kernels (section "Subgroup kernels" below):
  * 'auto' on software adapters with the 'subgroups' feature, where they were measured; tests force either.
  */
 export function useSubgroupKernels(backend: WebGPUBackend): boolean {
-  const want = attentionTuning.subgroups === 'auto' ? backend.adapter.architecture === 'software' && canUseSubgroups(backend) : attentionTuning.subgroups;
-  if (want && !canUseSubgroups(backend)) throw new Error("attention: the subgroup kernels need the adapter feature 'subgroups' with subgroups of at least 8 lanes");
+  const want =
+    attentionTuning.subgroups === 'auto'
+      ? backend.adapter.architecture === 'software' && canUseSubgroups(backend)
+      : attentionTuning.subgroups;
+  if (want && !canUseSubgroups(backend))
+    throw new Error(
+      "attention: the subgroup kernels need the adapter feature 'subgroups' with subgroups of at least 8 lanes",
+    );
   return want;
 }
 
 /** The sizes a kernel's loops run to, as uniforms (read as constants when the loops are constant). */
-const sizes = (d: Dims) => ({ hsv: d.hs / vecWidth(d.hs), bk: tileRows(d.hs), bq: tileRows(d.hs, 1), wgd: decodeThreads(d.hs) });
+const sizes = (d: Dims) => ({
+  hsv: d.hs / vecWidth(d.hs),
+  bk: tileRows(d.hs),
+  bq: tileRows(d.hs, 1),
+  wgd: decodeThreads(d.hs),
+});
 
-const BOUNDS = { hs: ['hsn', 'HS', 'u_hsv()'], bk: ['bkn', 'BK', 'u_bk()'], bq: ['bqn', 'BQ', 'u_bq()'], wgd: ['wgn', 'WGD', 'u_wgd()'] } as const;
+const BOUNDS = {
+  hs: ['hsn', 'HS', 'u_hsv()'],
+  bk: ['bkn', 'BK', 'u_bk()'],
+  bq: ['bqn', 'BQ', 'u_bq()'],
+  wgd: ['wgn', 'WGD', 'u_wgd()'],
+} as const;
 
 /** WGSL lets for a kernel's loop bounds (hsn, bkn, bqn, wgn): its constants (unrolled) or the uniforms. */
 function loopBounds(constant: boolean, names: readonly (keyof typeof BOUNDS)[]): string {
@@ -134,14 +177,25 @@ ${declareBindings(inputs, outputs)}`;
 }
 
 /** Bindings: head rows (q, k, v, dout, ...) as VT, per-row scalars (lse, D) and keyBias as f32. */
-const bind = (rows: string[], scalars: string[] = []): [string, string][] => [...rows.map((n): [string, string] => [n, 'VT']), ...scalars.map((n): [string, string] => [n, 'f32'])];
-const bindIn = (hasBias: boolean, rows: string[], scalars: string[] = []) => bind(rows, [...scalars, ...(hasBias ? ['bias'] : [])]);
+const bind = (rows: string[], scalars: string[] = []): [string, string][] => [
+  ...rows.map((n): [string, string] => [n, 'VT']),
+  ...scalars.map((n): [string, string] => [n, 'f32']),
+];
+const bindIn = (hasBias: boolean, rows: string[], scalars: string[] = []) =>
+  bind(rows, [...scalars, ...(hasBias ? ['bias'] : [])]);
 const handle = (v: View) => v.handle as GpuHandle;
 
 // ---------------------------------------------------------------------------------------------------
 // Forward.
 
-export function attention(backend: WebGPUBackend, q: View, k: View, v: View, scale: number, keyBias?: View): { out: GpuHandle; lse: GpuHandle } {
+export function attention(
+  backend: WebGPUBackend,
+  q: View,
+  k: View,
+  v: View,
+  scale: number,
+  keyBias?: View,
+): { out: GpuHandle; lse: GpuHandle } {
   const d = dimsOf('attention', q, k, v, keyBias);
   const out = backend.alloc(d.B * d.T * d.hs, q.dtype, 'attention');
   const lse = backend.alloc(d.B * d.T, q.dtype, 'attention');
@@ -149,10 +203,19 @@ export function attention(backend: WebGPUBackend, q: View, k: View, v: View, sca
   const decode = d.T <= DECODE_MAX_T;
   const constant = constantLoops(backend);
   const sg = !decode && useSubgroupKernels(backend);
-  const program = decode ? decodeProgram(d, !!keyBias, constant) : sg ? sgForwardProgram(d, !!keyBias) : forwardProgram(d, !!keyBias, constant);
+  const program = decode
+    ? decodeProgram(d, !!keyBias, constant)
+    : sg
+      ? sgForwardProgram(d, !!keyBias)
+      : forwardProgram(d, !!keyBias, constant);
   const tiles = Math.ceil(d.T / (sg ? SG_ROWS : ROWS));
   const inputs = [q, k, v, ...(keyBias ? [keyBias] : [])].map(handle);
-  backend.dispatch(program, inputs, [out, lse], uniforms.pack({ B: d.B, T: d.T, S: d.S, tiles, per_bias: d.perBias, scale, ...sizes(d) }));
+  backend.dispatch(
+    program,
+    inputs,
+    [out, lse],
+    uniforms.pack({ B: d.B, T: d.T, S: d.S, tiles, per_bias: d.perBias, scale, ...sizes(d) }),
+  );
   return { out, lse };
 }
 
@@ -329,12 +392,18 @@ export function attentionBackward(
   const d = dimsOf('attentionBackward', q, k, v, keyBias);
   const dq = backend.alloc(d.B * d.T * d.hs, q.dtype, 'attentionBackward');
   // With no query rows, no query sees any key: the key gradients are zero.
-  if (d.T === 0) return { dq, dk: backend.fill(k.shape, k.dtype, 0) as GpuHandle, dv: backend.fill(v.shape, v.dtype, 0) as GpuHandle };
+  if (d.T === 0)
+    return {
+      dq,
+      dk: backend.fill(k.shape, k.dtype, 0) as GpuHandle,
+      dv: backend.fill(v.shape, v.dtype, 0) as GpuHandle,
+    };
   const dk = backend.alloc(d.B * d.S * d.hs, q.dtype, 'attentionBackward');
   const dv = backend.alloc(d.B * d.S * d.hs, q.dtype, 'attentionBackward');
   if (d.B * d.S * d.hs === 0) return { dq, dk, dv };
   const bias = keyBias ? [handle(keyBias)] : [];
-  const pack = (tiles: number) => uniforms.pack({ B: d.B, T: d.T, S: d.S, tiles, per_bias: d.perBias, scale, ...sizes(d) });
+  const pack = (tiles: number) =>
+    uniforms.pack({ B: d.B, T: d.T, S: d.S, tiles, per_bias: d.perBias, scale, ...sizes(d) });
   const D = backend.alloc(d.B * d.T, q.dtype, 'attentionBackward');
   const constant = constantLoops(backend);
   backend.dispatch(rowDotProgram(d, constant), [handle(dout), handle(out)], [D], pack(0));
@@ -427,7 +496,10 @@ fn main(${FLAT_BUILTINS}) {
         if (j <= lim) {
           var sdot = 0.0;
           var pdot = 0.0;
-          for (var c = 0u; c < hsn; c++) { sdot += vdot(qr[c], ks[jj * HS + c]); pdot += vdot(dor[c], vs[jj * HS + c]); }
+          for (var c = 0u; c < hsn; c++) {
+            sdot += vdot(qr[c], ks[jj * HS + c]);
+            pdot += vdot(dor[c], vs[jj * HS + c]);
+          }
           let p = exp(sdot * scale + ${bias} - L);
           let ds = p * (pdot - Di) * scale;
           for (var c = 0u; c < hsn; c++) { acc[c] += ds * ks[jj * HS + c]; }
@@ -507,7 +579,10 @@ fn main(${FLAT_BUILTINS}) {
         if (i < T && j <= off + i && !is_neg_inf(lses[ii])) {
           var sdot = 0.0;
           var pdot = 0.0;
-          for (var c = 0u; c < hsn; c++) { sdot += vdot(qs[ii * HS + c], kr[c]); pdot += vdot(dos[ii * HS + c], vr[c]); }
+          for (var c = 0u; c < hsn; c++) {
+            sdot += vdot(qs[ii * HS + c], kr[c]);
+            pdot += vdot(dos[ii * HS + c], vr[c]);
+          }
           let p = exp(sdot * scale + bj - lses[ii]);
           let ds = p * (pdot - Ds[ii]) * scale;
           for (var c = 0u; c < hsn; c++) {
@@ -529,27 +604,30 @@ fn main(${FLAT_BUILTINS}) {
 // ---------------------------------------------------------------------------------------------------
 // Subgroup kernels (software adapters with subgroups; see useSubgroupKernels).
 //
-// lavapipe runs a subgroup of 8 lanes as SIMD; a storage or workgroup-memory load costs it about as much
-// as 30 multiply-adds (a loop over the lanes), a subgroupBroadcast almost nothing, and a barrier slows the
-// code after it (kernels/README.md). The kernels above do 4 multiply-adds per load (each thread reads
-// every key from workgroup memory). Here a workgroup is one subgroup of SG_ROWS = 8 lanes, each lane one
-// row (a query row in the forward and dQ, a key row in dK/dV); the other side is walked in blocks of 8
-// rows, each lane loading one row's vec4 chunk and subgroupBroadcast handing it to the others: 8 rows x 4
-// multiply-adds per load, no workgroup memory, no barrier. The eight scores of a block live in two vec4s,
-// so the masks, the exps and the online softmax are vector operations without branches; loops have uniform
-// bounds (the block's causal limit), and rows past the end load clamped addresses and store nothing.
-// Chunks loaded for the scores are kept in a private array for the accumulation that follows (a private
-// array costs a stack access, not a load loop).
+// lavapipe runs a subgroup of 8 lanes as SIMD; a storage or workgroup-memory load costs it about as much as
+// 30 multiply-adds (a loop over the lanes), a subgroupBroadcast almost nothing, and a barrier slows the
+// code after it (measured on lavapipe with the kernels bench). The kernels above do 4 multiply-adds per
+// load (each thread reads every key from workgroup memory). Here a workgroup is one subgroup of SG_ROWS = 8
+// lanes, each lane one row (a query row in the forward and dQ, a key row in dK/dV); the other side is
+// walked in blocks of 8 rows, each lane loading one row's vec4 chunk and subgroupBroadcast handing it to
+// the others: 8 rows x 4 multiply-adds per load, no workgroup memory, no barrier. The eight scores of a
+// block live in two vec4s, so the masks, the exps and the online softmax are vector operations without
+// branches; loops have uniform bounds (the block's causal limit), and rows past the end load clamped
+// addresses and store nothing. Chunks loaded for the scores are kept in a private array for the
+// accumulation that follows (a private array costs a stack access, not a load loop).
 
 /** Rows per workgroup (and lanes per subgroup used) in the subgroup kernels. */
 const SG_ROWS = 8;
 
 /** Broadcasts lane t's value of x, for t in [from, from + 4), as the four components' weights: sum_t w[t] * x(t). */
-const bcastSum = (w: string, x: string, from: number) => [0, 1, 2, 3].map((t) => `${w}.${'xyzw'[t]} * subgroupBroadcast(${x}, ${from + t}u)`).join(' + ');
+const bcastSum = (w: string, x: string, from: number) =>
+  [0, 1, 2, 3].map((t) => `${w}.${'xyzw'[t]} * subgroupBroadcast(${x}, ${from + t}u)`).join(' + ');
 /** vec4(dot(a, x(t))) for lanes t in [from, from + 4). */
-const bcastDots = (a: string, x: string, from: number) => `vec4<f32>(${[0, 1, 2, 3].map((t) => `vdot(${a}, subgroupBroadcast(${x}, ${from + t}u))`).join(', ')})`;
+const bcastDots = (a: string, x: string, from: number) =>
+  `vec4<f32>(${[0, 1, 2, 3].map((t) => `vdot(${a}, subgroupBroadcast(${x}, ${from + t}u))`).join(', ')})`;
 /** vec4 of lane t's scalar x, for t in [from, from + 4). */
-const bcast4 = (x: string, from: number) => `vec4<f32>(${[0, 1, 2, 3].map((t) => `subgroupBroadcast(${x}, ${from + t}u)`).join(', ')})`;
+const bcast4 = (x: string, from: number) =>
+  `vec4<f32>(${[0, 1, 2, 3].map((t) => `subgroupBroadcast(${x}, ${from + t}u)`).join(', ')})`;
 
 function sgHeader(hs: number, inputs: [string, string][], outputs: [string, string][]): string {
   return `enable subgroups;
@@ -600,9 +678,13 @@ ${SG_MAIN}
       sa += ${bcastDots('qc', 'kc', 0)};
       sb += ${bcastDots('qc', 'kc', 4)};
     }
-    ${hasBias ? `let bj = bias[bbase + min(j0 + sid, S - 1u)];
+    ${
+      hasBias
+        ? `let bj = bias[bbase + min(j0 + sid, S - 1u)];
     let ba = ${bcast4('bj', 0)};
-    let bb = ${bcast4('bj', 4)};` : 'let ba = vec4<f32>(0.0);\n    let bb = vec4<f32>(0.0);'}
+    let bb = ${bcast4('bj', 4)};`
+        : 'let ba = vec4<f32>(0.0);\n    let bb = vec4<f32>(0.0);'
+    }
     let ja = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
     let jb = ja + vec4<u32>(4u);
     let ninf = vec4<f32>(${NEG_INF});
@@ -669,9 +751,13 @@ ${SG_MAIN}
       pa += ${bcastDots('dc', 'vc', 0)};
       pb += ${bcastDots('dc', 'vc', 4)};
     }
-    ${hasBias ? `let bj = bias[bbase + min(j0 + sid, S - 1u)];
+    ${
+      hasBias
+        ? `let bj = bias[bbase + min(j0 + sid, S - 1u)];
     let ba = ${bcast4('bj', 0)};
-    let bb = ${bcast4('bj', 4)};` : 'let ba = vec4<f32>(0.0);\n    let bb = vec4<f32>(0.0);'}
+    let bb = ${bcast4('bj', 4)};`
+        : 'let ba = vec4<f32>(0.0);\n    let bb = vec4<f32>(0.0);'
+    }
     let ja = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
     let jb = ja + vec4<u32>(4u);
     let xa = sa * scale + ba;

@@ -52,7 +52,8 @@ export class WebGPUBackend implements Backend {
     targetLogProb: (logits, targets) => targetlogprob.targetLogProb(this, logits, targets),
     targetLogProbBackward: (logits, targets, dout) => targetlogprob.targetLogProbBackward(this, logits, targets, dout),
     attention: (q, k, v, scale, keyBias) => attention.attention(this, q, k, v, scale, keyBias),
-    attentionBackward: (q, k, v, out, lse, dout, scale, keyBias) => attention.attentionBackward(this, q, k, v, out, lse, dout, scale, keyBias),
+    attentionBackward: (q, k, v, out, lse, dout, scale, keyBias) =>
+      attention.attentionBackward(this, q, k, v, out, lse, dout, scale, keyBias),
     layerNorm: (x, weight, bias, eps) => norms.layerNorm(this, x, weight, bias, eps),
     layerNormBackward: (x, weight, mean, rstd, dy) => norms.layerNormBackward(this, x, weight, mean, rstd, dy),
     rmsNorm: (x, weight, eps) => norms.rmsNorm(this, x, weight, eps),
@@ -78,7 +79,9 @@ export class WebGPUBackend implements Backend {
     this.pool = new BufferPool(device);
     this.dispatcher = new Dispatcher(device, this.options);
     this.lost = device.lost.then((info) => {
-      const e = new Error(this.destroyed ? 'webgpu: the device was destroyed' : `webgpu: device lost (${info.reason}): ${info.message}`);
+      const e = new Error(
+        this.destroyed ? 'webgpu: the device was destroyed' : `webgpu: device lost (${info.reason}): ${info.message}`,
+      );
       this.dispatcher.fail(e);
       throw e;
     });
@@ -155,9 +158,14 @@ export class WebGPUBackend implements Backend {
     this.dispatcher.check();
     const n = sizeOf(x.shape);
     if (n === 0) return arrayFor(x.dtype, 0);
-    if ((x.handle as GpuHandle).released) throw new Error('webgpu read: the buffer has been freed (a disposed tensor?)');
+    if ((x.handle as GpuHandle).released)
+      throw new Error('webgpu read: the buffer has been freed (a disposed tensor?)');
     const bytes = n * 4;
-    const staging = this.device.createBuffer({ size: bytes, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */, label: 'read staging' });
+    const staging = this.device.createBuffer({
+      size: bytes,
+      usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */,
+      label: 'read staging',
+    });
     try {
       this.dispatcher.copy((x.handle as GpuHandle).buffer, staging, bytes);
       this.dispatcher.flush();

@@ -24,10 +24,16 @@ export interface InitWebGPUOptions extends Partial<WebGPUBackendOptions> {
 /** Features the kernels can use when the adapter has them. */
 const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
 /** Limits the kernels want as high as the adapter allows (WebGPU's defaults are small: 128 MiB bindings). */
-const WANTED_LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxStorageBuffersPerShaderStage'] as const;
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxStorageBuffersPerShaderStage',
+] as const;
 
 export const NO_ADAPTER_HINT =
-  'install a GPU driver with Vulkan (or Metal / D3D12) support, or on Linux without a GPU run `bash scripts/setup-lavapipe.sh` (Mesa lavapipe, a Vulkan driver on the CPU)';
+  'install a GPU driver with Vulkan (or Metal / D3D12) support, or on Linux without a GPU run `bash ' +
+  'scripts/setup-lavapipe.sh` (Mesa lavapipe, a Vulkan driver on the CPU)';
 
 // Dawn's instance: while referenced, Node stays alive; destroyWebGPU() drops it.
 let gpu: GPU | null = null;
@@ -44,7 +50,9 @@ function envFlag(name: string): boolean {
  * time). Debug mode is on when opts.debug or env WEBGPU_DEBUG=1. Throws, with a way to get an adapter,
  * when there is none.
  */
-export async function initWebGPU(opts: InitWebGPUOptions = {}): Promise<{ backend: WebGPUBackend; adapter: AdapterSummary }> {
+export async function initWebGPU(
+  opts: InitWebGPUOptions = {},
+): Promise<{ backend: WebGPUBackend; adapter: AdapterSummary }> {
   if (!current) {
     current = createBackend(opts);
     current.catch(() => (current = null)); // a later call may try again
@@ -62,10 +70,16 @@ export async function initWebGPU(opts: InitWebGPUOptions = {}): Promise<{ backen
 async function createBackend(opts: InitWebGPUOptions): Promise<{ backend: WebGPUBackend; adapter: AdapterSummary }> {
   // Dawn's Vulkan loader wants a runtime directory; CI containers often have none.
   process.env.XDG_RUNTIME_DIR ??= os.tmpdir();
-  const backendName = opts.backend ?? process.env.WEBGPU_BACKEND ?? (process.platform === 'linux' ? 'vulkan' : undefined);
+  const backendName =
+    opts.backend ?? process.env.WEBGPU_BACKEND ?? (process.platform === 'linux' ? 'vulkan' : undefined);
   const dawnOptions: string[] = [];
   if (backendName) dawnOptions.push(`backend=${backendName}`);
-  const toggles = opts.toggles ?? (process.env.WEBGPU_TOGGLES ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  const toggles =
+    opts.toggles ??
+    (process.env.WEBGPU_TOGGLES ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean);
   if (toggles.length) dawnOptions.push(`enable-dawn-features=${toggles.join(',')}`);
   let adapter: GPUAdapter | null;
   try {
@@ -73,7 +87,11 @@ async function createBackend(opts: InitWebGPUOptions): Promise<{ backend: WebGPU
     adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference });
   } catch (e) {
     gpu = null;
-    throw new Error(`webgpu: no WebGPU adapter (Dawn backend '${backendName ?? 'default'}': ${(e as Error).message.split('\n')[0]}); ${NO_ADAPTER_HINT}`, { cause: e });
+    throw new Error(
+      `webgpu: no WebGPU adapter (Dawn backend '${backendName ?? 'default'}': ` +
+        `${(e as Error).message.split('\n')[0]}); ${NO_ADAPTER_HINT}`,
+      { cause: e },
+    );
   }
   if (!adapter) {
     gpu = null;
@@ -85,7 +103,12 @@ async function createBackend(opts: InitWebGPUOptions): Promise<{ backend: WebGPU
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'igpo-ts' });
   const info = adapter.info;
   const limits: Record<string, number> = {};
-  for (const name of [...WANTED_LIMITS, 'maxComputeWorkgroupsPerDimension', 'maxComputeInvocationsPerWorkgroup', 'minUniformBufferOffsetAlignment'] as const) {
+  for (const name of [
+    ...WANTED_LIMITS,
+    'maxComputeWorkgroupsPerDimension',
+    'maxComputeInvocationsPerWorkgroup',
+    'minUniformBufferOffsetAlignment',
+  ] as const) {
     limits[name] = device.limits[name];
   }
   const summary: AdapterSummary = {
@@ -106,7 +129,10 @@ async function createBackend(opts: InitWebGPUOptions): Promise<{ backend: WebGPU
 /** One line naming the adapter, for logs. */
 export function describeAdapter(a: AdapterSummary): string {
   const name = a.description || a.device || 'unknown adapter';
-  return `webgpu: ${name} (${a.vendor || '?'}/${a.architecture || '?'}, ${a.backend}); features: ${a.features.join(', ') || 'none'}`;
+  return (
+    `webgpu: ${name} (${a.vendor || '?'}/${a.architecture || '?'}, ${a.backend}); features: ` +
+    `${a.features.join(', ') || 'none'}`
+  );
 }
 
 /**

@@ -17,7 +17,19 @@ import type { BinaryOp, UnaryOp, View } from '../engine/index.js';
 import { broadcastStrides, sizeOf, stridesOf, type DType, type Shape } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
-import { coalesce, declareBindings, f32Lit, FLAT_BUILTINS, flatId, grid1d, stridedOffsetsWGSL, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
+import {
+  coalesce,
+  declareBindings,
+  f32Lit,
+  FLAT_BUILTINS,
+  flatId,
+  grid1d,
+  stridedOffsetsWGSL,
+  Uniforms,
+  WGSL_LIB,
+  wgslType,
+  type Program,
+} from './program.js';
 
 const WG = 256;
 const GELU_C = f32Lit(Math.sqrt(2 / Math.PI));
@@ -167,7 +179,16 @@ const VEC_PER_THREAD = 4;
  * its width, so vec4 loads are the speed-up there). The scalar path does one element per thread, through
  * the strided offsets when an operand broadcasts.
  */
-export function elementwise(backend: WebGPUBackend, name: string, expr: string, operands: readonly Operand[], outType: string, outDType: DType, outShape: Shape, bits = 0): GpuHandle {
+export function elementwise(
+  backend: WebGPUBackend,
+  name: string,
+  expr: string,
+  operands: readonly Operand[],
+  outType: string,
+  outDType: DType,
+  outShape: Shape,
+  bits = 0,
+): GpuHandle {
   const n = sizeOf(outShape);
   const out = backend.alloc(n, outDType, name);
   if (n === 0) return out;
@@ -189,10 +210,22 @@ export function elementwise(backend: WebGPUBackend, name: string, expr: string, 
     vectorProgram(backend, name, expr, operands, modes, outType, n, bits, inputs, out);
     return out;
   }
-  const walk = strided.length > 0 ? coalesce(outShape, strided.map((s) => s.strides)) : { shape: [], strides: [] };
+  const walk =
+    strided.length > 0
+      ? coalesce(
+          outShape,
+          strided.map((s) => s.strides),
+        )
+      : { shape: [], strides: [] };
   const rank = walk.shape.length;
-  const uniforms = new Uniforms([['n', 'u32'], ['bits', 'u32'], ['shape', 'u32', rank], ...strided.map((s) => [`st_${s.name}`, 'u32', rank] as const)]);
-  const cacheKey = `ew|${name}|${expr}|${outType}|${operands.map((o, i) => `${o.name}:${o.type}:${modes[i]}`).join(',')}|r${rank}`;
+  const uniforms = new Uniforms([
+    ['n', 'u32'],
+    ['bits', 'u32'],
+    ['shape', 'u32', rank],
+    ...strided.map((s) => [`st_${s.name}`, 'u32', rank] as const),
+  ]);
+  const operandKey = operands.map((o, i) => `${o.name}:${o.type}:${modes[i]}`).join(',');
+  const cacheKey = `ew|${name}|${expr}|${outType}|${operandKey}|r${rank}`;
   const program: Program = {
     name,
     cacheKey,
@@ -206,12 +239,24 @@ export function elementwise(backend: WebGPUBackend, name: string, expr: string, 
       return `${WGSL_LIB}
 ${SNIPPET_LIB}
 ${uniforms.wgsl}
-${declareBindings(operands.map((o) => [`in_${o.name}`, o.type] as const), [['out', outType]])}
+${declareBindings(
+  operands.map((o) => [`in_${o.name}`, o.type] as const),
+  [['out', outType]],
+)}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(WG)};
   if (i >= u_n()) { return; }
-  ${rank > 0 ? stridedOffsetsWGSL(rank, 'i', 'shape', strided.map((s) => `st_${s.name}`)) : ''}
+  ${
+    rank > 0
+      ? stridedOffsetsWGSL(
+          rank,
+          'i',
+          'shape',
+          strided.map((s) => `st_${s.name}`),
+        )
+      : ''
+  }
   ${reads.join('\n  ')}
   out[i] = ${expr};
 }`;
@@ -223,13 +268,28 @@ fn main(${FLAT_BUILTINS}) {
   return out;
 }
 
-const vecUniforms = new Uniforms([['units', 'u32'], ['threads', 'u32'], ['bits', 'u32']]);
+const vecUniforms = new Uniforms([
+  ['units', 'u32'],
+  ['threads', 'u32'],
+  ['bits', 'u32'],
+]);
 
 /**
  * The vector path: n / 4 vec4 units; thread t of `threads` takes units t, t + threads, ... (VEC_PER_THREAD
  * of them). The snippet becomes a function of the operands' scalars, called once per component.
  */
-function vectorProgram(backend: WebGPUBackend, name: string, expr: string, operands: readonly Operand[], modes: readonly Mode[], outType: string, n: number, bits: number, inputs: GpuHandle[], out: GpuHandle): void {
+function vectorProgram(
+  backend: WebGPUBackend,
+  name: string,
+  expr: string,
+  operands: readonly Operand[],
+  modes: readonly Mode[],
+  outType: string,
+  n: number,
+  bits: number,
+  inputs: GpuHandle[],
+  out: GpuHandle,
+): void {
   const units = n / 4;
   const threads = Math.ceil(units / VEC_PER_THREAD);
   const program: Program = {
@@ -239,17 +299,24 @@ function vectorProgram(backend: WebGPUBackend, name: string, expr: string, opera
     dispatch: grid1d(threads, WG),
     wgsl: () => {
       const params = operands.map((o) => `${o.name}: ${o.type}`).join(', ');
-      const comp = (c: string) => `op(${operands.map((o, i) => (modes[i] === 'scalar' ? `s_${o.name}` : `v_${o.name}.${c}`)).join(', ')})`;
+      const comp = (c: string) =>
+        `op(${operands.map((o, i) => (modes[i] === 'scalar' ? `s_${o.name}` : `v_${o.name}.${c}`)).join(', ')})`;
       const scalars = operands.filter((_, i) => modes[i] === 'scalar').map((o) => `let s_${o.name} = in_${o.name}[0];`);
       const unit = [
         ...operands.filter((_, i) => modes[i] === 'same').map((o) => `let v_${o.name} = in_${o.name}[i];`),
         `out[i] = vec4<${outType}>(${['x', 'y', 'z', 'w'].map(comp).join(', ')});`,
       ].join(' ');
-      const body = Array.from({ length: VEC_PER_THREAD }, (_, k) => `{ let i = t + ${k}u * nt; if (i < nu) { ${unit} } }`);
+      const body = Array.from(
+        { length: VEC_PER_THREAD },
+        (_, k) => `{ let i = t + ${k}u * nt; if (i < nu) { ${unit} } }`,
+      );
       return `${WGSL_LIB}
 ${SNIPPET_LIB}
 ${vecUniforms.wgsl}
-${declareBindings(operands.map((o, i) => [`in_${o.name}`, modes[i] === 'scalar' ? o.type : `vec4<${o.type}>`] as const), [['out', `vec4<${outType}>`]])}
+${declareBindings(
+  operands.map((o, i) => [`in_${o.name}`, modes[i] === 'scalar' ? o.type : `vec4<${o.type}>`] as const),
+  [['out', `vec4<${outType}>`]],
+)}
 fn op(${params}) -> ${outType} { return ${expr}; }
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
@@ -270,14 +337,33 @@ fn main(${FLAT_BUILTINS}) {
 
 export function unary(backend: WebGPUBackend, op: UnaryOp, x: View): GpuHandle {
   const t = wgslType(x.dtype, op);
-  return elementwise(backend, `unary:${op}`, unarySnippet(op, t), [{ name: 'a', view: x, type: t }], t, x.dtype, x.shape);
+  return elementwise(
+    backend,
+    `unary:${op}`,
+    unarySnippet(op, t),
+    [{ name: 'a', view: x, type: t }],
+    t,
+    x.dtype,
+    x.shape,
+  );
 }
 
 export function binary(backend: WebGPUBackend, op: BinaryOp, a: View, b: View, outShape: Shape): GpuHandle {
   const t = wgslType(a.dtype, op);
   wgslType(b.dtype, op);
   const expr = (t === 'f32' ? BINARY_F32 : BINARY_I32)[op];
-  return elementwise(backend, `binary:${op}`, expr, [{ name: 'a', view: a, type: t }, { name: 'b', view: b, type: t }], t, a.dtype, outShape);
+  return elementwise(
+    backend,
+    `binary:${op}`,
+    expr,
+    [
+      { name: 'a', view: a, type: t },
+      { name: 'b', view: b, type: t },
+    ],
+    t,
+    a.dtype,
+    outShape,
+  );
 }
 
 /** cond != 0 ? a : b. A NaN condition counts as true, as on the CPU. */
@@ -285,7 +371,11 @@ export function where(backend: WebGPUBackend, cond: View, a: View, b: View, outS
   const tc = wgslType(cond.dtype, 'where');
   const t = wgslType(a.dtype, 'where');
   const zero = tc === 'f32' ? '0.0' : '0';
-  const operands: Operand[] = [{ name: 'c', view: cond, type: tc }, { name: 'a', view: a, type: t }, { name: 'b', view: b, type: t }];
+  const operands: Operand[] = [
+    { name: 'c', view: cond, type: tc },
+    { name: 'a', view: a, type: t },
+    { name: 'b', view: b, type: t },
+  ];
   return elementwise(backend, 'where', `select(b, a, !(c == ${zero}))`, operands, t, a.dtype, outShape);
 }
 
@@ -312,7 +402,10 @@ export function fill(backend: WebGPUBackend, shape: Shape, dtype: DType, value: 
 /** Writes a 32-bit pattern over the first `n` elements of an existing buffer (test poisoning). */
 export function fillBits(backend: WebGPUBackend, target: GpuHandle, n: number, bits: number): void {
   if (n === 0) return;
-  const uniforms = new Uniforms([['n', 'u32'], ['bits', 'u32']]);
+  const uniforms = new Uniforms([
+    ['n', 'u32'],
+    ['bits', 'u32'],
+  ]);
   const program: Program = {
     name: 'fillBits',
     cacheKey: 'fillBits',

@@ -39,14 +39,25 @@ function gatherSelect(backend: WebGPUBackend, x: View, index: View, axis: number
   const n = outer * m * inner;
   const out = backend.alloc(n, x.dtype, 'gather');
   if (n === 0) return out;
-  const uniforms = new Uniforms([['n', 'u32'], ['m', 'u32'], ['N', 'u32'], ['inner', 'u32']]);
+  const uniforms = new Uniforms([
+    ['n', 'u32'],
+    ['m', 'u32'],
+    ['N', 'u32'],
+    ['inner', 'u32'],
+  ]);
   const program: Program = {
     name: 'gather:select',
     cacheKey: 'gather|select',
     workgroupSize: [WG, 1, 1],
     dispatch: grid1d(n, WG),
     wgsl: () => `${uniforms.wgsl}
-${declareBindings([['x', 'u32'], ['index', 'i32']], [['out', 'u32']])}
+${declareBindings(
+  [
+    ['x', 'u32'],
+    ['index', 'i32'],
+  ],
+  [['out', 'u32']],
+)}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(WG)};
@@ -70,21 +81,35 @@ function gatherAlong(backend: WebGPUBackend, x: View, index: View, axis: number)
   if (n === 0) return out;
   const rank = index.shape.length;
   const xs = stridesOf(x.shape);
-  const uniforms = new Uniforms([['n', 'u32'], ['N', 'u32'], ['axis_stride', 'u32'], ['ishape', 'u32', rank], ['xstride', 'u32', rank]]);
+  const uniforms = new Uniforms([
+    ['n', 'u32'],
+    ['N', 'u32'],
+    ['axis_stride', 'u32'],
+    ['ishape', 'u32', rank],
+    ['xstride', 'u32', rank],
+  ]);
   const program: Program = {
     name: 'gather:along',
     cacheKey: `gather|along|r${rank}`,
     workgroupSize: [WG, 1, 1],
     dispatch: grid1d(n, WG),
     wgsl: () => `${uniforms.wgsl}
-${declareBindings([['x', 'u32'], ['index', 'i32']], [['out', 'u32']])}
+${declareBindings(
+  [
+    ['x', 'u32'],
+    ['index', 'i32'],
+  ],
+  [['out', 'u32']],
+)}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(WG)};
   if (i >= u_n()) { return; }
   var off = 0u;
   { var rem = i;
-    for (var d = ${rank}u; d > 0u; d--) { let k = d - 1u; let c = rem % u_ishape(k); rem = rem / u_ishape(k); off += c * u_xstride(k); } }
+    for (var d = ${rank}u; d > 0u; d--) {
+      let k = d - 1u; let c = rem % u_ishape(k); rem = rem / u_ishape(k); off += c * u_xstride(k);
+    } }
   let idx = index[i];
   if (idx < 0 || u32(idx) >= u_N()) { out[i] = 0u; return; }
   out[i] = x[off + u32(idx) * u_axis_stride()];
@@ -92,11 +117,23 @@ fn main(${FLAT_BUILTINS}) {
   };
   // The axis contributes through the index value, not the position: its stride in the walk is 0.
   const xstride = xs.map((s, k) => (k === axis ? 0 : s));
-  backend.dispatch(program, [handle(x), handle(index)], [out], uniforms.pack({ n, N: x.shape[axis], axis_stride: xs[axis], ishape: index.shape, xstride }));
+  backend.dispatch(
+    program,
+    [handle(x), handle(index)],
+    [out],
+    uniforms.pack({ n, N: x.shape[axis], axis_stride: xs[axis], ishape: index.shape, xstride }),
+  );
   return out;
 }
 
-export function scatterAdd(backend: WebGPUBackend, src: View, index: View, axis: number, mode: Mode, outShape: Shape): GpuHandle {
+export function scatterAdd(
+  backend: WebGPUBackend,
+  src: View,
+  index: View,
+  axis: number,
+  mode: Mode,
+  outShape: Shape,
+): GpuHandle {
   const t = wgslType(src.dtype, 'scatterAdd');
   checkIndex('scatterAdd', index);
   const n = sizeOf(outShape);
@@ -106,14 +143,25 @@ export function scatterAdd(backend: WebGPUBackend, src: View, index: View, axis:
   if (mode === 'select') {
     const [, N, inner] = around(outShape, axis);
     const m = sizeOf(index.shape);
-    const uniforms = new Uniforms([['n', 'u32'], ['m', 'u32'], ['N', 'u32'], ['inner', 'u32']]);
+    const uniforms = new Uniforms([
+      ['n', 'u32'],
+      ['m', 'u32'],
+      ['N', 'u32'],
+      ['inner', 'u32'],
+    ]);
     const program: Program = {
       name: 'scatterAdd:select',
       cacheKey: `scatterAdd|select|${t}`,
       workgroupSize: [WG, 1, 1],
       dispatch: grid1d(n, WG),
       wgsl: () => `${uniforms.wgsl}
-${declareBindings([['src', t], ['index', 'i32']], [['out', t]])}
+${declareBindings(
+  [
+    ['src', t],
+    ['index', 'i32'],
+  ],
+  [['out', t]],
+)}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(WG)};
@@ -152,7 +200,13 @@ fn main(${FLAT_BUILTINS}) {
     workgroupSize: [WG, 1, 1],
     dispatch: grid1d(n, WG),
     wgsl: () => `${uniforms.wgsl}
-${declareBindings([['src', t], ['index', 'i32']], [['out', t]])}
+${declareBindings(
+  [
+    ['src', t],
+    ['index', 'i32'],
+  ],
+  [['out', t]],
+)}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(WG)};
@@ -176,7 +230,15 @@ fn main(${FLAT_BUILTINS}) {
   out[i] = acc;
 }`,
   };
-  const values = { n, axis, len: index.shape[axis], axis_stride: is[axis], oshape: outShape, ishape: index.shape, istride: is };
+  const values = {
+    n,
+    axis,
+    len: index.shape[axis],
+    axis_stride: is[axis],
+    oshape: outShape,
+    ishape: index.shape,
+    istride: is,
+  };
   backend.dispatch(program, [handle(src), handle(index)], [out], uniforms.pack(values));
   return out;
 }

@@ -18,11 +18,37 @@ import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
-import { declareBindings, FLAT_BUILTINS, flatId, grid1d, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
-import { ONLINE_LSE_WGSL, PART_WG, planRowParts, ROW_MAIN, ROW_WG, rowStatsWGSL, unitLoopWGSL, workgroupReduceWGSL, type RowPartsPlan } from './rowreduce.js';
+import {
+  declareBindings,
+  FLAT_BUILTINS,
+  flatId,
+  grid1d,
+  Uniforms,
+  WGSL_LIB,
+  wgslType,
+  type Program,
+} from './program.js';
+import {
+  ONLINE_LSE_WGSL,
+  PART_WG,
+  planRowParts,
+  ROW_MAIN,
+  ROW_WG,
+  rowStatsWGSL,
+  unitLoopWGSL,
+  workgroupReduceWGSL,
+  type RowPartsPlan,
+} from './rowreduce.js';
 
-const uniforms = new Uniforms([['rows', 'u32'], ['cols', 'u32']]);
-const partUniforms = new Uniforms([['rows', 'u32'], ['units', 'u32'], ['parts', 'u32']]);
+const uniforms = new Uniforms([
+  ['rows', 'u32'],
+  ['cols', 'u32'],
+]);
+const partUniforms = new Uniforms([
+  ['rows', 'u32'],
+  ['units', 'u32'],
+  ['parts', 'u32'],
+]);
 
 function rowsOf(x: View): { rows: number; cols: number } {
   const cols = x.shape.length === 0 ? 1 : x.shape[x.shape.length - 1];
@@ -57,7 +83,13 @@ export function logSoftmax(backend: WebGPUBackend, x: View): GpuHandle {
  */
 function forwardProgram(kind: 'fused' | 'states' | 'finish', plan: RowPartsPlan, rows: number): Program {
   const vt = plan.width === 4 ? 'vec4<f32>' : 'f32';
-  const inputs: [string, string][] = kind === 'finish' ? [['x', vt], ['states', 'vec2<f32>']] : [['x', vt]];
+  const inputs: [string, string][] =
+    kind === 'finish'
+      ? [
+          ['x', vt],
+          ['states', 'vec2<f32>'],
+        ]
+      : [['x', vt]];
   const outputs: [string, string][] = kind === 'states' ? [['states', 'vec2<f32>']] : [['out', vt]];
   const stats =
     kind === 'finish'
@@ -109,7 +141,13 @@ export function logSoftmaxBackward(backend: WebGPUBackend, y: View, dy: View): G
     dispatch: grid1d(rows, 1),
     wgsl: () => `${WGSL_LIB}
 ${uniforms.wgsl}
-${declareBindings([['y', 'f32'], ['dy', 'f32']], [['dx', 'f32']])}
+${declareBindings(
+  [
+    ['y', 'f32'],
+    ['dy', 'f32'],
+  ],
+  [['dx', 'f32']],
+)}
 ${workgroupReduceWGSL('wg_sum', 'f32', ROW_WG, (a, b) => `${a} + ${b}`)}
 ${ROW_MAIN}
   var acc = 0.0;

@@ -4,7 +4,7 @@
 //
 // The layout was chosen by measuring lavapipe (Mesa's Vulkan on the CPU), where a storage load inside a
 // loop costs about as much as 30 fused multiply-adds whatever its width (it is a loop over the subgroup's
-// 8 lanes), while arithmetic and subgroup broadcasts are cheap (kernels/README.md has the figures):
+// 8 lanes), while arithmetic and subgroup broadcasts are cheap (measured with the kernels bench):
 //   - every thread owns TM rows x 4*NV columns of C (TM*NV vec4 accumulators); all threads of a workgroup
 //     share the same TM rows and lie side by side along N, so a workgroup computes a TM x (4*NV*WG) strip;
 //   - K advances 4 at a time: each thread loads B as vec4s (4 columns at one k, or 4 k's of one column
@@ -27,7 +27,18 @@ import type { View } from '../engine/index.js';
 import { broadcastStrides, sizeOf, type Shape } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
-import { coalesce, declareBindings, FLAT_BUILTINS, flatId, grid1d, MAX_GROUPS_PER_DIM, stridedOffsetsWGSL, Uniforms, wgslType, type Program } from './program.js';
+import {
+  coalesce,
+  declareBindings,
+  FLAT_BUILTINS,
+  flatId,
+  grid1d,
+  MAX_GROUPS_PER_DIM,
+  stridedOffsetsWGSL,
+  Uniforms,
+  wgslType,
+  type Program,
+} from './program.js';
 
 /** A kernel layout: what the planner picks, and what tests and tuning may force. */
 export interface MatmulConfig {
@@ -55,7 +66,13 @@ export interface MatmulOptions {
 }
 
 /** The layout the planner picks for a shape on this backend (exported for tests and the benchmark). */
-export function planMatmul(backend: WebGPUBackend, M: number, N: number, K: number, batch: number): MatmulConfig & { kind: 'tiled' | 'skinny' } {
+export function planMatmul(
+  backend: WebGPUBackend,
+  M: number,
+  N: number,
+  K: number,
+  batch: number,
+): MatmulConfig & { kind: 'tiled' | 'skinny' } {
   const subgroups = canUseSubgroups(backend);
   const tuned = subgroups ? TUNED_SG : TUNED;
   // Skinny (M <= 64: decoding, sampling, a few rows): the rows of a strip in one workgroup where they fit
@@ -69,7 +86,8 @@ export function planMatmul(backend: WebGPUBackend, M: number, N: number, K: numb
   while (wg < wantWg && wg * 4 * nv < N) wg *= 2;
   const groups = Math.ceil(N / (wg * 4 * nv)) * Math.ceil(M / tm) * batch;
   let splitK = 1;
-  if (groups < MIN_GROUPS && K >= 2 * SPLIT_MIN_K) splitK = Math.min(MAX_SPLITS, Math.ceil(MIN_GROUPS / groups), Math.floor(K / SPLIT_MIN_K));
+  if (groups < MIN_GROUPS && K >= 2 * SPLIT_MIN_K)
+    splitK = Math.min(MAX_SPLITS, Math.ceil(MIN_GROUPS / groups), Math.floor(K / SPLIT_MIN_K));
   return { kind: skinny ? 'skinny' : 'tiled', tm, nv, wg: wg as MatmulConfig['wg'], subgroups, splitK };
 }
 
@@ -96,12 +114,22 @@ export function canUseSubgroups(backend: WebGPUBackend): boolean {
   return (info?.subgroupMinSize ?? 0) >= 8;
 }
 
-export function matmul(backend: WebGPUBackend, a: View, b: View, transA: boolean, transB: boolean, outShape: Shape, opts: MatmulOptions = {}): GpuHandle {
+export function matmul(
+  backend: WebGPUBackend,
+  a: View,
+  b: View,
+  transA: boolean,
+  transB: boolean,
+  outShape: Shape,
+  opts: MatmulOptions = {},
+): GpuHandle {
   const t = wgslType(a.dtype, 'matmul');
-  if (wgslType(b.dtype, 'matmul') !== t) throw new Error(`matmul: operands must share a dtype, got ${a.dtype} and ${b.dtype}`);
+  if (wgslType(b.dtype, 'matmul') !== t)
+    throw new Error(`matmul: operands must share a dtype, got ${a.dtype} and ${b.dtype}`);
   const f16 = opts.inputs === 'f16';
   if (f16 && t !== 'f32') throw new Error(`matmul: f16 inputs need float32 views, got ${a.dtype}`);
-  if (f16 && !backend.features.has('shader-f16')) throw new Error("matmul: f16 inputs need the adapter feature 'shader-f16', which this device lacks");
+  if (f16 && !backend.features.has('shader-f16'))
+    throw new Error("matmul: f16 inputs need the adapter feature 'shader-f16', which this device lacks");
   const r = outShape.length;
   const M = outShape[r - 2];
   const N = outShape[r - 1];
@@ -110,7 +138,10 @@ export function matmul(backend: WebGPUBackend, a: View, b: View, transA: boolean
   const batch = outShape.slice(0, -2);
   const nBatch = sizeOf(batch);
   const plan = { ...planMatmul(backend, M, N, K, nBatch), ...opts.config };
-  if (plan.subgroups && !canUseSubgroups(backend)) throw new Error("matmul: the subgroup variant needs the adapter feature 'subgroups' with subgroups of at least 8 lanes");
+  if (plan.subgroups && !canUseSubgroups(backend))
+    throw new Error(
+      "matmul: the subgroup variant needs the adapter feature 'subgroups' with subgroups of at least 8 lanes",
+    );
   const out = backend.alloc(n, a.dtype, 'matmul');
   if (n === 0) return out;
   // Split K into chunks of a multiple of 4, so that only the last split can have a tail.
@@ -148,7 +179,8 @@ export function matmul(backend: WebGPUBackend, a: View, b: View, transA: boolean
   const rowBlocks = Math.ceil(M / cls.tm);
   const tiles = rowBlocks * nBatch * nSplits;
   const gridX = Math.ceil(N / (4 * cls.nv * cls.wg));
-  if (gridX > MAX_GROUPS_PER_DIM) throw new Error(`matmul: N = ${N} needs ${gridX} workgroups along N, more than ${MAX_GROUPS_PER_DIM}`);
+  if (gridX > MAX_GROUPS_PER_DIM)
+    throw new Error(`matmul: N = ${N} needs ${gridX} workgroups along N, more than ${MAX_GROUPS_PER_DIM}`);
   const gridY = Math.min(tiles, MAX_GROUPS_PER_DIM);
   const gridZ = Math.ceil(tiles / MAX_GROUPS_PER_DIM);
   const uniforms = tiledUniforms(cls.br);
@@ -195,7 +227,8 @@ interface ShapeClass {
 }
 
 const cacheKey = (c: ShapeClass): string =>
-  `matmul|${c.e}>${c.t}|${c.transA ? 'T' : 'N'}${c.transB ? 'T' : 'N'}|a${+c.aVec}b${+c.bVec}o${+c.oVec}t${+c.tail}|tm${c.tm}nv${c.nv}wg${c.wg}|sg${+c.sg}|split${+c.split}|b${c.br}`;
+  `matmul|${c.e}>${c.t}|${c.transA ? 'T' : 'N'}${c.transB ? 'T' : 'N'}|a${+c.aVec}b${+c.bVec}o${+c.oVec}t${+c.tail}` +
+  `|tm${c.tm}nv${c.nv}wg${c.wg}|sg${+c.sg}|split${+c.split}|b${c.br}`;
 
 function tiledUniforms(br: number): Uniforms {
   return new Uniforms([
@@ -242,7 +275,11 @@ function tiledWGSL(c: ShapeClass, uniforms: Uniforms): string {
   function chunk(masked: boolean): string {
     const L: string[] = [];
     const kq = (q: string) => (masked ? `min(k + ${q}, K - 1u)` : `(k + ${q})`);
-    const mask = (x: string, q: string, vec: boolean) => (masked ? `select(${vec ? zeroV : zero}, ${x}, k + ${q} < ke)` : x);
+    const mask = (x: string, q: string, vec: boolean) =>
+      masked ? `select(${vec ? zeroV : zero}, ${x}, k + ${q} < ke)` : x;
+    /** The 4 k's of one row of A, element by element (masked past K). */
+    const quadLoads = (row: string) =>
+      quads.map((q) => mask(cv(`a[${row} + ${kq(`${q}u`)}]`, false), `${q}u`, false)).join(', ');
     // Per-chunk loads, then per-k loads (aStep, bStep: q and sfx name the k), then the multiply-adds.
     let aAt: (i: number, q: number, sfx: string) => string;
     let aStep: (q: string, sfx: string) => string[] = () => [];
@@ -254,7 +291,7 @@ function tiledWGSL(c: ShapeClass, uniforms: Uniforms): string {
         // Lane s loads row r0 + 8j + (s & 7): 4 k's of it.
         for (const j of range(loads)) {
           if (c.aVec) L.push(`let av${j} = ${cv(`a[(arow${j} + k) / 4u]`, true)};`);
-          else L.push(`let av${j} = ${V}(${quads.map((q) => mask(cv(`a[arow${j} + ${kq(`${q}u`)}]`, false), `${q}u`, false)).join(', ')});`);
+          else L.push(`let av${j} = ${V}(${quadLoads(`arow${j}`)});`);
         }
         aAt = (i, q) => `subgroupBroadcast(av${i >> 3}[${q}], ${i & 7}u)`;
       } else {
@@ -273,37 +310,55 @@ function tiledWGSL(c: ShapeClass, uniforms: Uniforms): string {
       // Every thread loads the same addresses (the rows are the workgroup's).
       for (const i of rows) {
         if (c.aVec) L.push(`let ai${i} = ${cv(`a[(arow${i} + k) / 4u]`, true)};`);
-        else L.push(`let ai${i} = ${V}(${quads.map((q) => mask(cv(`a[arow${i} + ${kq(`${q}u`)}]`, false), `${q}u`, false)).join(', ')});`);
+        else L.push(`let ai${i} = ${V}(${quadLoads(`arow${i}`)});`);
       }
       aAt = (i, q) => `ai${i}[${q}]`;
     } else if (c.aVec) {
-      aStep = (q, sfx) => range(Math.ceil(tm / 4)).map((g) => `let at${g}${sfx} = ${mask(cv(`a[(aoff + ${kq(q)} * M + acol${g}) / 4u]`, true), q, true)};`);
+      aStep = (q, sfx) =>
+        range(Math.ceil(tm / 4)).map(
+          (g) => `let at${g}${sfx} = ${mask(cv(`a[(aoff + ${kq(q)} * M + acol${g}) / 4u]`, true), q, true)};`,
+        );
       aAt = (i, _q, sfx) => `at${i >> 2}${sfx}[${i & 3}]`;
     } else {
-      aStep = (q, sfx) => rows.map((i) => `let at${i}${sfx} = ${mask(cv(`a[aoff + ${kq(q)} * M + acol${i}]`, false), q, false)};`);
+      aStep = (q, sfx) =>
+        rows.map((i) => `let at${i}${sfx} = ${mask(cv(`a[aoff + ${kq(q)} * M + acol${i}]`, false), q, false)};`);
       aAt = (i, _q, sfx) => `at${i}${sfx}`;
     }
 
     // B: per chunk when transposed and vec4 (4 k's of each column), else per k.
-    if (c.transB && c.bVec) for (const v of groups) for (const e of quads) L.push(`let bt${v}_${e} = ${cv(`b[(brow${v}_${e} + k) / 4u]`, true)};`);
+    if (c.transB && c.bVec)
+      for (const v of groups)
+        for (const e of quads) L.push(`let bt${v}_${e} = ${cv(`b[(brow${v}_${e} + k) / 4u]`, true)};`);
     const bStep = (q: string, sfx: string) =>
       groups.map((v) => {
-        if (!c.transB && c.bVec) return `let bq${v}${sfx} = ${mask(cv(`b[(${kq(q)} * N + bcol${v}) / 4u]`, true), q, true)};`;
-        if (!c.transB) return `let bq${v}${sfx} = ${V}(${quads.map((e) => mask(cv(`b[${kq(q)} * N + bcol${v}_${e}]`, false), q, false)).join(', ')});`;
+        if (!c.transB && c.bVec)
+          return `let bq${v}${sfx} = ${mask(cv(`b[(${kq(q)} * N + bcol${v}) / 4u]`, true), q, true)};`;
+        if (!c.transB)
+          return (
+            `let bq${v}${sfx} = ` +
+            `${V}(${quads.map((e) => mask(cv(`b[${kq(q)} * N + bcol${v}_${e}]`, false), q, false)).join(', ')});`
+          );
         if (c.bVec) return `let bq${v}${sfx} = ${V}(${quads.map((e) => `bt${v}_${e}[${q}]`).join(', ')});`;
-        return `let bq${v}${sfx} = ${V}(${quads.map((e) => mask(cv(`b[brow${v}_${e} + ${kq(q)}]`, false), q, false)).join(', ')});`;
+        return (
+          `let bq${v}${sfx} = ` +
+          `${V}(${quads.map((e) => mask(cv(`b[brow${v}_${e} + ${kq(q)}]`, false), q, false)).join(', ')});`
+        );
       });
 
     for (const q of quads) L.push(...aStep(`${q}u`, `_${q}`), ...bStep(`${q}u`, `_${q}`));
     for (const i of rows) {
-      const fma = (q: number) => `{ let x = ${V}(${aAt(i, q, `_${q}`)}); ${groups.map((v) => `acc${i}_${v} = ${mad('x', `bq${v}_${q}`, `acc${i}_${v}`)};`).join(' ')} }`;
+      const fma = (q: number) =>
+        `{ let x = ${V}(${aAt(i, q, `_${q}`)}); ` +
+        `${groups.map((v) => `acc${i}_${v} = ${mad('x', `bq${v}_${q}`, `acc${i}_${v}`)};`).join(' ')} }`;
       L.push(quads.map(fma).join(' '));
     }
     return L.join('\n    ');
   }
 
   // Addresses that do not depend on k.
-  if (c.sg && !c.transA) for (const j of range(Math.max(1, tm / 8))) hoist.push(`let arow${j} = aoff + min(r0 + ${8 * j}u + (sid & 7u), M - 1u) * K;`);
+  if (c.sg && !c.transA)
+    for (const j of range(Math.max(1, tm / 8)))
+      hoist.push(`let arow${j} = aoff + min(r0 + ${8 * j}u + (sid & 7u), M - 1u) * K;`);
   if (c.sg && c.transA) {
     hoist.push('let lq = sid & 3u;', 'let lh = (sid >> 2u) & 1u;');
     for (const j of range(Math.max(1, tm / 8))) {
@@ -329,7 +384,9 @@ function tiledWGSL(c: ShapeClass, uniforms: Uniforms): string {
   const stores = rows.map((i) => {
     const body = groups.map((v) => {
       if (c.oVec) return `if (cv${v} < N) { out[(ooff + row * N + cv${v}) / 4u] = acc${i}_${v}; }`;
-      return quads.map((e) => `if (cv${v} + ${e}u < N) { out[ooff + row * N + cv${v} + ${e}u] = acc${i}_${v}[${e}]; }`).join(' ');
+      return quads
+        .map((e) => `if (cv${v} + ${e}u < N) { out[ooff + row * N + cv${v} + ${e}u] = acc${i}_${v}[${e}]; }`)
+        .join(' ');
     });
     return `{ let row = r0 + ${i}u; if (row < M) { ${body.join(' ')} } }`;
   });
@@ -338,7 +395,13 @@ function tiledWGSL(c: ShapeClass, uniforms: Uniforms): string {
   const sgBuiltin = c.sg ? ', @builtin(subgroup_invocation_id) sid: u32' : '';
   return `${enables}
 ${uniforms.wgsl}
-${declareBindings([['a', inType(c.aVec)], ['b', inType(c.bVec)]], [['out', c.oVec ? V : T]])}
+${declareBindings(
+  [
+    ['a', inType(c.aVec)],
+    ['b', inType(c.bVec)],
+  ],
+  [['out', c.oVec ? V : T]],
+)}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${sgBuiltin}) {
   // Workgroup (x, tile): x picks the strip of N; tile = (row block, batch, split), flattened over y and z.
@@ -377,7 +440,14 @@ const sumUniforms = new Uniforms([
   ['splits', 'u32'],
 ]);
 
-function sumSplits(backend: WebGPUBackend, partial: GpuHandle, out: GpuHandle, n: number, splits: number, t: 'f32' | 'i32'): void {
+function sumSplits(
+  backend: WebGPUBackend,
+  partial: GpuHandle,
+  out: GpuHandle,
+  n: number,
+  splits: number,
+  t: 'f32' | 'i32',
+): void {
   const program: Program = {
     name: 'matmul:splitK-sum',
     cacheKey: `matmul|splitK-sum|${t}`,
@@ -410,7 +480,7 @@ export function f16Bits(x: number): number {
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
   const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
-  const round = (v: number, rem: number, half: number) => (rem > half || (rem === half && (v & 1)) ? v + 1 : v);
+  const round = (v: number, rem: number, half: number) => (rem > half || (rem === half && v & 1) ? v + 1 : v);
   if (e <= 0) {
     if (e < -10) return sign;
     const m = mant | 0x800000;

@@ -8,7 +8,17 @@ import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../engine/index
 import type { WebGPUBackend } from './backend.js';
 import { fill } from './elementwise.js';
 import type { GpuHandle } from './pool.js';
-import { coalesce, declareBindings, FLAT_BUILTINS, flatId, grid1d, stridedOffsetsWGSL, Uniforms, wgslType, type Program } from './program.js';
+import {
+  coalesce,
+  declareBindings,
+  FLAT_BUILTINS,
+  flatId,
+  grid1d,
+  stridedOffsetsWGSL,
+  Uniforms,
+  wgslType,
+  type Program,
+} from './program.js';
 
 const WG = 256;
 
@@ -53,7 +63,14 @@ fn main(${FLAT_BUILTINS}) {
   out[off_dst] = x[off_src];
 }`,
   };
-  const values = { n, src_base: srcBase, dst_base: dstBase, shape: walk.shape, src: walk.strides[0], dst: walk.strides[1] };
+  const values = {
+    n,
+    src_base: srcBase,
+    dst_base: dstBase,
+    shape: walk.shape,
+    src: walk.strides[0],
+    dst: walk.strides[1],
+  };
   backend.dispatch(program, [src], [dst], uniforms.pack(values));
 }
 
@@ -71,7 +88,14 @@ export function permute(backend: WebGPUBackend, x: View, perm: readonly number[]
   const shape = perm.map((p) => x.shape[p]);
   const xs = stridesOf(x.shape);
   const out = backend.alloc(sizeOf(shape), x.dtype, 'permute');
-  stridedCopy(backend, handle(x), out, shape, perm.map((p) => xs[p]), stridesOf(shape));
+  stridedCopy(
+    backend,
+    handle(x),
+    out,
+    shape,
+    perm.map((p) => xs[p]),
+    stridesOf(shape),
+  );
   return out;
 }
 
@@ -79,7 +103,15 @@ export function slice(backend: WebGPUBackend, x: View, begin: readonly number[],
   wgslType(x.dtype, 'slice');
   const xs = stridesOf(x.shape);
   const out = backend.alloc(sizeOf(size), x.dtype, 'slice');
-  stridedCopy(backend, handle(x), out, size, xs, stridesOf(size), begin.reduce((s, b, i) => s + b * xs[i], 0));
+  stridedCopy(
+    backend,
+    handle(x),
+    out,
+    size,
+    xs,
+    stridesOf(size),
+    begin.reduce((s, b, i) => s + b * xs[i], 0),
+  );
   return out;
 }
 
@@ -89,7 +121,16 @@ export function pad(backend: WebGPUBackend, x: View, before: readonly number[], 
   const shape = x.shape.map((d, i) => d + before[i] + after[i]);
   const os = stridesOf(shape);
   const out = fill(backend, shape, x.dtype, 0);
-  stridedCopy(backend, handle(x), out, x.shape, stridesOf(x.shape), os, 0, before.reduce((s, b, i) => s + b * os[i], 0));
+  stridedCopy(
+    backend,
+    handle(x),
+    out,
+    x.shape,
+    stridesOf(x.shape),
+    os,
+    0,
+    before.reduce((s, b, i) => s + b * os[i], 0),
+  );
   return out;
 }
 

@@ -14,17 +14,31 @@ import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
-import { declareBindings, FLAT_BUILTINS, flatGroup, flatId, grid1d, localId, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
+import {
+  declareBindings,
+  FLAT_BUILTINS,
+  flatId,
+  grid1d,
+  Uniforms,
+  WGSL_LIB,
+  wgslType,
+  type Program,
+} from './program.js';
 import { PART_WG, planRowParts, ROW_MAIN, ROW_WG, unitLoopWGSL, workgroupReduceWGSL } from './rowreduce.js';
 
 type Kind = 'layer' | 'rms';
 
-const rowUniforms = new Uniforms([['rows', 'u32'], ['cols', 'u32'], ['eps', 'f32']]);
+const rowUniforms = new Uniforms([
+  ['rows', 'u32'],
+  ['cols', 'u32'],
+  ['eps', 'f32'],
+]);
 
 function rowsOf(op: string, x: View, weight: View): { rows: number; cols: number } {
   wgslType(x.dtype, op);
   const cols = x.shape[x.shape.length - 1];
-  if (sizeOf(weight.shape) !== cols) throw new Error(`${op}: weight [${weight.shape}] does not match the last axis of x [${x.shape}]`);
+  if (sizeOf(weight.shape) !== cols)
+    throw new Error(`${op}: weight [${weight.shape}] does not match the last axis of x [${x.shape}]`);
   return { rows: cols === 0 ? 0 : sizeOf(x.shape) / cols, cols };
 }
 
@@ -33,7 +47,14 @@ const handles = (...vs: View[]) => vs.map((v) => v.handle as GpuHandle);
 // ---------------------------------------------------------------------------------------------------
 // Forward.
 
-function normForward(backend: WebGPUBackend, kind: Kind, x: View, weight: View, bias: View | null, eps: number): { y: GpuHandle; mean: GpuHandle | null; rstd: GpuHandle } {
+function normForward(
+  backend: WebGPUBackend,
+  kind: Kind,
+  x: View,
+  weight: View,
+  bias: View | null,
+  eps: number,
+): { y: GpuHandle; mean: GpuHandle | null; rstd: GpuHandle } {
   const op = kind === 'layer' ? 'layerNorm' : 'rmsNorm';
   const { rows, cols } = rowsOf(op, x, weight);
   const y = backend.alloc(sizeOf(x.shape), x.dtype, op);
@@ -69,7 +90,28 @@ function normForward(backend: WebGPUBackend, kind: Kind, x: View, weight: View, 
     dispatch: grid1d(rows, 1),
     wgsl: () => `${WGSL_LIB}
 ${rowUniforms.wgsl}
-${declareBindings(layer ? [['x', 'f32'], ['weight', 'f32'], ['bias', 'f32']] : [['x', 'f32'], ['weight', 'f32']], layer ? [['y', 'f32'], ['mean', 'f32'], ['rstd', 'f32']] : [['y', 'f32'], ['rstd', 'f32']])}
+${declareBindings(
+  layer
+    ? [
+        ['x', 'f32'],
+        ['weight', 'f32'],
+        ['bias', 'f32'],
+      ]
+    : [
+        ['x', 'f32'],
+        ['weight', 'f32'],
+      ],
+  layer
+    ? [
+        ['y', 'f32'],
+        ['mean', 'f32'],
+        ['rstd', 'f32'],
+      ]
+    : [
+        ['y', 'f32'],
+        ['rstd', 'f32'],
+      ],
+)}
 ${workgroupReduceWGSL('wg_sum', 'f32', ROW_WG, (a, b) => `${a} + ${b}`)}
 ${ROW_MAIN}
   ${stats}
@@ -111,7 +153,28 @@ function rowForwardProgram(kind: Kind, width: 1 | 4, rows: number): Program {
     dispatch: grid1d(rows, PART_WG),
     wgsl: () => `${WGSL_LIB}
 ${rowUniforms.wgsl}
-${declareBindings(layer ? [['x', vt], ['weight', vt], ['bias', vt]] : [['x', vt], ['weight', vt]], layer ? [['y', vt], ['mean', 'f32'], ['rstd', 'f32']] : [['y', vt], ['rstd', 'f32']])}
+${declareBindings(
+  layer
+    ? [
+        ['x', vt],
+        ['weight', vt],
+        ['bias', vt],
+      ]
+    : [
+        ['x', vt],
+        ['weight', vt],
+      ],
+  layer
+    ? [
+        ['y', vt],
+        ['mean', 'f32'],
+        ['rstd', 'f32'],
+      ]
+    : [
+        ['y', vt],
+        ['rstd', 'f32'],
+      ],
+)}
 @compute @workgroup_size(${PART_WG})
 fn main(${FLAT_BUILTINS}) {
   let row = ${flatId(PART_WG)};
@@ -124,7 +187,13 @@ fn main(${FLAT_BUILTINS}) {
   };
 }
 
-export function layerNorm(backend: WebGPUBackend, x: View, weight: View, bias: View, eps: number): { y: GpuHandle; mean: GpuHandle; rstd: GpuHandle } {
+export function layerNorm(
+  backend: WebGPUBackend,
+  x: View,
+  weight: View,
+  bias: View,
+  eps: number,
+): { y: GpuHandle; mean: GpuHandle; rstd: GpuHandle } {
   const r = normForward(backend, 'layer', x, weight, bias, eps);
   return { y: r.y, mean: r.mean!, rstd: r.rstd };
 }
@@ -137,7 +206,17 @@ export function rmsNorm(backend: WebGPUBackend, x: View, weight: View, eps: numb
 // ---------------------------------------------------------------------------------------------------
 // Backward: dx per row.
 
-function normBackwardDx(backend: WebGPUBackend, kind: Kind, x: View, weight: View, mean: View | null, rstd: View, dy: View, rows: number, cols: number): GpuHandle {
+function normBackwardDx(
+  backend: WebGPUBackend,
+  kind: Kind,
+  x: View,
+  weight: View,
+  mean: View | null,
+  rstd: View,
+  dy: View,
+  rows: number,
+  cols: number,
+): GpuHandle {
   const op = kind === 'layer' ? 'layerNormBackward' : 'rmsNormBackward';
   const dx = backend.alloc(rows * cols, x.dtype, op);
   if (rows === 0) return dx;
@@ -152,7 +231,23 @@ function normBackwardDx(backend: WebGPUBackend, kind: Kind, x: View, weight: Vie
     dispatch: grid1d(rows, 1),
     wgsl: () => `${WGSL_LIB}
 ${rowUniforms.wgsl}
-${declareBindings(layer ? [['x', 'f32'], ['weight', 'f32'], ['mean', 'f32'], ['rstd', 'f32'], ['dy', 'f32']] : [['x', 'f32'], ['weight', 'f32'], ['rstd', 'f32'], ['dy', 'f32']], [['dx', 'f32']])}
+${declareBindings(
+  layer
+    ? [
+        ['x', 'f32'],
+        ['weight', 'f32'],
+        ['mean', 'f32'],
+        ['rstd', 'f32'],
+        ['dy', 'f32'],
+      ]
+    : [
+        ['x', 'f32'],
+        ['weight', 'f32'],
+        ['rstd', 'f32'],
+        ['dy', 'f32'],
+      ],
+  [['dx', 'f32']],
+)}
 ${workgroupReduceWGSL('wg_sum2', 'vec2<f32>', ROW_WG, (a, b) => `${a} + ${b}`)}
 ${ROW_MAIN}
   let mu = ${layer ? 'mean[row]' : '0.0'};
@@ -180,20 +275,43 @@ const COL_WG = 64;
 /** Rows per partial sum in the first pass (more when there are very many rows, so partials stay few). */
 const chunkRows = (rows: number) => Math.max(64, Math.ceil(rows / 1024));
 
-function normBackwardParams(backend: WebGPUBackend, kind: Kind, x: View, mean: View | null, rstd: View, dy: View, rows: number, cols: number): { dweight: GpuHandle; dbias: GpuHandle | null } {
+function normBackwardParams(
+  backend: WebGPUBackend,
+  kind: Kind,
+  x: View,
+  mean: View | null,
+  rstd: View,
+  dy: View,
+  rows: number,
+  cols: number,
+): { dweight: GpuHandle; dbias: GpuHandle | null } {
   const op = kind === 'layer' ? 'layerNormBackward' : 'rmsNormBackward';
   const layer = kind === 'layer';
   const nOut = layer ? 2 : 1;
   if (rows === 0) {
-    return { dweight: backend.fill([cols], x.dtype, 0) as GpuHandle, dbias: layer ? (backend.fill([cols], x.dtype, 0) as GpuHandle) : null };
+    return {
+      dweight: backend.fill([cols], x.dtype, 0) as GpuHandle,
+      dbias: layer ? (backend.fill([cols], x.dtype, 0) as GpuHandle) : null,
+    };
   }
   const R = chunkRows(rows);
   const chunks = Math.ceil(rows / R);
   const finals = Array.from({ length: nOut }, () => backend.alloc(cols, x.dtype, op));
-  const partials = chunks === 1 ? finals : Array.from({ length: nOut }, () => backend.alloc(chunks * cols, x.dtype, op));
-  const uniforms = new Uniforms([['rows', 'u32'], ['cols', 'u32'], ['chunk', 'u32'], ['chunks', 'u32']]);
+  const partials =
+    chunks === 1 ? finals : Array.from({ length: nOut }, () => backend.alloc(chunks * cols, x.dtype, op));
+  const uniforms = new Uniforms([
+    ['rows', 'u32'],
+    ['cols', 'u32'],
+    ['chunk', 'u32'],
+    ['chunks', 'u32'],
+  ]);
   const values = { rows, cols, chunk: R, chunks };
-  const outNames: [string, string][] = layer ? [['pw', 'f32'], ['pb', 'f32']] : [['pw', 'f32']];
+  const outNames: [string, string][] = layer
+    ? [
+        ['pw', 'f32'],
+        ['pb', 'f32'],
+      ]
+    : [['pw', 'f32']];
   // Pass 1: thread (k, c) sums rows [k * R, (k + 1) * R) of column c.
   const partial: Program = {
     name: `${op}:colsum`,
@@ -201,7 +319,21 @@ function normBackwardParams(backend: WebGPUBackend, kind: Kind, x: View, mean: V
     workgroupSize: [COL_WG, 1, 1],
     dispatch: grid1d(chunks * cols, COL_WG),
     wgsl: () => `${uniforms.wgsl}
-${declareBindings(layer ? [['x', 'f32'], ['mean', 'f32'], ['rstd', 'f32'], ['dy', 'f32']] : [['x', 'f32'], ['rstd', 'f32'], ['dy', 'f32']], outNames)}
+${declareBindings(
+  layer
+    ? [
+        ['x', 'f32'],
+        ['mean', 'f32'],
+        ['rstd', 'f32'],
+        ['dy', 'f32'],
+      ]
+    : [
+        ['x', 'f32'],
+        ['rstd', 'f32'],
+        ['dy', 'f32'],
+      ],
+  outNames,
+)}
 @compute @workgroup_size(${COL_WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(COL_WG)};
@@ -223,7 +355,12 @@ fn main(${FLAT_BUILTINS}) {
   ${layer ? 'pb[i] = sb;' : ''}
 }`,
   };
-  backend.dispatch(partial, layer ? handles(x, mean!, rstd, dy) : handles(x, rstd, dy), partials, uniforms.pack(values));
+  backend.dispatch(
+    partial,
+    layer ? handles(x, mean!, rstd, dy) : handles(x, rstd, dy),
+    partials,
+    uniforms.pack(values),
+  );
   if (chunks > 1) {
     // Pass 2: thread c adds the chunks' partials of column c, in chunk order.
     const finish: Program = {
@@ -232,7 +369,15 @@ fn main(${FLAT_BUILTINS}) {
       workgroupSize: [COL_WG, 1, 1],
       dispatch: grid1d(cols, COL_WG),
       wgsl: () => `${uniforms.wgsl}
-${declareBindings(outNames, layer ? [['dw', 'f32'], ['db', 'f32']] : [['dw', 'f32']])}
+${declareBindings(
+  outNames,
+  layer
+    ? [
+        ['dw', 'f32'],
+        ['db', 'f32'],
+      ]
+    : [['dw', 'f32']],
+)}
 @compute @workgroup_size(${COL_WG})
 fn main(${FLAT_BUILTINS}) {
   let c = ${flatId(COL_WG)};
@@ -254,14 +399,27 @@ fn main(${FLAT_BUILTINS}) {
   return { dweight: finals[0], dbias: layer ? finals[1] : null };
 }
 
-export function layerNormBackward(backend: WebGPUBackend, x: View, weight: View, mean: View, rstd: View, dy: View): { dx: GpuHandle; dweight: GpuHandle; dbias: GpuHandle } {
+export function layerNormBackward(
+  backend: WebGPUBackend,
+  x: View,
+  weight: View,
+  mean: View,
+  rstd: View,
+  dy: View,
+): { dx: GpuHandle; dweight: GpuHandle; dbias: GpuHandle } {
   const { rows, cols } = rowsOf('layerNormBackward', x, weight);
   const dx = normBackwardDx(backend, 'layer', x, weight, mean, rstd, dy, rows, cols);
   const { dweight, dbias } = normBackwardParams(backend, 'layer', x, mean, rstd, dy, rows, cols);
   return { dx, dweight, dbias: dbias! };
 }
 
-export function rmsNormBackward(backend: WebGPUBackend, x: View, weight: View, rstd: View, dy: View): { dx: GpuHandle; dweight: GpuHandle } {
+export function rmsNormBackward(
+  backend: WebGPUBackend,
+  x: View,
+  weight: View,
+  rstd: View,
+  dy: View,
+): { dx: GpuHandle; dweight: GpuHandle } {
   const { rows, cols } = rowsOf('rmsNormBackward', x, weight);
   const dx = normBackwardDx(backend, 'rms', x, weight, null, rstd, dy, rows, cols);
   return { dx, dweight: normBackwardParams(backend, 'rms', x, null, rstd, dy, rows, cols).dweight };

@@ -22,7 +22,7 @@ export interface MemoryReport {
 }
 
 /** Every pooled buffer can be bound as storage and copied from and to (upload, read, poison fills). */
-const USAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08 /* COPY_DST */;
+const USAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
 
 /** The smallest buffer handed out: small tensors (scalars, sizes) share one class, and 0 bytes never binds. */
 const MIN_BYTES = 256;
@@ -69,7 +69,8 @@ export class BufferPool {
    * use is encoded after them in the same queue order (uploads flush first; see program.ts).
    */
   release(h: GpuHandle): void {
-    if (h.released) throw new Error('webgpu: a buffer handle was freed twice (the engine frees each handle exactly once)');
+    if (h.released)
+      throw new Error('webgpu: a buffer handle was freed twice (the engine frees each handle exactly once)');
     h.released = true;
     this.bytesLive -= h.byteSize;
     this.buffersLive--;
@@ -80,7 +81,12 @@ export class BufferPool {
   }
 
   report(): MemoryReport {
-    return { bytesLive: this.bytesLive, bytesPeak: this.bytesPeak, bytesPooled: this.bytesPooled, buffersLive: this.buffersLive };
+    return {
+      bytesLive: this.bytesLive,
+      bytesPeak: this.bytesPeak,
+      bytesPooled: this.bytesPooled,
+      buffersLive: this.buffersLive,
+    };
   }
 
   resetPeak(): void {

@@ -44,7 +44,8 @@ export function grid1d(n: number, wg = 1): [number, number, number] {
   const groups = Math.max(1, Math.ceil(n / wg));
   if (groups <= MAX_GROUPS_PER_DIM) return [groups, 1, 1];
   const y = Math.ceil(groups / MAX_GROUPS_PER_DIM);
-  if (y > MAX_GROUPS_PER_DIM) throw new Error(`webgpu: ${n} threads need ${groups} workgroups, more than ${MAX_GROUPS_PER_DIM}^2`);
+  if (y > MAX_GROUPS_PER_DIM)
+    throw new Error(`webgpu: ${n} threads need ${groups} workgroups, more than ${MAX_GROUPS_PER_DIM}^2`);
   return [MAX_GROUPS_PER_DIM, y, 1];
 }
 
@@ -53,7 +54,8 @@ export function grid1d(n: number, wg = 1): [number, number, number] {
  * num_workgroups cost lavapipe about twice the time of a trivial kernel; these do not.)
  */
 export const FLAT_BUILTINS =
-  '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>';
+  '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, ' +
+  '@builtin(local_invocation_id) lid3: vec3<u32>';
 
 /** WGSL expression: the flat workgroup index (a row, for one-workgroup-per-row kernels). */
 export const flatGroup = (): string => `(wid.x + wid.y * ${MAX_GROUPS_PER_DIM}u)`;
@@ -98,11 +100,16 @@ fn min_nan(a: f32, b: f32) -> f32 { return select(min(a, b), a + b, is_nan(a) ||
 `;
 
 /** Storage binding declarations: inputs read-only from binding 1, then outputs read-write. */
-export function declareBindings(inputs: readonly (readonly [string, string])[], outputs: readonly (readonly [string, string])[]): string {
+export function declareBindings(
+  inputs: readonly (readonly [string, string])[],
+  outputs: readonly (readonly [string, string])[],
+): string {
   const lines: string[] = [];
   let b = 1;
-  for (const [name, type] of inputs) lines.push(`@group(0) @binding(${b++}) var<storage, read> ${name}: array<${type}>;`);
-  for (const [name, type] of outputs) lines.push(`@group(0) @binding(${b++}) var<storage, read_write> ${name}: array<${type}>;`);
+  for (const [name, type] of inputs)
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${name}: array<${type}>;`);
+  for (const [name, type] of outputs)
+    lines.push(`@group(0) @binding(${b++}) var<storage, read_write> ${name}: array<${type}>;`);
   return lines.join('\n');
 }
 
@@ -139,7 +146,9 @@ export class Uniforms {
       const at = this.offsets.get(name)!.at;
       const word = length === undefined ? `params_word(${at}u)` : `params_word(${at}u + i)`;
       const value = type === 'u32' ? word : `bitcast<${type}>(${word})`;
-      return length === undefined ? `fn u_${name}() -> ${type} { return ${value}; }` : `fn u_${name}(i: u32) -> ${type} { return ${value}; }`;
+      return length === undefined
+        ? `fn u_${name}() -> ${type} { return ${value}; }`
+        : `fn u_${name}(i: u32) -> ${type} { return ${value}; }`;
     });
     return [
       `struct Params { v: array<vec4<u32>, ${Math.max(1, Math.ceil(this.words / 4))}> }`,
@@ -158,7 +167,8 @@ export class Uniforms {
       const v = values[name];
       if (v === undefined) throw new Error(`Uniforms.pack: missing field '${name}'`);
       const list = typeof v === 'number' ? [v] : v;
-      if (list.length !== (length ?? 1)) throw new Error(`Uniforms.pack: field '${name}' needs ${length ?? 1} values, got ${list.length}`);
+      if (list.length !== (length ?? 1))
+        throw new Error(`Uniforms.pack: field '${name}' needs ${length ?? 1} values, got ${list.length}`);
       const dst = type === 'f32' ? f : type === 'i32' ? i : u;
       for (let k = 0; k < list.length; k++) dst[at + k] = list[k];
     }
@@ -174,7 +184,10 @@ export class Uniforms {
  * shape[k+1]) and drops dimensions of size 1, so [B, T, C] with contiguous strides becomes [B*T*C]
  * and one pipeline per rank serves many shapes. Returns the new shape and stride sets (rank >= 1).
  */
-export function coalesce(shape: readonly number[], strideSets: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+export function coalesce(
+  shape: readonly number[],
+  strideSets: readonly (readonly number[])[],
+): { shape: number[]; strides: number[][] } {
   const dims: number[] = [];
   for (let k = 0; k < shape.length; k++) if (shape[k] !== 1) dims.push(k);
   const outShape: number[] = [];
@@ -198,12 +211,20 @@ export function coalesce(shape: readonly number[], strideSets: readonly (readonl
  * `rank` and accumulate, for each named uniform stride array, the offset `off_<name>` (declared here,
  * starting at `bases[name]`, a WGSL expression, when given; else at 0).
  */
-export function stridedOffsetsWGSL(rank: number, idx: string, shape: string, strides: readonly string[], bases: Readonly<Record<string, string>> = {}): string {
+export function stridedOffsetsWGSL(
+  rank: number,
+  idx: string,
+  shape: string,
+  strides: readonly string[],
+  bases: Readonly<Record<string, string>> = {},
+): string {
   const decl = strides.map((s) => `var off_${s} = ${bases[s] ?? '0u'};`).join(' ');
   const acc = strides.map((s) => `off_${s} += c * u_${s}(k);`).join(' ');
   return `${decl}
   { var rem = ${idx};
-    for (var d = ${rank}u; d > 0u; d--) { let k = d - 1u; let n = u_${shape}(k); let c = rem % n; rem = rem / n; ${acc} } }`;
+    for (var d = ${rank}u; d > 0u; d--) {
+      let k = d - 1u; let n = u_${shape}(k); let c = rem % n; rem = rem / n; ${acc}
+    } }`;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -248,8 +269,13 @@ export class Dispatcher {
     readonly options: DispatcherOptions,
   ) {
     const align = device.limits.minUniformBufferOffsetAlignment;
-    if (SLOT_BYTES % align !== 0) throw new Error(`webgpu: minUniformBufferOffsetAlignment ${align} does not divide ${SLOT_BYTES}`);
-    this.arena = device.createBuffer({ size: ARENA_SLOTS * SLOT_BYTES, usage: 0x40 /* UNIFORM */ | 0x08 /* COPY_DST */, label: 'uniform arena' });
+    if (SLOT_BYTES % align !== 0)
+      throw new Error(`webgpu: minUniformBufferOffsetAlignment ${align} does not divide ${SLOT_BYTES}`);
+    this.arena = device.createBuffer({
+      size: ARENA_SLOTS * SLOT_BYTES,
+      usage: 0x40 /* UNIFORM */ | 0x08 /* COPY_DST */,
+      label: 'uniform arena',
+    });
   }
 
   /** Records an error (the first one wins); ops and reads throw it from now on. */
@@ -276,18 +302,30 @@ export class Dispatcher {
   run(program: Program, inputs: readonly GpuHandle[], outputs: readonly GpuHandle[], uniforms: Uint32Array): void {
     this.check();
     for (const h of [...inputs, ...outputs]) {
-      if (h.released) throw new Error(`webgpu: program '${program.name}' was given a buffer that has been freed (a disposed tensor?)`);
+      if (h.released)
+        throw new Error(
+          `webgpu: program '${program.name}' was given a buffer that has been freed (a disposed tensor?)`,
+        );
     }
-    if (uniforms.byteLength > SLOT_BYTES) throw new Error(`webgpu: program '${program.name}' has ${uniforms.byteLength} bytes of uniforms, more than ${SLOT_BYTES}`);
+    if (uniforms.byteLength > SLOT_BYTES)
+      throw new Error(
+        `webgpu: program '${program.name}' has ${uniforms.byteLength} bytes of uniforms, more than ${SLOT_BYTES}`,
+      );
     const [x, y, z] = program.dispatch;
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (x > max || y > max || z > max) throw new Error(`webgpu: program '${program.name}' dispatches [${x}, ${y}, ${z}] workgroups; at most ${max} per dimension (use grid1d)`);
+    if (x > max || y > max || z > max)
+      throw new Error(
+        `webgpu: program '${program.name}' dispatches [${x}, ${y}, ${z}] workgroups; at most ${max} per ` +
+          `dimension (use grid1d)`,
+      );
     const pipeline = this.pipeline(program, inputs.length, outputs.length);
     if (this.slots === ARENA_SLOTS) this.flush();
     const pass = this.openPass();
     const slot = this.slots++;
     this.arenaCpu.set(uniforms, (slot * SLOT_BYTES) / 4);
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: slot * SLOT_BYTES, size: SLOT_BYTES } }];
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.arena, offset: slot * SLOT_BYTES, size: SLOT_BYTES } },
+    ];
     let b = 1;
     for (const h of inputs) entries.push({ binding: b++, resource: { buffer: h.buffer } });
     for (const h of outputs) entries.push({ binding: b++, resource: { buffer: h.buffer } });
@@ -360,7 +398,8 @@ export class Dispatcher {
   }
 
   private popScopes(where: string): void {
-    for (const kind of ['validation', 'out of memory', 'internal']) this.track(this.device.popErrorScope(), `${kind} error in ${where}`);
+    for (const kind of ['validation', 'out of memory', 'internal'])
+      this.track(this.device.popErrorScope(), `${kind} error in ${where}`);
   }
 
   private track(scope: Promise<GPUError | null>, what: string): void {
@@ -380,8 +419,10 @@ export class Dispatcher {
     if (!l) {
       const COMPUTE = 0x4;
       const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: COMPUTE, buffer: { type: 'uniform' } }];
-      for (let i = 0; i < nIn; i++) entries.push({ binding: 1 + i, visibility: COMPUTE, buffer: { type: 'read-only-storage' } });
-      for (let i = 0; i < nOut; i++) entries.push({ binding: 1 + nIn + i, visibility: COMPUTE, buffer: { type: 'storage' } });
+      for (let i = 0; i < nIn; i++)
+        entries.push({ binding: 1 + i, visibility: COMPUTE, buffer: { type: 'read-only-storage' } });
+      for (let i = 0; i < nOut; i++)
+        entries.push({ binding: 1 + nIn + i, visibility: COMPUTE, buffer: { type: 'storage' } });
       const bgl = this.device.createBindGroupLayout({ entries, label: `layout ${key}` });
       l = { bgl, pl: this.device.createPipelineLayout({ bindGroupLayouts: [bgl] }) };
       this.layouts.set(key, l);
@@ -395,8 +436,15 @@ export class Dispatcher {
       const code = program.wgsl();
       this.device.pushErrorScope('validation');
       const module = this.device.createShaderModule({ code, label: program.cacheKey });
-      p = this.device.createComputePipeline({ layout: this.layout(nIn, nOut).pl, compute: { module, entryPoint: 'main' }, label: program.cacheKey });
-      this.track(this.device.popErrorScope(), `program '${program.name}' (cache key ${program.cacheKey}) failed to build`);
+      p = this.device.createComputePipeline({
+        layout: this.layout(nIn, nOut).pl,
+        compute: { module, entryPoint: 'main' },
+        label: program.cacheKey,
+      });
+      this.track(
+        this.device.popErrorScope(),
+        `program '${program.name}' (cache key ${program.cacheKey}) failed to build`,
+      );
       this.pipelines.set(program.cacheKey, p);
       this.stats.pipelines++;
     }

@@ -11,7 +11,18 @@ import type { ReduceOp, View } from '../engine/index.js';
 import { sizeOf, stridesOf } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
-import { declareBindings, FLAT_BUILTINS, flatGroup, flatId, grid1d, localId, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
+import {
+  declareBindings,
+  FLAT_BUILTINS,
+  flatGroup,
+  flatId,
+  grid1d,
+  localId,
+  Uniforms,
+  WGSL_LIB,
+  wgslType,
+  type Program,
+} from './program.js';
 
 const WG = 256;
 /** Rows at least this long take the workgroup-per-row kernel. */
@@ -24,9 +35,20 @@ const ROW_KERNEL_MIN = 64;
  * maths and folds the compensation away, so it would be a promise the driver does not keep.
  */
 function combiner(op: ReduceOp, t: 'f32' | 'i32'): { init: string; combine: (acc: string, v: string) => string } {
-  const combine = (a: string, v: string) => (op === 'sum' ? `${a} + ${v}` : t === 'f32' ? `${op}_nan(${a}, ${v})` : `${op}(${a}, ${v})`);
+  const combine = (a: string, v: string) =>
+    op === 'sum' ? `${a} + ${v}` : t === 'f32' ? `${op}_nan(${a}, ${v})` : `${op}(${a}, ${v})`;
   const init =
-    op === 'sum' ? (t === 'f32' ? '0.0' : '0') : t === 'f32' ? (op === 'max' ? 'f32_bits(0xff800000u)' : 'f32_bits(0x7f800000u)') : op === 'max' ? '(-2147483647 - 1)' : '2147483647';
+    op === 'sum'
+      ? t === 'f32'
+        ? '0.0'
+        : '0'
+      : t === 'f32'
+        ? op === 'max'
+          ? 'f32_bits(0xff800000u)'
+          : 'f32_bits(0x7f800000u)'
+        : op === 'max'
+          ? '(-2147483647 - 1)'
+          : '2147483647';
   return { init, combine };
 }
 
@@ -65,8 +87,20 @@ export function reduce(backend: WebGPUBackend, op: ReduceOp, x: View, axes: read
   return out;
 }
 
-function rowReduce(backend: WebGPUBackend, op: ReduceOp, t: string, cb: ReturnType<typeof combiner>, x: View, out: GpuHandle, rows: number, cols: number): void {
-  const uniforms = new Uniforms([['rows', 'u32'], ['cols', 'u32']]);
+function rowReduce(
+  backend: WebGPUBackend,
+  op: ReduceOp,
+  t: string,
+  cb: ReturnType<typeof combiner>,
+  x: View,
+  out: GpuHandle,
+  rows: number,
+  cols: number,
+): void {
+  const uniforms = new Uniforms([
+    ['rows', 'u32'],
+    ['cols', 'u32'],
+  ]);
   const program: Program = {
     name: `reduce:${op}:rows`,
     cacheKey: `reduce|rows|${op}|${t}`,
@@ -99,7 +133,17 @@ fn main(${FLAT_BUILTINS}) {
 
 type Run = { size: number; stride: number };
 
-function generalReduce(backend: WebGPUBackend, op: ReduceOp, t: string, cb: ReturnType<typeof combiner>, x: View, out: GpuHandle, nOut: number, kept: Run[], red: Run[]): void {
+function generalReduce(
+  backend: WebGPUBackend,
+  op: ReduceOp,
+  t: string,
+  cb: ReturnType<typeof combiner>,
+  x: View,
+  out: GpuHandle,
+  nOut: number,
+  kept: Run[],
+  red: Run[],
+): void {
   // The innermost reduced run is a plain loop; the others are decomposed once per inner loop.
   const inner = red.length > 0 ? red[red.length - 1] : { size: 1, stride: 0 };
   const outer = red.slice(0, -1);
@@ -129,14 +173,18 @@ fn main(${FLAT_BUILTINS}) {
   if (i >= u_n()) { return; }
   var base = 0u;
   { var rem = i;
-    for (var d = ${kr}u; d > 0u; d--) { let k = d - 1u; let c = rem % u_kshape(k); rem = rem / u_kshape(k); base += c * u_kstride(k); } }
+    for (var d = ${kr}u; d > 0u; d--) {
+      let k = d - 1u; let c = rem % u_kshape(k); rem = rem / u_kshape(k); base += c * u_kstride(k);
+    } }
   var acc: ${t} = ${cb.init};
   let inner = u_inner();
   let jstride = u_inner_stride();
   for (var o = 0u; o < u_outer_count(); o++) {
     var off = base;
     { var rem = o;
-      for (var d = ${or}u; d > 0u; d--) { let k = d - 1u; let c = rem % u_oshape(k); rem = rem / u_oshape(k); off += c * u_ostride(k); } }
+      for (var d = ${or}u; d > 0u; d--) {
+        let k = d - 1u; let c = rem % u_oshape(k); rem = rem / u_oshape(k); off += c * u_ostride(k);
+      } }
     for (var j = 0u; j < inner; j++) { acc = ${cb.combine('acc', 'x[off + j * jstride]')}; }
   }
   out[i] = acc;

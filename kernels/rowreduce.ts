@@ -30,7 +30,12 @@ fn main(${FLAT_BUILTINS}) {
  * to every thread. It ends with a barrier, so it can be called again at once. Call it in uniform control
  * flow. `combine(a, b)` is a WGSL expression.
  */
-export function workgroupReduceWGSL(name: string, type: string, wg: number, combine: (a: string, b: string) => string): string {
+export function workgroupReduceWGSL(
+  name: string,
+  type: string,
+  wg: number,
+  combine: (a: string, b: string) => string,
+): string {
   return /* wgsl */ `
 var<workgroup> ${name}_buf: array<${type}, ${wg}>;
 fn ${name}(v: ${type}, lid: u32) -> ${type} {
@@ -79,7 +84,6 @@ fn lse_parts(st: vec2<f32>) -> vec2<f32> {
   return vec2<f32>(st.x, log(st.y));
 }`;
 
-
 /**
  * WGSL `fn row_stats(base: u32, start: u32, end: u32, step: u32) -> vec2<f32>`: the online log-sum-exp
  * state (as ONLINE_LSE_WGSL's) of units `base + j`, j = start, start + step, ... < end, of the storage
@@ -98,7 +102,9 @@ export function rowStatsWGSL(src: string, vt: 'f32' | 'vec4<f32>'): string {
 fn rs_hmax(v: ${vt}) -> f32 { return ${v4 ? 'max(max(v.x, v.y), max(v.z, v.w))' : 'v'}; }
 fn rs_hsum(v: ${vt}) -> f32 { return ${v4 ? '(v.x + v.y) + (v.z + v.w)' : 'v'}; }
 fn rs_exponent(v: ${vt}) -> ${ut} { return bitcast<${ut}>(v) & ${ut}(0x7f800000u); }
-fn rs_push(st: vec2<f32>, v: ${vt}) -> vec2<f32> { return ${v4 ? 'lse_push(lse_push(lse_push(lse_push(st, v.x), v.y), v.z), v.w)' : 'lse_push(st, v)'}; }
+fn rs_push(st: vec2<f32>, v: ${vt}) -> vec2<f32> {
+  return ${v4 ? 'lse_push(lse_push(lse_push(lse_push(st, v.x), v.y), v.z), v.w)' : 'lse_push(st, v)'};
+}
 fn row_stats(base: u32, start: u32, end: u32, step: u32) -> vec2<f32> {
   if (start >= end) { return lse_empty(); }
   var ex = ${ut}(0u);
@@ -132,7 +138,6 @@ fn row_stats(base: u32, start: u32, end: u32, step: u32) -> vec2<f32> {
 }`;
 }
 
-
 // ---------------------------------------------------------------------------------------------------
 // Rows given to threads ("parts"), for the kernels that stream rows without a barrier (logsoftmax.ts,
 // targetlogprob.ts): each of a row's P threads takes every P-th unit of the row (a vec4 of columns when
@@ -164,7 +169,10 @@ export function planRowParts(backend: WebGPUBackend, rows: number, cols: number)
   const units = cols / width;
   const tuned = rowPartsTuning.minThreads;
   const minThreads = tuned === 'auto' ? (backend.adapter.architecture === 'software' ? 512 : 32768) : tuned;
-  const parts = Math.max(1, Math.min(Math.ceil(minThreads / Math.max(1, rows)), Math.floor(units / MIN_UNITS_PER_PART), 256));
+  const parts = Math.max(
+    1,
+    Math.min(Math.ceil(minThreads / Math.max(1, rows)), Math.floor(units / MIN_UNITS_PER_PART), 256),
+  );
   return { width, units, parts };
 }
 

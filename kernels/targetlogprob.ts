@@ -14,24 +14,44 @@ import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
-import { declareBindings, FLAT_BUILTINS, flatId, grid1d, Uniforms, WGSL_LIB, wgslType, type Program } from './program.js';
+import {
+  declareBindings,
+  FLAT_BUILTINS,
+  flatId,
+  grid1d,
+  Uniforms,
+  WGSL_LIB,
+  wgslType,
+  type Program,
+} from './program.js';
 import { ONLINE_LSE_WGSL, PART_WG, planRowParts, rowStatsWGSL, unitLoopWGSL, type RowPartsPlan } from './rowreduce.js';
 
-const uniforms = new Uniforms([['rows', 'u32'], ['units', 'u32'], ['parts', 'u32'], ['cols', 'u32']]);
+const uniforms = new Uniforms([
+  ['rows', 'u32'],
+  ['units', 'u32'],
+  ['parts', 'u32'],
+  ['cols', 'u32'],
+]);
 
 function check(op: string, logits: View, targets: View): { rows: number; cols: number } {
   wgslType(logits.dtype, op);
   if (targets.dtype !== 'int32') throw new Error(`${op}: targets must be int32, got ${targets.dtype}`);
   const cols = logits.shape[logits.shape.length - 1];
   const rows = sizeOf(targets.shape);
-  if (rows * cols !== sizeOf(logits.shape)) throw new Error(`${op}: targets [${targets.shape}] do not match logits [${logits.shape}]`);
+  if (rows * cols !== sizeOf(logits.shape))
+    throw new Error(`${op}: targets [${targets.shape}] do not match logits [${logits.shape}]`);
   return { rows, cols };
 }
+
+/** A thread's row and part: one thread per row, or P threads per row. */
+const PER_ROW_INDEX = 'if (t >= u_rows()) { return; }\n  let row = t;\n  let p = 0u;';
+const PER_PART_INDEX = 'if (t >= u_rows() * P) { return; }\n  let row = t / P;\n  let p = t % P;';
 
 const vtOf = (plan: RowPartsPlan) => (plan.width === 4 ? 'vec4<f32>' : 'f32');
 
 /** The logit of column c of the row at unit offset base. */
-const logitAt = (plan: RowPartsPlan, c: string) => (plan.width === 4 ? `logits[base + ${c} / 4u][${c} % 4u]` : `logits[base + ${c}]`);
+const logitAt = (plan: RowPartsPlan, c: string) =>
+  plan.width === 4 ? `logits[base + ${c} / 4u][${c} % 4u]` : `logits[base + ${c}]`;
 
 /** The row's merged state: its own statistics (P = 1) or the merge of its parts' states. */
 const rowState = (merge: boolean) =>
@@ -44,7 +64,16 @@ const rowState = (merge: boolean) =>
  * A program over (row, part) threads, or over rows (threads = rows, parts read from the uniform for the
  * merge). `body` runs with row, p, P, n, base, cols and tg (the row's target) in scope.
  */
-function program(name: string, plan: RowPartsPlan, threads: number, inputs: [string, string][], outputs: [string, string][], stats: boolean, body: string, perRow = false): Program {
+function program(
+  name: string,
+  plan: RowPartsPlan,
+  threads: number,
+  inputs: [string, string][],
+  outputs: [string, string][],
+  stats: boolean,
+  body: string,
+  perRow = false,
+): Program {
   const vt = vtOf(plan);
   return {
     name,
@@ -60,7 +89,7 @@ ${stats ? rowStatsWGSL('logits', vt) : ''}
 fn main(${FLAT_BUILTINS}) {
   let t = ${flatId(PART_WG)};
   let P = u_parts();
-  ${perRow ? 'if (t >= u_rows()) { return; }\n  let row = t;\n  let p = 0u;' : 'if (t >= u_rows() * P) { return; }\n  let row = t / P;\n  let p = t % P;'}
+  ${perRow ? PER_ROW_INDEX : PER_PART_INDEX}
   let n = u_units();
   let cols = u_cols();
   let base = row * n;
@@ -72,9 +101,20 @@ fn main(${FLAT_BUILTINS}) {
 
 /** Each part's state over its units; a masked row's parts read nothing. */
 function statesProgram(plan: RowPartsPlan, rows: number): Program {
-  return program('targetLogProb:states', plan, rows * plan.parts, [['logits', vtOf(plan)], ['targets', 'i32']], [['states', 'vec2<f32>']], true, `if (tg < 0) { states[t] = lse_empty(); return; }
+  return program(
+    'targetLogProb:states',
+    plan,
+    rows * plan.parts,
+    [
+      ['logits', vtOf(plan)],
+      ['targets', 'i32'],
+    ],
+    [['states', 'vec2<f32>']],
+    true,
+    `if (tg < 0) { states[t] = lse_empty(); return; }
   ${rowState(false)}
-  states[t] = st;`);
+  states[t] = st;`,
+  );
 }
 
 export function targetLogProb(backend: WebGPUBackend, logits: View, targets: View): GpuHandle {
@@ -84,12 +124,25 @@ export function targetLogProb(backend: WebGPUBackend, logits: View, targets: Vie
   const plan = planRowParts(backend, rows, cols);
   const merge = plan.parts > 1;
   const u = uniforms.pack({ rows, units: plan.units, parts: plan.parts, cols });
-  const ins: [string, string][] = [['logits', vtOf(plan)], ['targets', 'i32'], ...(merge ? [['states', 'vec2<f32>'] as [string, string]] : [])];
+  const ins: [string, string][] = [
+    ['logits', vtOf(plan)],
+    ['targets', 'i32'],
+    ...(merge ? [['states', 'vec2<f32>'] as [string, string]] : []),
+  ];
   // One thread per row writes its log-prob (after merging the parts' states when there are several).
-  const write = program(`targetLogProb:${merge ? 'finish' : 'fused'}`, plan, rows, ins, [['out', 'f32']], !merge, `if (tg < 0) { out[row] = 0.0; return; }
+  const write = program(
+    `targetLogProb:${merge ? 'finish' : 'fused'}`,
+    plan,
+    rows,
+    ins,
+    [['out', 'f32']],
+    !merge,
+    `if (tg < 0) { out[row] = 0.0; return; }
   ${merge ? rowState(true) : 'let st = row_stats(base, 0u, n, 1u);'}
   let l = lse_parts(st);
-  out[row] = select(nan_f32(), (${logitAt(plan, 'min(u32(tg), cols - 1u)')} - l.x) - l.y, u32(tg) < cols);`, true);
+  out[row] = select(nan_f32(), (${logitAt(plan, 'min(u32(tg), cols - 1u)')} - l.x) - l.y, u32(tg) < cols);`,
+    true,
+  );
   const inputs = [logits.handle as GpuHandle, targets.handle as GpuHandle];
   if (!merge) {
     backend.dispatch(write, inputs, [out], u);
@@ -113,8 +166,20 @@ export function targetLogProbBackward(backend: WebGPUBackend, logits: View, targ
   const u = uniforms.pack({ rows, units: plan.units, parts: plan.parts, cols });
   // Column indices of unit j, to compare with the target.
   const colsOf = (j: string) => (plan.width === 4 ? `vec4<u32>(4u * ${j}) + vec4<u32>(0u, 1u, 2u, 3u)` : j);
-  const ins: [string, string][] = [['logits', vt], ['targets', 'i32'], ['dout', 'f32'], ...(merge ? [['states', 'vec2<f32>'] as [string, string]] : [])];
-  const write = program(`targetLogProbBackward:${merge ? 'finish' : 'fused'}`, plan, rows * plan.parts, ins, [['dlogits', vt]], !merge, `if (tg < 0) {
+  const ins: [string, string][] = [
+    ['logits', vt],
+    ['targets', 'i32'],
+    ['dout', 'f32'],
+    ...(merge ? [['states', 'vec2<f32>'] as [string, string]] : []),
+  ];
+  const write = program(
+    `targetLogProbBackward:${merge ? 'finish' : 'fused'}`,
+    plan,
+    rows * plan.parts,
+    ins,
+    [['dlogits', vt]],
+    !merge,
+    `if (tg < 0) {
     ${unitLoopWGSL('p', 'n', 'P', (j) => `dlogits[base + ${j}] = ${vt}(0.0);`)}
     return;
   }
@@ -125,7 +190,15 @@ export function targetLogProbBackward(backend: WebGPUBackend, logits: View, targ
   // A target out of range poisons the row with NaN (the CPU throws).
   let d = ${vt}(select(nan_f32(), dout[row], u32(tg) < cols));
   let tv = ${plan.width === 4 ? 'vec4<u32>(u32(tg))' : 'u32(tg)'};
-  ${unitLoopWGSL('p', 'n', 'P', (j) => `let pj = exp((logits[base + ${j}] - lm) - ls); dlogits[base + ${j}] = select(${vt}(0.0), d, ${colsOf(j)} == tv) - pj * d;`)}`);
+  ${unitLoopWGSL(
+    'p',
+    'n',
+    'P',
+    (j) =>
+      `let pj = exp((logits[base + ${j}] - lm) - ls);\n` +
+      `dlogits[base + ${j}] = select(${vt}(0.0), d, ${colsOf(j)} == tv) - pj * d;`,
+  )}`,
+  );
   const inputs = [logits.handle as GpuHandle, targets.handle as GpuHandle, dout.handle as GpuHandle];
   if (!merge) {
     backend.dispatch(write, inputs, [out], u);

@@ -7,10 +7,18 @@ import { loadSafetensors, saveSafetensors, type SafeTensor } from './safetensors
 import { Tokenizer } from './tokenizer.js';
 
 /** Writes the model atomically (temporary file, fsync, rename). */
-export async function saveCheckpoint(path: string, model: GPT, opts: { tokenizer?: Tokenizer; metadata?: Record<string, string> } = {}): Promise<void> {
+export async function saveCheckpoint(
+  path: string,
+  model: GPT,
+  opts: { tokenizer?: Tokenizer; metadata?: Record<string, string> } = {},
+): Promise<void> {
   const tensors: Record<string, SafeTensor> = {};
   for (const [name, t] of model.params) tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: await t.data() };
-  const metadata: Record<string, string> = { ...opts.metadata, format: 'igpo-ts/gpt', config: JSON.stringify(model.cfg) };
+  const metadata: Record<string, string> = {
+    ...opts.metadata,
+    format: 'igpo-ts/gpt',
+    config: JSON.stringify(model.cfg),
+  };
   if (opts.tokenizer) metadata.tokenizer = JSON.stringify(opts.tokenizer.toJSON());
   await saveSafetensors(path, tensors, metadata);
 }
@@ -27,7 +35,8 @@ export async function loadCheckpoint(path: string, opts: { device?: E.Device } =
   const fail = (msg: string): never => {
     throw new Error(`checkpoint ${path}: ${msg}`);
   };
-  if (metadata.format !== 'igpo-ts/gpt' || !metadata.config) fail(`__metadata__ has no igpo-ts/gpt config (format: ${metadata.format ?? 'none'})`);
+  if (metadata.format !== 'igpo-ts/gpt' || !metadata.config)
+    fail(`__metadata__ has no igpo-ts/gpt config (format: ${metadata.format ?? 'none'})`);
   let cfg: GPTConfig;
   try {
     cfg = JSON.parse(metadata.config) as GPTConfig;
@@ -36,14 +45,16 @@ export async function loadCheckpoint(path: string, opts: { device?: E.Device } =
     return fail(`__metadata__.config is invalid: ${(e as Error).message}`);
   }
   const dtypes = new Set(Object.values(tensors).map((t) => t.dtype));
-  if (dtypes.size !== 1 || !(dtypes.has('float32') || dtypes.has('float64'))) fail(`parameters must all be float32 or all float64, found ${[...dtypes].join(', ')}`);
+  if (dtypes.size !== 1 || !(dtypes.has('float32') || dtypes.has('float64')))
+    fail(`parameters must all be float32 or all float64, found ${[...dtypes].join(', ')}`);
   const dtype = [...dtypes][0] as 'float32' | 'float64';
   const model = new GPT(cfg, { device: opts.device, dtype });
   const names = new Set(Object.keys(tensors));
   for (const [name, p] of model.params) {
     const t = tensors[name];
     if (!t) fail(`parameter '${name}' is missing`);
-    if (!E.sameShape(t.shape, p.shape)) fail(`parameter '${name}' has shape ${E.fmt(t.shape)}, the config implies ${E.fmt(p.shape)}`);
+    if (!E.sameShape(t.shape, p.shape))
+      fail(`parameter '${name}' has shape ${E.fmt(t.shape)}, the config implies ${E.fmt(p.shape)}`);
     const src = E.tensor(t.data, t.shape, { device: opts.device, dtype });
     p.assign(src);
     src.dispose();

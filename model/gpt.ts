@@ -34,16 +34,6 @@ export interface GPTConfig {
   prevTokens?: number;
 }
 
-export const defaultConfig = (vocabSize: number): GPTConfig => ({
-  vocabSize,
-  blockSize: 512, // a whole multi-turn episode: question, searches, tool responses, answer
-  nLayer: 4,
-  nHead: 4,
-  nEmbd: 128, // head size 32
-  ropeBase: 10000,
-  normEps: 1e-5,
-});
-
 export function checkConfig(cfg: GPTConfig): void {
   const bad = (msg: string) => {
     throw new Error(`GPTConfig: ${msg} (got ${JSON.stringify(cfg)})`);
@@ -89,7 +79,10 @@ export class GPT {
   private readonly ropeCos: Tensor; // (blockSize, hs/2)
   private readonly ropeSin: Tensor;
 
-  constructor(cfg: GPTConfig, opts: { generator?: E.Generator; device?: E.Device; dtype?: 'float32' | 'float64' } = {}) {
+  constructor(
+    cfg: GPTConfig,
+    opts: { generator?: E.Generator; device?: E.Device; dtype?: 'float32' | 'float64' } = {},
+  ) {
     checkConfig(cfg);
     this.cfg = cfg;
     const g = opts.generator ?? new E.Generator(0);
@@ -167,26 +160,37 @@ export class GPT {
   forward(ids: Tensor, opts: ForwardOptions = {}): { logits: Tensor; cache?: KVCache; hidden?: Tensor } {
     const { nHead: nh, nEmbd: C, nLayer: L } = this.cfg;
     const hs = C / nh;
-    if (ids.ndim !== 2 || ids.dtype !== 'int32') throw new Error(`GPT.forward: ids must be (B, T) int32, got ${E.fmt(ids.shape)} ${ids.dtype}`);
+    if (ids.ndim !== 2 || ids.dtype !== 'int32')
+      throw new Error(`GPT.forward: ids must be (B, T) int32, got ${E.fmt(ids.shape)} ${ids.dtype}`);
     const [B, T] = ids.shape;
     const past = opts.cache ? opts.cache.keyBias.shape[1] : 0;
-    if (!opts.pos && past + T > this.cfg.blockSize) throw new Error(`GPT.forward: ${past} cached + ${T} new tokens exceed blockSize ${this.cfg.blockSize}`);
+    if (!opts.pos && past + T > this.cfg.blockSize)
+      throw new Error(`GPT.forward: ${past} cached + ${T} new tokens exceed blockSize ${this.cfg.blockSize}`);
     const pos = opts.pos ?? E.arange(T, { device: ids.device }).add(past).reshape([1, T]).expand([B, T]);
-    if (pos.shape[0] !== B || pos.shape[1] !== T) throw new Error(`GPT.forward: pos ${E.fmt(pos.shape)} must match ids ${E.fmt(ids.shape)}`);
+    if (pos.shape[0] !== B || pos.shape[1] !== T)
+      throw new Error(`GPT.forward: pos ${E.fmt(pos.shape)} must match ids ${E.fmt(ids.shape)}`);
     const want = opts.returnCache || opts.cache;
     const cos = E.indexSelect(this.ropeCos, 0, pos).reshape([B, 1, T, hs / 2]);
     const sin = E.indexSelect(this.ropeSin, 0, pos).reshape([B, 1, T, hs / 2]);
     const newBias = opts.keyBias ?? E.zeros([B, T], { device: ids.device, dtype: this.ropeCos.dtype });
-    const keyBias = opts.cache ? E.cat([opts.cache.keyBias, newBias], 1) : opts.keyBias ?? undefined;
+    const keyBias = opts.cache ? E.cat([opts.cache.keyBias, newBias], 1) : (opts.keyBias ?? undefined);
     const ks: Tensor[] = [];
     const vs: Tensor[] = [];
 
     let x = E.embedding(ids, this.p('wte')); // (B, T, C)
     const n = this.cfg.prevTokens ?? 0;
     if (n > 0) {
-      if (opts.cache && !opts.history) throw new Error(`GPT.forward: a model with prevTokens ${n} decoding on a cache needs opts.history (the ${n} tokens before the new ones)`);
+      if (opts.cache && !opts.history)
+        throw new Error(
+          `GPT.forward: a model with prevTokens ${n} decoding on a cache needs opts.history (the ${n} tokens ` +
+            `before the new ones)`,
+        );
       const history = opts.history ?? E.zeros([B, n], { dtype: 'int32', device: ids.device });
-      if (history.shape[0] !== B || history.shape[1] !== n || history.dtype !== 'int32') throw new Error(`GPT.forward: history must be (B, ${n}) int32 for ids ${E.fmt(ids.shape)}, got ${E.fmt(history.shape)} ${history.dtype}`);
+      if (history.shape[0] !== B || history.shape[1] !== n || history.dtype !== 'int32')
+        throw new Error(
+          `GPT.forward: history must be (B, ${n}) int32 for ids ${E.fmt(ids.shape)}, got ${E.fmt(history.shape)} ` +
+            `${history.dtype}`,
+        );
       const context = E.cat([history, ids], 1); // (B, n + T)
       for (let j = 1; j <= n; j++) x = x.add(E.embedding(context.narrow(1, n - j, T), this.p(`wtePrev.${j}`)));
     }
@@ -205,9 +209,19 @@ export class GPT {
         vs.push(v);
       }
       const y = E.scaledDotProductAttention(q, k, v, { keyBias }); // (B, nh, T, hs)
-      x = x.add(y.transpose(1, 2).reshape([B, T, C]).matmul(this.p(`h.${l}.wo`)));
+      x = x.add(
+        y
+          .transpose(1, 2)
+          .reshape([B, T, C])
+          .matmul(this.p(`h.${l}.wo`)),
+      );
       const m = E.rmsNorm(x, this.p(`h.${l}.ln2`), this.cfg.normEps);
-      x = x.add(m.matmul(this.p(`h.${l}.fc`)).gelu().matmul(this.p(`h.${l}.proj`)));
+      x = x.add(
+        m
+          .matmul(this.p(`h.${l}.fc`))
+          .gelu()
+          .matmul(this.p(`h.${l}.proj`)),
+      );
     }
     x = E.rmsNorm(x, this.p('lnf'), this.cfg.normEps);
     const logits = E.matmulT(x, this.p('wte'), false, true); // (B, T, V), tied head
@@ -229,7 +243,8 @@ function ropeTables(cfg: GPTConfig, device: E.Device | undefined, dtype: 'float3
       sin[p * half + i] = Math.sin(angle);
     }
   }
-  const make = (a: Float64Array) => E.keep(E.tensor(dtype === 'float64' ? a : Float32Array.from(a), [cfg.blockSize, half], { device }));
+  const make = (a: Float64Array) =>
+    E.keep(E.tensor(dtype === 'float64' ? a : Float32Array.from(a), [cfg.blockSize, half], { device }));
   return [make(cos), make(sin)];
 }
 

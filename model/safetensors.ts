@@ -30,7 +30,25 @@ const CODES: Record<DType, string> = { float32: 'F32', float64: 'F64', int32: 'I
 const FROM_CODE: Record<string, DType> = { F32: 'float32', F64: 'float64', I32: 'int32' };
 const SIZE: Record<DType, number> = { float32: 4, float64: 8, int32: 4 };
 /** Dtypes of the format that this reader does not support (yet): named in the error, not called unknown. */
-const UNSUPPORTED = ['BOOL', 'U8', 'I8', 'I16', 'U16', 'F16', 'BF16', 'U32', 'I64', 'U64', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'C64'];
+const UNSUPPORTED = [
+  'BOOL',
+  'U8',
+  'I8',
+  'I16',
+  'U16',
+  'F16',
+  'BF16',
+  'U32',
+  'I64',
+  'U64',
+  'F8_E4M3',
+  'F8_E5M2',
+  'F8_E8M0',
+  'F6_E2M3',
+  'F6_E3M2',
+  'F4',
+  'C64',
+];
 const ENTRY_FIELDS = ['dtype', 'shape', 'data_offsets'];
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -56,13 +74,16 @@ function plan(tensors: Record<string, SafeTensor>, metadata: Record<string, stri
   const items: Planned[] = names.map((name) => {
     if (name === '__metadata__') fail(`'__metadata__' is reserved and cannot name a tensor`);
     const entry = tensors[name];
-    if (!Object.hasOwn(CODES, entry.dtype)) fail(`tensor '${name}': dtype '${entry.dtype}' cannot be written (expected float32, float64 or int32)`);
+    if (!Object.hasOwn(CODES, entry.dtype))
+      fail(`tensor '${name}': dtype '${entry.dtype}' cannot be written (expected float32, float64 or int32)`);
     if (!Array.isArray(entry.shape) || !entry.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail(`tensor '${name}': shape ${JSON.stringify(entry.shape)} must be an array of non-negative integers`);
     }
     return { name, entry, byteLength: numel(entry.shape) * SIZE[entry.dtype] };
   });
-  const order = [...items].sort((a, b) => SIZE[b.entry.dtype] - SIZE[a.entry.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const order = [...items].sort(
+    (a, b) => SIZE[b.entry.dtype] - SIZE[a.entry.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
   const offsets = new Map<string, [number, number]>();
   let end = 0;
   for (const it of order) {
@@ -75,11 +96,15 @@ function plan(tensors: Record<string, SafeTensor>, metadata: Record<string, stri
   const header: [string, string][] = [];
   if (metadata !== undefined) {
     const keys = Object.keys(metadata).sort();
-    for (const key of keys) if (typeof metadata[key] !== 'string') fail(`metadata '${key}' must be a string, got ${typeof metadata[key]}`);
+    for (const key of keys)
+      if (typeof metadata[key] !== 'string') fail(`metadata '${key}' must be a string, got ${typeof metadata[key]}`);
     header.push(['__metadata__', object(keys.map((k) => [k, JSON.stringify(metadata[k])]))]);
   }
   for (const it of items) {
-    header.push([it.name, JSON.stringify({ dtype: CODES[it.entry.dtype], shape: it.entry.shape, data_offsets: offsets.get(it.name) })]);
+    header.push([
+      it.name,
+      JSON.stringify({ dtype: CODES[it.entry.dtype], shape: it.entry.shape, data_offsets: offsets.get(it.name) }),
+    ]);
   }
   const json = new TextEncoder().encode(object(header));
   const headerLength = Math.ceil(json.length / 8) * 8;
@@ -94,10 +119,16 @@ function dataBytes(it: Planned, file: string): Uint8Array {
   const { data, dtype, shape } = it.entry;
   const expected = { float32: Float32Array, float64: Float64Array, int32: Int32Array }[dtype];
   if (!(data instanceof expected)) {
-    throw new SafetensorsError(`${file}: tensor '${it.name}': data is ${data?.constructor?.name ?? typeof data}, but dtype ${dtype} needs ${expected.name}`);
+    throw new SafetensorsError(
+      `${file}: tensor '${it.name}': data is ${data?.constructor?.name ?? typeof data}, but dtype ${dtype} needs ` +
+        `${expected.name}`,
+    );
   }
   if (data.byteLength !== it.byteLength) {
-    throw new SafetensorsError(`${file}: tensor '${it.name}': ${data.length} values do not fill shape [${shape.join(', ')}] (${numel(shape)} values)`);
+    throw new SafetensorsError(
+      `${file}: tensor '${it.name}': ${data.length} values do not fill shape [${shape.join(', ')}] ` +
+        `(${numel(shape)} values)`,
+    );
   }
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return LITTLE_ENDIAN_HOST ? bytes : swapBytes(bytes, SIZE[dtype]);
@@ -122,7 +153,11 @@ export function serialize(tensors: Record<string, SafeTensor>, metadata?: Record
  * directory. Tensors are streamed one by one (no second copy of the checkpoint in memory). On any
  * error the temporary file is removed and an existing `path` is left as it was.
  */
-export async function saveSafetensors(path: string, tensors: Record<string, SafeTensor>, metadata?: Record<string, string>): Promise<void> {
+export async function saveSafetensors(
+  path: string,
+  tensors: Record<string, SafeTensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let created = false;
@@ -133,7 +168,7 @@ export async function saveSafetensors(path: string, tensors: Record<string, Safe
     try {
       // write(2) may write less than asked (Linux caps one call near 2 GiB), so loop until done.
       const writeAll = async (bytes: Uint8Array) => {
-        for (let at = 0; at < bytes.length; ) {
+        for (let at = 0; at < bytes.length;) {
           const { bytesWritten } = await fh.write(bytes, at, bytes.length - at);
           if (bytesWritten === 0) throw new Error(`no progress writing ${tmp}`);
           at += bytesWritten;
@@ -184,9 +219,11 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
   };
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes, too short for the 8-byte header length prefix`);
   const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) fail(`header length ${n} is larger than the ${MAX_HEADER_BYTES}-byte limit (corrupt length prefix?)`);
+  if (n > BigInt(MAX_HEADER_BYTES))
+    fail(`header length ${n} is larger than the ${MAX_HEADER_BYTES}-byte limit (corrupt length prefix?)`);
   const headerLength = Number(n);
-  if (8 + headerLength > bytes.length) fail(`header length ${headerLength} runs past the end of the ${bytes.length}-byte file (truncated?)`);
+  if (8 + headerLength > bytes.length)
+    fail(`header length ${headerLength} runs past the end of the ${bytes.length}-byte file (truncated?)`);
   const dataStart = 8 + headerLength;
   const dataLength = bytes.length - dataStart;
 
@@ -210,7 +247,8 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
   const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, value] of Object.entries(header)) {
     if (name === '__metadata__') {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(`__metadata__ must be an object of strings, got ${describe(value)}`);
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        fail(`__metadata__ must be an object of strings, got ${describe(value)}`);
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
         if (typeof v !== 'string') fail(`__metadata__ '${k}' must be a string, got ${describe(v)}`);
         metadata.push([k, v as string]);
@@ -218,7 +256,8 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
       continue;
     }
     const where = `tensor '${name}'`;
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(`${where}: entry must be an object, got ${describe(value)}`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      return fail(`${where}: entry must be an object, got ${describe(value)}`);
     const e = value as Record<string, unknown>;
     for (const field of ENTRY_FIELDS) if (!(field in e)) fail(`${where}: missing field '${field}'`);
     for (const field of Object.keys(e)) if (!ENTRY_FIELDS.includes(field)) fail(`${where}: unknown field '${field}'`);
@@ -228,7 +267,8 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
     if (dtype === undefined) {
       return fail(
         UNSUPPORTED.includes(e.dtype)
-          ? `${where}: dtype '${e.dtype}' is not supported (supported: F32, F64, I32; unsupported: ${UNSUPPORTED.join(', ')})`
+          ? `${where}: dtype '${e.dtype}' is not supported (supported: F32, F64, I32; unsupported: ` +
+              `${UNSUPPORTED.join(', ')})`
           : `${where}: unknown dtype '${e.dtype}' (supported: F32, F64, I32)`,
       );
     }
@@ -244,9 +284,13 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
     }
     const [begin, end] = offs as number[];
     if (begin > end) fail(`${where}: data_offsets [${begin}, ${end}] have begin > end`);
-    if (end > dataLength) fail(`${where}: data_offsets [${begin}, ${end}] run past the ${dataLength}-byte data buffer (truncated file?)`);
+    if (end > dataLength)
+      fail(`${where}: data_offsets [${begin}, ${end}] run past the ${dataLength}-byte data buffer (truncated file?)`);
     if (end - begin !== count * SIZE[dtype]) {
-      fail(`${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but shape ${describe(shape)} of ${e.dtype} needs ${count * SIZE[dtype]}`);
+      fail(
+        `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but shape ${describe(shape)} of ` +
+          `${e.dtype} needs ${count * SIZE[dtype]}`,
+      );
     }
     entries.push({ name, dtype, shape: [...shape], begin, end });
   }
@@ -256,12 +300,17 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
   let cursor = 0;
   let prev = '';
   for (const e of sorted) {
-    if (e.begin < cursor) fail(`tensor '${e.name}': data_offsets [${e.begin}, ${e.end}] overlap tensor '${prev}' (which ends at ${cursor})`);
-    if (e.begin > cursor) fail(`data buffer has a hole: bytes [${cursor}, ${e.begin}) belong to no tensor (before tensor '${e.name}')`);
+    if (e.begin < cursor)
+      fail(
+        `tensor '${e.name}': data_offsets [${e.begin}, ${e.end}] overlap tensor '${prev}' (which ends at ${cursor})`,
+      );
+    if (e.begin > cursor)
+      fail(`data buffer has a hole: bytes [${cursor}, ${e.begin}) belong to no tensor (before tensor '${e.name}')`);
     cursor = e.end;
     prev = e.name;
   }
-  if (cursor !== dataLength) fail(`data buffer has a hole: its last ${dataLength - cursor} bytes (of ${dataLength}) belong to no tensor`);
+  if (cursor !== dataLength)
+    fail(`data buffer has a hole: its last ${dataLength - cursor} bytes (of ${dataLength}) belong to no tensor`);
 
   const tensors: [string, SafeTensor][] = [];
   for (const e of entries) {

@@ -41,7 +41,11 @@ export interface Generated {
  * its log-prob under softmax(logits / temperature), banned tokens' logits taken as -Infinity.
  * Host-side, in float64: the logits of one row are a few hundred numbers.
  */
-export function sampleToken(raw: ArrayLike<number>, opts: SamplingOptions, g: E.Generator): { token: number; logprob: number } {
+export function sampleToken(
+  raw: ArrayLike<number>,
+  opts: SamplingOptions,
+  g: E.Generator,
+): { token: number; logprob: number } {
   const V = raw.length;
   let logits = raw;
   if (opts.banned?.length) {
@@ -96,7 +100,8 @@ export class BatchDecoder {
     prompts: readonly (readonly number[])[],
     readonly padId = 0,
   ) {
-    if (prompts.length === 0 || prompts.some((p) => p.length === 0)) throw new Error('BatchDecoder: every row needs a non-empty prompt');
+    if (prompts.length === 0 || prompts.some((p) => p.length === 0))
+      throw new Error('BatchDecoder: every row needs a non-empty prompt');
     this.seqs = prompts.map(() => []);
     this.feed(prompts);
   }
@@ -117,8 +122,14 @@ export class BatchDecoder {
    * it would have in the full batch.
    */
   retain(rows: readonly number[]): void {
-    if (rows.length === 0 || rows.some((r, i) => !Number.isInteger(r) || r < 0 || r >= this.B || (i > 0 && r <= rows[i - 1]))) {
-      throw new Error(`BatchDecoder.retain: rows must be increasing indices in [0, ${this.B}) and not empty, got [${rows.join(', ')}]`);
+    if (
+      rows.length === 0 ||
+      rows.some((r, i) => !Number.isInteger(r) || r < 0 || r >= this.B || (i > 0 && r <= rows[i - 1]))
+    ) {
+      throw new Error(
+        `BatchDecoder.retain: rows must be increasing indices in [0, ${this.B}) and not empty, got ` +
+          `[${rows.join(', ')}]`,
+      );
     }
     if (rows.length === this.B) return;
     E.tidy(() => {
@@ -140,7 +151,11 @@ export class BatchDecoder {
   }
 
   /** Pads the chunks to one length, runs one forward on top of the cache, and returns what it built. */
-  private forwardChunks(chunks: readonly (readonly number[] | null)[]): { logits: Tensor; cache: KVCache; lens: number[] } {
+  private forwardChunks(chunks: readonly (readonly number[] | null)[]): {
+    logits: Tensor;
+    cache: KVCache;
+    lens: number[];
+  } {
     const lens = chunks.map((c) => c?.length ?? 0);
     const T = Math.max(1, ...lens);
     const ids = new Int32Array(this.B * T).fill(this.padId);
@@ -159,7 +174,11 @@ export class BatchDecoder {
         } else pos[i] = Math.min(start, this.model.cfg.blockSize - 1); // a masked pad; its position is never seen
       }
       for (let j = 0; j < n; j++) history[b * n + j] = this.sequences[b][start - n + j] ?? 0;
-      if (start + lens[b] > this.model.cfg.blockSize) throw new Error(`BatchDecoder: row ${b} would hold ${start + lens[b]} tokens, more than blockSize ${this.model.cfg.blockSize}`);
+      if (start + lens[b] > this.model.cfg.blockSize)
+        throw new Error(
+          `BatchDecoder: row ${b} would hold ${start + lens[b]} tokens, more than blockSize ` +
+            `${this.model.cfg.blockSize}`,
+        );
     }
     const device = this.model.device;
     const dtype = this.model.p('wte').dtype;
@@ -181,13 +200,19 @@ export class BatchDecoder {
       const { logits, cache, lens } = this.forwardChunks(chunks);
       const [B, T, V] = logits.shape;
       // New last logits: position lens[b] of [old last, chunk logits...] per row.
-      const prev = this.last ? this.last.reshape([B, 1, V]) : E.zeros([B, 1, V], { device: logits.device, dtype: logits.dtype });
+      const prev = this.last
+        ? this.last.reshape([B, 1, V])
+        : E.zeros([B, 1, V], { device: logits.device, dtype: logits.dtype });
       const all = E.cat([prev, logits], 1).reshape([B * (T + 1), V]);
       const rows = E.tensor(Int32Array.from(lens.map((n, b) => b * (T + 1) + n)), [B], { device: logits.device });
       const last = E.indexSelect(all, 0, rows);
       disposeCache(this.cache);
       this.last?.dispose();
-      this.cache = { k: cache.k.map((t) => E.keep(t)), v: cache.v.map((t) => E.keep(t)), keyBias: E.keep(cache.keyBias) };
+      this.cache = {
+        k: cache.k.map((t) => E.keep(t)),
+        v: cache.v.map((t) => E.keep(t)),
+        keyBias: E.keep(cache.keyBias),
+      };
       this.last = E.keep(last);
     });
     chunks.forEach((c, b) => c && this.seqs[b].push(...c));
@@ -203,10 +228,18 @@ export class BatchDecoder {
   async generate(opts: GenerateOptions): Promise<Generated> {
     const g = opts.generator ?? E.getGenerator();
     const stop = new Set(opts.stop ?? []);
-    const limit = (b: number) => Math.min(typeof opts.maxTokens === 'number' ? opts.maxTokens : opts.maxTokens[b], this.model.cfg.blockSize - this.sequences[b].length);
+    const limit = (b: number) =>
+      Math.min(
+        typeof opts.maxTokens === 'number' ? opts.maxTokens : opts.maxTokens[b],
+        this.model.cfg.blockSize - this.sequences[b].length,
+      );
     const limits = Array.from({ length: this.B }, (_, b) => limit(b));
     const running = Array.from({ length: this.B }, (_, b) => (opts.active?.[b] ?? true) && limits[b] > 0);
-    const out: Generated = { tokens: running.map(() => []), logprobs: running.map(() => []), stoppedBy: running.map(() => null) };
+    const out: Generated = {
+      tokens: running.map(() => []),
+      logprobs: running.map(() => []),
+      stoppedBy: running.map(() => null),
+    };
     for (let step = 0; running.some(Boolean); step++) {
       const logits = await this.last!.data();
       const V = logits.length / this.B;
@@ -245,7 +278,10 @@ export class BatchDecoder {
       const pred = E.cat([this.last!.reshape([B, 1, V]), logits], 1).narrow(1, 0, T); // (B, T, V)
       const targets = new Int32Array(B * T).fill(-1);
       conts.forEach((c, b) => c?.forEach((id, j) => (targets[b * T + j] = id)));
-      const out = E.targetLogProb(temperature === 1 ? pred : pred.mul(1 / temperature), E.tensor(targets, [B, T], { device: logits.device }));
+      const out = E.targetLogProb(
+        temperature === 1 ? pred : pred.mul(1 / temperature),
+        E.tensor(targets, [B, T], { device: logits.device }),
+      );
       disposeCache(cache);
       return out;
     });

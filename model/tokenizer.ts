@@ -3,12 +3,24 @@
 // Not a subword (BPE) tokenizer, and not a chat template: turn layout is the environment's business.
 
 /** The agent's tags, in id order. Each encodes to exactly one token wherever it appears in text. */
-export const TAGS = ['<think>', '</think>', '<search>', '</search>', '<info>', '</info>', '<answer>', '</answer>'] as const;
+export const TAGS = [
+  '<think>',
+  '</think>',
+  '<search>',
+  '</search>',
+  '<info>',
+  '</info>',
+  '<answer>',
+  '</answer>',
+] as const;
 /** Control tokens. They are never produced by `encode` from text: a literal "<eos>" is five characters. */
 export const CONTROL = ['<pad>', '<unk>', '<eos>'] as const;
 
 /** Printable ASCII (space through tilde) plus newline: 96 characters. */
-export const ALPHABET: readonly string[] = ['\n', ...Array.from({ length: 0x7e - 0x20 + 1 }, (_, i) => String.fromCharCode(0x20 + i))];
+export const ALPHABET: readonly string[] = [
+  '\n',
+  ...Array.from({ length: 0x7e - 0x20 + 1 }, (_, i) => String.fromCharCode(0x20 + i)),
+];
 
 export interface TokenizerJSON {
   type: 'char';
@@ -61,16 +73,19 @@ export class Tokenizer {
 
   constructor(specials: readonly string[] = REQUIRED_SPECIALS, chars: readonly string[] = ALPHABET) {
     for (const name of REQUIRED_SPECIALS) {
-      if (!specials.includes(name)) throw new Error(`Tokenizer: special token '${name}' is missing (specials: ${specials.join(' ')})`);
+      if (!specials.includes(name))
+        throw new Error(`Tokenizer: special token '${name}' is missing (specials: ${specials.join(' ')})`);
     }
     for (const c of chars) {
-      if ([...c].length !== 1) throw new Error(`Tokenizer: alphabet entry ${JSON.stringify(c)} is not a single character`);
+      if ([...c].length !== 1)
+        throw new Error(`Tokenizer: alphabet entry ${JSON.stringify(c)} is not a single character`);
     }
     this.specials = [...specials];
     this.chars = [...chars];
     this.vocabSize = specials.length + chars.length;
     [...specials, ...chars].forEach((name, id) => {
-      if (this.byName.has(name)) throw new Error(`Tokenizer: token ${JSON.stringify(name)} appears twice in the vocabulary`);
+      if (this.byName.has(name))
+        throw new Error(`Tokenizer: token ${JSON.stringify(name)} appears twice in the vocabulary`);
       this.byName.set(name, id);
     });
     chars.forEach((c, i) => this.charId.set(c, specials.length + i));
@@ -176,7 +191,8 @@ export class Tokenizer {
     if (o.version !== 1) fail(`version must be 1, got ${JSON.stringify(o.version)}`);
     const strings = (field: string): string[] => {
       const v = o[field];
-      if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) return fail(`${field} must be an array of strings`);
+      if (!Array.isArray(v) || !v.every((s) => typeof s === 'string'))
+        return fail(`${field} must be an array of strings`);
       return v as string[];
     };
     return new Tokenizer(strings('specials'), strings('chars'));
@@ -184,7 +200,10 @@ export class Tokenizer {
 
   private checkId(id: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new Error(`Tokenizer: token id ${id} is out of range for vocab size ${this.vocabSize} (expected an integer in 0..${this.vocabSize - 1})`);
+      throw new Error(
+        `Tokenizer: token id ${id} is out of range for vocab size ${this.vocabSize} (expected an integer in ` +
+          `0..${this.vocabSize - 1})`,
+      );
     }
   }
 }

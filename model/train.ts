@@ -30,7 +30,11 @@ export function lrAt(step: number, s: Schedule): number {
  * Right-pads examples into inputs (B, T-1) and targets (B, T-1) int32, where target -1 marks a position
  * that is padding or outside the loss mask. Right padding needs no attention mask: causality hides it.
  */
-export function makeBatch(examples: readonly Example[], padId: number, device?: E.Device): { ids: Tensor; targets: Tensor; count: number } {
+export function makeBatch(
+  examples: readonly Example[],
+  padId: number,
+  device?: E.Device,
+): { ids: Tensor; targets: Tensor; count: number } {
   const T = Math.max(...examples.map((e) => e.ids.length));
   if (T < 2) throw new Error('makeBatch: every example needs at least two tokens');
   const B = examples.length;
@@ -38,7 +42,8 @@ export function makeBatch(examples: readonly Example[], padId: number, device?: 
   const targets = new Int32Array(B * (T - 1)).fill(-1);
   let count = 0;
   examples.forEach((e, b) => {
-    if (e.lossMask.length !== e.ids.length) throw new Error(`makeBatch: example ${b} has ${e.ids.length} ids but ${e.lossMask.length} mask entries`);
+    if (e.lossMask.length !== e.ids.length)
+      throw new Error(`makeBatch: example ${b} has ${e.ids.length} ids but ${e.lossMask.length} mask entries`);
     for (let t = 0; t + 1 < e.ids.length; t++) {
       ids[b * (T - 1) + t] = e.ids[t];
       if (e.lossMask[t + 1]) {
@@ -56,8 +61,10 @@ export function makeBatch(examples: readonly Example[], padId: number, device?: 
  * order shuffled by `gen`. Every example drawn is used exactly once.
  */
 export function lengthBuckets(next: () => Example, batchSize: number, gen: E.Generator, pool = 8): () => Example[] {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`lengthBuckets: batchSize must be a positive integer, got ${batchSize}`);
-  if (!Number.isInteger(pool) || pool < 1) throw new Error(`lengthBuckets: pool must be a positive integer, got ${pool}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new Error(`lengthBuckets: batchSize must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(pool) || pool < 1)
+    throw new Error(`lengthBuckets: pool must be a positive integer, got ${pool}`);
   let queue: Example[][] = [];
   return () => {
     if (queue.length === 0) {
@@ -93,10 +100,19 @@ export interface SupervisedOptions extends Schedule {
  * Trains on batches drawn by `nextBatch(step)`. Returns the loss of every step. The optimizer is
  * returned too so a caller can continue or dispose it.
  */
-export async function trainSupervised(model: GPT, nextBatch: (step: number) => Example[], opts: SupervisedOptions): Promise<{ losses: number[]; optimizer: E.AdamW }> {
+export async function trainSupervised(
+  model: GPT,
+  nextBatch: (step: number) => Example[],
+  opts: SupervisedOptions,
+): Promise<{ losses: number[]; optimizer: E.AdamW }> {
   const params = model.parameters();
   const opt = new E.AdamW(params, { lr: opts.lr, weightDecay: opts.weightDecay, betas: [0.9, 0.95] });
-  const bar = opts.progress ? new cliProgress.SingleBar({ format: 'warm-up |{bar}| {value}/{total} steps  loss {loss}  lr {lr}', hideCursor: true }, cliProgress.Presets.shades_classic) : null;
+  const bar = opts.progress
+    ? new cliProgress.SingleBar(
+        { format: 'warm-up |{bar}| {value}/{total} steps  loss {loss}  lr {lr}', hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      )
+    : null;
   bar?.start(opts.steps, 0, { loss: '-', lr: '-' });
   const losses: number[] = [];
   try {

@@ -5,8 +5,10 @@ import { fc, test as fcTest } from '@fast-check/vitest';
 import { describe, expect, test } from 'vitest';
 import * as E from '../engine/index.js';
 
-const shape = (maxRank = 3, maxDim = 5) => fc.array(fc.integer({ min: 1, max: maxDim }), { minLength: 1, maxLength: maxRank });
-const values = (n: number, max = 10) => fc.array(fc.double({ min: -max, max, noNaN: true, noDefaultInfinity: true }), { minLength: n, maxLength: n });
+const shape = (maxRank = 3, maxDim = 5) =>
+  fc.array(fc.integer({ min: 1, max: maxDim }), { minLength: 1, maxLength: maxRank });
+const values = (n: number, max = 10) =>
+  fc.array(fc.double({ min: -max, max, noNaN: true, noDefaultInfinity: true }), { minLength: n, maxLength: n });
 const shapeAndData = (maxRank = 3, maxDim = 5, max = 10) =>
   shape(maxRank, maxDim).chain((s) => fc.tuple(fc.constant(s), values(E.sizeOf(s), max)));
 
@@ -19,24 +21,30 @@ describe('softmax and logsumexp', () => {
     for (const v of sums) expect(v).toBeCloseTo(1, 12);
   });
 
-  fcTest.prop([shapeAndData(), fc.double({ min: -50, max: 50, noNaN: true })])('logsumexp(x + c) = logsumexp(x) + c', ([s, data], c) => {
-    const x = f64(data, s);
-    const lhs = read(E.logsumexp(x.add(c), -1));
-    const rhs = read(E.logsumexp(x, -1).add(c));
-    lhs.forEach((v, i) => expect(v).toBeCloseTo(rhs[i], 9));
-  });
+  fcTest.prop([shapeAndData(), fc.double({ min: -50, max: 50, noNaN: true })])(
+    'logsumexp(x + c) = logsumexp(x) + c',
+    ([s, data], c) => {
+      const x = f64(data, s);
+      const lhs = read(E.logsumexp(x.add(c), -1));
+      const rhs = read(E.logsumexp(x, -1).add(c));
+      lhs.forEach((v, i) => expect(v).toBeCloseTo(rhs[i], 9));
+    },
+  );
 
-  fcTest.prop([shapeAndData(3, 6, 90), fc.boolean()])('large magnitudes (|x| ~ 80) stay finite in float32', ([s, data], fused) => {
-    E.setFusedKernels(fused);
-    try {
-      const x = E.tensor(Float32Array.from(data), s);
-      for (const v of read(E.logSoftmax(x))) expect(Number.isFinite(v)).toBe(true);
-      for (const v of read(E.logsumexp(x, -1))) expect(Number.isFinite(v)).toBe(true);
-      for (const v of read(E.softmax(x))) expect(Number.isFinite(v)).toBe(true);
-    } finally {
-      E.setFusedKernels(true);
-    }
-  });
+  fcTest.prop([shapeAndData(3, 6, 90), fc.boolean()])(
+    'large magnitudes (|x| ~ 80) stay finite in float32',
+    ([s, data], fused) => {
+      E.setFusedKernels(fused);
+      try {
+        const x = E.tensor(Float32Array.from(data), s);
+        for (const v of read(E.logSoftmax(x))) expect(Number.isFinite(v)).toBe(true);
+        for (const v of read(E.logsumexp(x, -1))) expect(Number.isFinite(v)).toBe(true);
+        for (const v of read(E.softmax(x))) expect(Number.isFinite(v)).toBe(true);
+      } finally {
+        E.setFusedKernels(true);
+      }
+    },
+  );
 
   fcTest.prop([fc.boolean()])('a -Infinity mask gives probability 0 and leaves the rest normalised', (fused) => {
     E.setFusedKernels(fused);
@@ -55,7 +63,10 @@ describe('softmax and logsumexp', () => {
 
   test('-Infinity in a masked row still gives a finite gradient elsewhere', () => {
     const x = E.tensor(Float64Array.from([0.5, -Infinity, 1.5]), [1, 3], { requiresGrad: true });
-    E.logSoftmax(x).mul(E.tensor(Float64Array.from([1, 0, 1]), [1, 3])).sum().backward();
+    E.logSoftmax(x)
+      .mul(E.tensor(Float64Array.from([1, 0, 1]), [1, 3]))
+      .sum()
+      .backward();
     const g = read(x.grad!);
     expect(Number.isFinite(g[0]) && Number.isFinite(g[2])).toBe(true);
   });
@@ -81,44 +92,49 @@ describe('movement round trips', () => {
     expect(read(x.reshape([-1]).reshape(s))).toEqual(data);
   });
 
-  fcTest.prop([shapeAndData(4, 4).chain(([s, d]) => fc.tuple(fc.constant(s), fc.constant(d), fc.shuffledSubarray([...s.keys()], { minLength: s.length })))])(
-    'permute then inverse permute is the identity, and permute matches index arithmetic',
-    ([s, data, perm]) => {
-      const x = f64(data, s);
-      const inv = new Array<number>(perm.length);
-      perm.forEach((p, i) => (inv[p] = i));
-      const y = x.permute(perm);
-      expect(y.shape).toEqual(perm.map((p) => s[p]));
-      expect(read(y.permute(inv))).toEqual(data);
-      // y[j] = x[i] where i is j's multi-index mapped back through perm.
-      const ys = E.stridesOf(y.shape);
-      const xs = E.stridesOf(s);
-      const yd = read(y);
-      for (let j = 0; j < yd.length; j++) {
-        let rem = j;
-        let src = 0;
-        for (let k = 0; k < ys.length; k++) {
-          const ik = Math.floor(rem / ys[k]);
-          rem -= ik * ys[k];
-          src += ik * xs[perm[k]];
-        }
-        expect(yd[j]).toBe(data[src]);
+  fcTest.prop([
+    shapeAndData(4, 4).chain(([s, d]) =>
+      fc.tuple(fc.constant(s), fc.constant(d), fc.shuffledSubarray([...s.keys()], { minLength: s.length })),
+    ),
+  ])('permute then inverse permute is the identity, and permute matches index arithmetic', ([s, data, perm]) => {
+    const x = f64(data, s);
+    const inv = new Array<number>(perm.length);
+    perm.forEach((p, i) => (inv[p] = i));
+    const y = x.permute(perm);
+    expect(y.shape).toEqual(perm.map((p) => s[p]));
+    expect(read(y.permute(inv))).toEqual(data);
+    // y[j] = x[i] where i is j's multi-index mapped back through perm.
+    const ys = E.stridesOf(y.shape);
+    const xs = E.stridesOf(s);
+    const yd = read(y);
+    for (let j = 0; j < yd.length; j++) {
+      let rem = j;
+      let src = 0;
+      for (let k = 0; k < ys.length; k++) {
+        const ik = Math.floor(rem / ys[k]);
+        rem -= ik * ys[k];
+        src += ik * xs[perm[k]];
       }
-    },
-  );
+      expect(yd[j]).toBe(data[src]);
+    }
+  });
 
-  fcTest.prop([shapeAndData(3, 5).chain(([s, d]) => fc.tuple(fc.constant(s), fc.constant(d), fc.integer({ min: 0, max: s.length - 1 })))])(
-    'splitting along an axis with narrow and concatenating back is the identity',
-    ([s, data, axis]) => {
-      const x = f64(data, s);
-      const cut = Math.floor(s[axis] / 2);
-      const parts = [x.narrow(axis, 0, cut), x.narrow(axis, cut, s[axis] - cut)];
-      expect(read(E.cat(parts, axis))).toEqual(data);
-    },
-  );
+  fcTest.prop([
+    shapeAndData(3, 5).chain(([s, d]) =>
+      fc.tuple(fc.constant(s), fc.constant(d), fc.integer({ min: 0, max: s.length - 1 })),
+    ),
+  ])('splitting along an axis with narrow and concatenating back is the identity', ([s, data, axis]) => {
+    const x = f64(data, s);
+    const cut = Math.floor(s[axis] / 2);
+    const parts = [x.narrow(axis, 0, cut), x.narrow(axis, cut, s[axis] - cut)];
+    expect(read(E.cat(parts, axis))).toEqual(data);
+  });
 
   test('pad then slice is the identity; expand repeats', () => {
-    const x = E.tensor([[1, 2], [3, 4]]);
+    const x = E.tensor([
+      [1, 2],
+      [3, 4],
+    ]);
     const p = E.pad(x, [1, 0], [0, 2]);
     expect(p.shape).toEqual([3, 4]);
     expect(read(p)).toEqual([0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0]);
@@ -129,21 +145,24 @@ describe('movement round trips', () => {
 
 describe('matmul and reductions against naive references', () => {
   const dims = fc.integer({ min: 1, max: 9 });
-  fcTest.prop([dims, dims, dims, fc.boolean(), fc.boolean(), fc.integer()])('matmulT equals a naive triple loop for every transpose flag', (M, K, N, tA, tB, seed) => {
-    const g = new E.Generator(seed);
-    const a = E.randn(tA ? [K, M] : [M, K], { dtype: 'float64', generator: g });
-    const b = E.randn(tB ? [N, K] : [K, N], { dtype: 'float64', generator: g });
-    const A = read(a);
-    const B = read(b);
-    const out = read(E.matmulT(a, b, tA, tB));
-    for (let i = 0; i < M; i++) {
-      for (let j = 0; j < N; j++) {
-        let s = 0;
-        for (let k = 0; k < K; k++) s += (tA ? A[k * M + i] : A[i * K + k]) * (tB ? B[j * K + k] : B[k * N + j]);
-        expect(out[i * N + j]).toBeCloseTo(s, 10);
+  fcTest.prop([dims, dims, dims, fc.boolean(), fc.boolean(), fc.integer()])(
+    'matmulT equals a naive triple loop for every transpose flag',
+    (M, K, N, tA, tB, seed) => {
+      const g = new E.Generator(seed);
+      const a = E.randn(tA ? [K, M] : [M, K], { dtype: 'float64', generator: g });
+      const b = E.randn(tB ? [N, K] : [K, N], { dtype: 'float64', generator: g });
+      const A = read(a);
+      const B = read(b);
+      const out = read(E.matmulT(a, b, tA, tB));
+      for (let i = 0; i < M; i++) {
+        for (let j = 0; j < N; j++) {
+          let s = 0;
+          for (let k = 0; k < K; k++) s += (tA ? A[k * M + i] : A[i * K + k]) * (tB ? B[j * K + k] : B[k * N + j]);
+          expect(out[i * N + j]).toBeCloseTo(s, 10);
+        }
       }
-    }
-  });
+    },
+  );
 
   test('batched matmul broadcasts batch dimensions', () => {
     const a = E.randn([2, 1, 3, 4], { dtype: 'float64' });
@@ -163,7 +182,10 @@ describe('matmul and reductions against naive references', () => {
   });
 
   test('max keeps dims on request and matches Math.max', () => {
-    const x = E.tensor([[1, 5, 3], [7, 2, 0]]);
+    const x = E.tensor([
+      [1, 5, 3],
+      [7, 2, 0],
+    ]);
     expect(read(x.max(1))).toEqual([5, 7]);
     expect(x.max(1, true).shape).toEqual([2, 1]);
     expect(read(x.max(0))).toEqual([7, 5, 3]);
@@ -181,47 +203,63 @@ describe('fused kernels agree with their composed forms (CPU)', () => {
       E.setFusedKernels(true);
     }
   };
-  const close = (a: number[], b: number[], tol = 1e-10) => a.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThanOrEqual(tol * (1 + Math.abs(b[i]))));
+  const close = (a: number[], b: number[], tol = 1e-10) =>
+    a.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThanOrEqual(tol * (1 + Math.abs(b[i]))));
 
-  fcTest.prop([fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 7 }), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 5 }), fc.integer()])(
-    'attention: outputs and q/k/v gradients, T <= S',
-    (B, T, extra, hs, seed) => {
-      const S = T + extra;
+  fcTest.prop([
+    fc.integer({ min: 1, max: 4 }),
+    fc.integer({ min: 1, max: 7 }),
+    fc.integer({ min: 0, max: 4 }),
+    fc.integer({ min: 1, max: 5 }),
+    fc.integer(),
+  ])('attention: outputs and q/k/v gradients, T <= S', (B, T, extra, hs, seed) => {
+    const S = T + extra;
+    const g = new E.Generator(seed);
+    const mk = (s: number[]) => E.randn(s, { dtype: 'float64', generator: g });
+    const [q0, k0, v0, c] = [mk([B, T, hs]), mk([B, S, hs]), mk([B, S, hs]), mk([B, T, hs])];
+    const [fusedR, composedR] = both(() => {
+      const [q, k, v] = [q0, k0, v0].map((t) => t.detach().requiresGrad_());
+      const out = E.scaledDotProductAttention(q, k, v);
+      out.mul(c).sum().backward();
+      return [out, q.grad!, k.grad!, v.grad!].map(read);
+    });
+    fusedR.forEach((r, i) => close(r, composedR[i]));
+  });
+
+  fcTest.prop([fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 9 }), fc.integer()])(
+    'targetLogProb with masked rows; layerNorm; rmsNorm',
+    (R, V, seed) => {
       const g = new E.Generator(seed);
-      const mk = (s: number[]) => E.randn(s, { dtype: 'float64', generator: g });
-      const [q0, k0, v0, c] = [mk([B, T, hs]), mk([B, S, hs]), mk([B, S, hs]), mk([B, T, hs])];
-      const [fusedR, composedR] = both(() => {
-        const [q, k, v] = [q0, k0, v0].map((t) => t.detach().requiresGrad_());
-        const out = E.scaledDotProductAttention(q, k, v);
-        out.mul(c).sum().backward();
-        return [out, q.grad!, k.grad!, v.grad!].map(read);
+      const logits0 = E.randn([R, V], { dtype: 'float64', generator: g });
+      const targets = E.tensor(
+        Int32Array.from({ length: R }, (_, i) => (i % 3 === 2 ? -1 : g.int(V))),
+        [R],
+      );
+      const w0 = E.randn([V], { dtype: 'float64', generator: g });
+      const b0 = E.randn([V], { dtype: 'float64', generator: g });
+      const [f, c] = both(() => {
+        const [x, w, b] = [logits0, w0, b0].map((t) => t.detach().requiresGrad_());
+        const lp = E.targetLogProb(x, targets);
+        const ln = E.layerNorm(x, w, b);
+        const rn = E.rmsNorm(x, w);
+        lp.sum().add(ln.mul(ln).sum()).add(rn.mul(rn).sum()).backward();
+        return [lp, ln, rn, x.grad!, w.grad!, b.grad!].map(read);
       });
-      fusedR.forEach((r, i) => close(r, composedR[i]));
+      f.forEach((r, i) => close(r, c[i]));
+      const lp = read(E.targetLogProb(logits0, targets));
+      lp.forEach((v, i) => (i % 3 === 2 ? expect(v).toBe(0) : expect(v).toBeLessThanOrEqual(0)));
     },
   );
-
-  fcTest.prop([fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 9 }), fc.integer()])('targetLogProb with masked rows; layerNorm; rmsNorm', (R, V, seed) => {
-    const g = new E.Generator(seed);
-    const logits0 = E.randn([R, V], { dtype: 'float64', generator: g });
-    const targets = E.tensor(Int32Array.from({ length: R }, (_, i) => (i % 3 === 2 ? -1 : g.int(V))), [R]);
-    const w0 = E.randn([V], { dtype: 'float64', generator: g });
-    const b0 = E.randn([V], { dtype: 'float64', generator: g });
-    const [f, c] = both(() => {
-      const [x, w, b] = [logits0, w0, b0].map((t) => t.detach().requiresGrad_());
-      const lp = E.targetLogProb(x, targets);
-      const ln = E.layerNorm(x, w, b);
-      const rn = E.rmsNorm(x, w);
-      lp.sum().add(ln.mul(ln).sum()).add(rn.mul(rn).sum()).backward();
-      return [lp, ln, rn, x.grad!, w.grad!, b.grad!].map(read);
-    });
-    f.forEach((r, i) => close(r, c[i]));
-    const lp = read(E.targetLogProb(logits0, targets));
-    lp.forEach((v, i) => (i % 3 === 2 ? expect(v).toBe(0) : expect(v).toBeLessThanOrEqual(0)));
-  });
 });
 
 describe('attention keyBias (padding inside a KV cache)', () => {
-  fcTest.prop([fc.integer({ min: 1, max: 5 }), fc.array(fc.boolean(), { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 4 }), fc.boolean(), fc.integer()])(
+  fcTest.prop([
+    fc.integer({ min: 1, max: 5 }),
+    fc.array(fc.boolean(), { minLength: 1, maxLength: 6 }),
+    fc.integer({ min: 1, max: 4 }),
+    fc.boolean(),
+    fc.integer(),
+  ])(
     'hiding keys with -Infinity equals attending over the sequence with those keys removed',
     (T0, holes, hs, fused, seed) => {
       E.setFusedKernels(fused);

@@ -67,7 +67,14 @@ describe('tape', () => {
   });
 
   test('gradients do not flow into int32 indices', () => {
-    const w = E.tensor([[1, 2], [3, 4], [5, 6]], { requiresGrad: true });
+    const w = E.tensor(
+      [
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ],
+      { requiresGrad: true },
+    );
     const ids = E.tensor([2, 0, 2], { dtype: 'int32' });
     E.embedding(ids, w).sum().backward();
     expect(read(w.grad!)).toEqual([1, 1, 0, 0, 2, 2]);

@@ -23,9 +23,12 @@ describe('checkpoint', () => {
     const tok = defaultTokenizer();
     await saveCheckpoint(path, model, { tokenizer: tok, metadata: { step: '7' } });
     const loaded = await loadCheckpoint(path);
-    for (const [name, p] of model.params) expect(Array.from(loaded.model.p(name).dataSync())).toEqual(Array.from(p.dataSync()));
+    for (const [name, p] of model.params)
+      expect(Array.from(loaded.model.p(name).dataSync())).toEqual(Array.from(p.dataSync()));
     const ids = E.randint(0, cfg.vocabSize, [2, 5]);
-    expect(Array.from(loaded.model.forward(ids).logits.dataSync())).toEqual(Array.from(model.forward(ids).logits.dataSync()));
+    expect(Array.from(loaded.model.forward(ids).logits.dataSync())).toEqual(
+      Array.from(model.forward(ids).logits.dataSync()),
+    );
     expect(loaded.tokenizer?.vocabSize).toBe(tok.vocabSize);
     expect(loaded.metadata.step).toBe('7');
   });
@@ -39,11 +42,21 @@ describe('checkpoint', () => {
     writeFileSync(join(dir, 'cut.safetensors'), bytes.subarray(0, bytes.length - 3));
     await expect(loadCheckpoint(join(dir, 'cut.safetensors'))).rejects.toThrow(/cut\.safetensors/);
     const bigger = { ...cfg, nEmbd: 12, nHead: 2 };
-    const tensors = Object.fromEntries([...model.params].map(([n, t]) => [n, { dtype: t.dtype, shape: [...t.shape], data: t.dataSync() }]));
-    await saveSafetensors(join(dir, 'wrong.safetensors'), tensors, { format: 'igpo-ts/gpt', config: JSON.stringify(bigger) });
-    await expect(loadCheckpoint(join(dir, 'wrong.safetensors'))).rejects.toThrow(/wrong\.safetensors: parameter 'wte' has shape \[20, 8\], the config implies \[20, 12\]/);
+    const tensors = Object.fromEntries(
+      [...model.params].map(([n, t]) => [n, { dtype: t.dtype, shape: [...t.shape], data: t.dataSync() }]),
+    );
+    await saveSafetensors(join(dir, 'wrong.safetensors'), tensors, {
+      format: 'igpo-ts/gpt',
+      config: JSON.stringify(bigger),
+    });
+    await expect(loadCheckpoint(join(dir, 'wrong.safetensors'))).rejects.toThrow(
+      /wrong\.safetensors: parameter 'wte' has shape \[20, 8\], the config implies \[20, 12\]/,
+    );
     delete tensors['h.0.fc'];
-    await saveSafetensors(join(dir, 'missing.safetensors'), tensors, { format: 'igpo-ts/gpt', config: JSON.stringify(cfg) });
+    await saveSafetensors(join(dir, 'missing.safetensors'), tensors, {
+      format: 'igpo-ts/gpt',
+      config: JSON.stringify(cfg),
+    });
     await expect(loadCheckpoint(join(dir, 'missing.safetensors'))).rejects.toThrow(/parameter 'h\.0\.fc' is missing/);
     await saveSafetensors(join(dir, 'nometa.safetensors'), tensors);
     await expect(loadCheckpoint(join(dir, 'nometa.safetensors'))).rejects.toThrow(/no igpo-ts\/gpt config/);

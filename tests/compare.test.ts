@@ -14,8 +14,10 @@ import { includesZero, pairedDifference, tInterval } from '../igpo/stats.js';
 import { useTempDirs } from './helpers/tempdir.js';
 
 const tempDir = useTempDirs();
-const run = (...args: string[]) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'igpo/cli.ts', ...args], { maxBuffer: 1 << 24 });
-const compare = (out: string, ...more: string[]) => run('compare', '--preset', 'smoke', '--seeds', '2', '--algos', 'igpo,grpo', '--out', out, ...more);
+const run = (...args: string[]) =>
+  promisify(execFile)(process.execPath, ['--import', 'tsx', 'igpo/cli.ts', ...args], { maxBuffer: 1 << 24 });
+const compare = (out: string, ...more: string[]) =>
+  run('compare', '--preset', 'smoke', '--seeds', '2', '--algos', 'igpo,grpo', '--out', out, ...more);
 
 /** A run file without what depends on the machine's speed. */
 function timeless(path: string): unknown {
@@ -32,7 +34,16 @@ describe('igpo compare', () => {
     expect(first.stdout).toMatch(/4 runs, 0 already done; 6 tasks on 2 worker processes/);
     const names = readdirSync(join(one, 'runs')).sort();
     expect(names).toEqual(['grpo-seed-0.json', 'grpo-seed-1.json', 'igpo-seed-0.json', 'igpo-seed-1.json']);
-    for (const f of ['report.md', 'fig1-collapse.svg', 'fig4-entropy.svg', 'fig5-tokens.svg', 'study.json', 'warm/seed-0.json', 'warm/seed-1.safetensors']) expect(existsSync(join(one, f)), f).toBe(true);
+    for (const f of [
+      'report.md',
+      'fig1-collapse.svg',
+      'fig4-entropy.svg',
+      'fig5-tokens.svg',
+      'study.json',
+      'warm/seed-0.json',
+      'warm/seed-1.safetensors',
+    ])
+      expect(existsSync(join(one, f)), f).toBe(true);
 
     // A rerun finds everything done; a lost file is redone, alone and identically.
     expect((await compare(one, '--jobs', '1')).stdout).toMatch(/4 runs, 4 already done; 0 tasks/);
@@ -47,7 +58,10 @@ describe('igpo compare', () => {
 
     // Shards as separate processes, into directories of their own, merged by igpo report.
     const [a, b, merged] = [tempDir('igpo-shard-'), tempDir('igpo-shard-'), tempDir('igpo-merged-')];
-    const shards = await Promise.all([compare(a, '--jobs', '1', '--shard', '0/2'), compare(b, '--jobs', '1', '--shard', '1/2')]);
+    const shards = await Promise.all([
+      compare(a, '--jobs', '1', '--shard', '0/2'),
+      compare(b, '--jobs', '1', '--shard', '1/2'),
+    ]);
     expect(shards[0].stdout).toMatch(/2 runs \(shard 0\/2\), 0 already done; 3 tasks/);
     // Every other run of the plan (each algorithm over the seeds): 2 shards of 2 seeds get a seed each.
     expect(readdirSync(join(a, 'runs')).sort()).toEqual(['grpo-seed-0.json', 'igpo-seed-0.json']);
@@ -57,10 +71,16 @@ describe('igpo compare', () => {
     const [whole] = await loadStudies([one]);
     const [parts] = await loadStudies([a, b]);
     expect(parts.dirs).toEqual([a, b]);
-    for (const algo of ['igpo', 'grpo']) for (const seed of [0, 1]) expect(timeless(runPath(seed === 0 ? a : b, algo, seed))).toEqual(timeless(runPath(one, algo, seed)));
+    for (const algo of ['igpo', 'grpo'])
+      for (const seed of [0, 1])
+        expect(timeless(runPath(seed === 0 ? a : b, algo, seed))).toEqual(timeless(runPath(one, algo, seed)));
     expect([...parts.warm.keys()].sort()).toEqual([0, 1]);
     // The tables agree but for the minutes and the directories read.
-    const tables = (dir: string) => readFileSync(join(dir, 'report.md'), 'utf8').split('\n').filter((l) => l.startsWith('| ')).map((l) => l.split(' | ').slice(0, 5).join(' | '));
+    const tables = (dir: string) =>
+      readFileSync(join(dir, 'report.md'), 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('| '))
+        .map((l) => l.split(' | ').slice(0, 5).join(' | '));
     expect(tables(merged)).toEqual(tables(one));
     expect(whole.runs.get('igpo')!.size).toBe(2);
   }, 300_000);
@@ -69,12 +89,28 @@ describe('igpo compare', () => {
 describe('igpo compare, interrupted', () => {
   test('Ctrl-C leaves only whole result files, and the rerun finishes the study', async () => {
     const dir = tempDir('igpo-sigint-');
-    const args = ['--import', 'tsx', 'igpo/cli.ts', 'compare', '--preset', 'smoke', '--seeds', '3', '--algos', 'igpo,grpo', '--jobs', '2', '--out', dir];
+    const args = [
+      '--import',
+      'tsx',
+      'igpo/cli.ts',
+      'compare',
+      '--preset',
+      'smoke',
+      '--seeds',
+      '3',
+      '--algos',
+      'igpo,grpo',
+      '--jobs',
+      '2',
+      '--out',
+      dir,
+    ];
     // Its own process group, as a terminal gives it: SIGINT reaches the workers too.
     const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     const runs = join(dir, 'runs');
-    for (let t = 0; t < 600 && !(existsSync(runs) && readdirSync(runs).length > 0); t++) await new Promise((r) => setTimeout(r, 100));
+    for (let t = 0; t < 600 && !(existsSync(runs) && readdirSync(runs).length > 0); t++)
+      await new Promise((r) => setTimeout(r, 100));
     process.kill(-child.pid!, 'SIGINT');
     await exited;
     await new Promise((r) => setTimeout(r, 500)); // the workers' own exits
@@ -82,7 +118,8 @@ describe('igpo compare, interrupted', () => {
     expect(kept.length).toBeGreaterThan(0);
     expect(kept.length).toBeLessThan(6);
     for (const f of kept) await readRun(join(runs, f)); // each parses and validates: none is half-written
-    for (const f of readdirSync(join(dir, 'warm')).filter((x) => x.endsWith('.json'))) await readWarm(join(dir, 'warm', f));
+    for (const f of readdirSync(join(dir, 'warm')).filter((x) => x.endsWith('.json')))
+      await readWarm(join(dir, 'warm', f));
     const { stdout } = await compare(dir, '--seeds', '3', '--jobs', '1');
     expect(stdout).toMatch(new RegExp(`6 runs, ${kept.length} already done`));
     expect(readdirSync(runs).filter((f) => f.endsWith('.json')).length).toBe(6);
@@ -99,7 +136,19 @@ describe('statistics', () => {
     expect(tInterval([0.7])).toEqual({ n: 1, mean: 0.7, sd: null, lo: null, hi: null });
     expect(() => tInterval([])).toThrow(/no values/);
     expect(() => tInterval([1, NaN])).toThrow(/finite/);
-    const d = pairedDifference(new Map([[0, 0.5], [1, 0.57], [2, 0.43], [5, 9]]), new Map([[0, 0.4], [1, 0.45], [2, 0.35]]));
+    const d = pairedDifference(
+      new Map([
+        [0, 0.5],
+        [1, 0.57],
+        [2, 0.43],
+        [5, 9],
+      ]),
+      new Map([
+        [0, 0.4],
+        [1, 0.45],
+        [2, 0.35],
+      ]),
+    );
     expect(d.seeds).toEqual([0, 1, 2]);
     expect(d.mean).toBeCloseTo(0.1, 12);
     expect(includesZero(d)).toBe(false);

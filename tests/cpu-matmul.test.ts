@@ -40,8 +40,14 @@ function check(c: Case, seed: number): void {
   const rb = bShape.length;
   const [M, K] = transA ? [aShape[ra - 1], aShape[ra - 2]] : [aShape[ra - 2], aShape[ra - 1]];
   const N = transB ? bShape[rb - 2] : bShape[rb - 1];
-  const aData = values(aShape.reduce((p, d) => p * d, 1), seed);
-  const bData = values(bShape.reduce((p, d) => p * d, 1), seed + 1);
+  const aData = values(
+    aShape.reduce((p, d) => p * d, 1),
+    seed,
+  );
+  const bData = values(
+    bShape.reduce((p, d) => p * d, 1),
+    seed + 1,
+  );
   const batch = E.broadcastShapes('test', aShape.slice(0, -2), bShape.slice(0, -2));
 
   const a = E.tensor(aData, aShape, { dtype });
@@ -88,7 +94,12 @@ function check(c: Case, seed: number): void {
   }
 }
 
-const FLAGS = [[false, false], [false, true], [true, false], [true, true]] as const;
+const FLAGS = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+] as const;
 const ODD = [1, 3, 17, 33, 65, 127];
 // The tile is 4 x 8: one short of, exactly, and one past each edge.
 const EDGES = [2, 4, 5, 7, 8, 9];
@@ -101,25 +112,43 @@ describe('cpu matmul vs a float64 triple loop', () => {
 
     test(`every M, N, K in {${ODD}}, ${flags}`, () => {
       let seed = 1;
-      for (const M of ODD) for (const N of ODD) for (const K of ODD) {
-        check({ aShape: mat(M, K, transA), bShape: mat(K, N, transB), transA, transB, dtype: 'float32' }, seed++);
-      }
+      for (const M of ODD)
+        for (const N of ODD)
+          for (const K of ODD) {
+            check({ aShape: mat(M, K, transA), bShape: mat(K, N, transB), transA, transB, dtype: 'float32' }, seed++);
+          }
     });
 
     test(`tile edges: M, N in {${EDGES}}, K in {1, 8, 33}, ${flags}`, () => {
       let seed = 1000;
-      for (const M of EDGES) for (const N of EDGES) for (const K of [1, 8, 33]) {
-        check({ aShape: mat(M, K, transA), bShape: mat(K, N, transB), transA, transB, dtype: 'float32' }, seed++);
-      }
+      for (const M of EDGES)
+        for (const N of EDGES)
+          for (const K of [1, 8, 33]) {
+            check({ aShape: mat(M, K, transA), bShape: mat(K, N, transB), transA, transB, dtype: 'float32' }, seed++);
+          }
     });
 
     test(`broadcast batch dims, ${flags}`, () => {
       let seed = 2000;
-      for (const [M, N, K] of [[1, 17, 33], [3, 5, 7], [17, 33, 65], [65, 9, 3]]) {
+      for (const [M, N, K] of [
+        [1, 17, 33],
+        [3, 5, 7],
+        [17, 33, 65],
+        [65, 9, 3],
+      ]) {
         const a = mat(M, K, transA);
         const b = mat(K, N, transB);
         // Both batched; one side broadcast along an axis; one side missing the batch dims altogether.
-        for (const [ba, bb] of [[[3], [3]], [[2, 1], [3]], [[1, 3], [2, 1]], [[], [2, 3]], [[4], []]]) {
+        for (const [ba, bb] of [
+          [[3], [3]],
+          [[2, 1], [3]],
+          [
+            [1, 3],
+            [2, 1],
+          ],
+          [[], [2, 3]],
+          [[4], []],
+        ]) {
           check({ aShape: [...ba, ...a], bShape: [...bb, ...b], transA, transB, dtype: 'float32' }, seed++);
         }
       }
@@ -127,8 +156,16 @@ describe('cpu matmul vs a float64 triple loop', () => {
 
     test(`float64, ${flags}`, () => {
       let seed = 3000;
-      for (const [M, N, K] of [[1, 1, 1], [3, 17, 33], [33, 65, 17], [127, 3, 65]]) {
-        check({ aShape: [2, ...mat(M, K, transA)], bShape: mat(K, N, transB), transA, transB, dtype: 'float64' }, seed++);
+      for (const [M, N, K] of [
+        [1, 1, 1],
+        [3, 17, 33],
+        [33, 65, 17],
+        [127, 3, 65],
+      ]) {
+        check(
+          { aShape: [2, ...mat(M, K, transA)], bShape: mat(K, N, transB), transA, transB, dtype: 'float64' },
+          seed++,
+        );
       }
     });
   }

@@ -40,13 +40,23 @@ import { expertDemo, type ExpertFlaw } from '../igpo/expert.js';
 const SPLIT_NAMES: Split[] = ['train', 'eval', 'ood'];
 const seedArb = fc.integer({ min: 0, max: 0x7fffffff });
 const PRINTABLE = /^[\x20-\x7e\n]*$/;
-const normalise = (s: string) => s.toLowerCase().replace(/[^a-z0-9 ]/g, '').trim();
+const normalise = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z0-9 ]/g, '')
+    .trim();
 
 /** Runs the (optionally flawed) expert through an Episode; returns the episode and the demo. */
 function runExpert(spec: EpisodeSpec, opts: { imperfect?: number; hasty?: number; gen?: Generator } = {}) {
   const ep = Episode.fromSpec(spec);
   const seen: string[] = [];
-  const spy = { search: (q: string) => { const r = ep.retriever.search(q); seen.push(formatInfo(r)); return r; } };
+  const spy = {
+    search: (q: string) => {
+      const r = ep.retriever.search(q);
+      seen.push(formatInfo(r));
+      return r;
+    },
+  };
   const demo = expertDemo(spec.question, spy, opts);
   const observations: string[] = [];
   let last = { done: false } as ReturnType<Episode['step']>;
@@ -64,35 +74,40 @@ describe('worlds', () => {
     expect(sampleEpisode('ood', new Generator(seed))).toEqual(sampleEpisode('ood', new Generator(seed)));
   });
 
-  test.prop([seedArb, fc.constantFrom(...SPLIT_NAMES)])('names are pronounceable, distinct, of the split bucket; every hop is functional', (seed, split) => {
-    const { world } = sampleEpisode(split, new Generator(seed));
-    const names = world.entities.map((e) => e.name);
-    expect(new Set(names).size).toBe(names.length);
-    for (const n of names) {
-      expect(n).toMatch(NAME_PATTERN);
-      expect(nameBucket(n)).toBe(split);
-    }
-    expect(world.facts.length).toBeGreaterThanOrEqual(20);
-    expect(world.facts.length).toBeLessThanOrEqual(40);
-    for (const f of world.facts) expect(f.text).toMatch(PRINTABLE);
-    // Each entity of a hop's source kind has exactly one fact for that hop: every question has one answer.
-    for (const [hop, def] of Object.entries(HOPS) as [keyof typeof HOPS, (typeof HOPS)[keyof typeof HOPS]][]) {
-      for (const e of world.entities.filter((x) => x.kind === def.from)) {
-        const found = hopFacts(world.facts, hop, e.name);
-        expect(found).toHaveLength(1);
-        expect(world.entities.find((x) => x.name === hopTarget(found[0], hop))?.kind).toBe(def.to);
+  test.prop([seedArb, fc.constantFrom(...SPLIT_NAMES)])(
+    'names are pronounceable, distinct, of the split bucket; every hop is functional',
+    (seed, split) => {
+      const { world } = sampleEpisode(split, new Generator(seed));
+      const names = world.entities.map((e) => e.name);
+      expect(new Set(names).size).toBe(names.length);
+      for (const n of names) {
+        expect(n).toMatch(NAME_PATTERN);
+        expect(nameBucket(n)).toBe(split);
       }
-    }
-  });
-
-  test.prop([fc.constantFrom(...(Object.keys(RELATIONS) as Relation[])), fc.nat(), fc.stringMatching(NAME_PATTERN), fc.stringMatching(NAME_PATTERN)])(
-    'every template reads back to its relation and arguments',
-    (rel, i, s, o) => {
-      const templates = [...RELATIONS[rel].train, ...RELATIONS[rel].heldOut];
-      const text = renderFact(templates[i % templates.length], s, o);
-      expect(parseFact(text)).toEqual({ rel, subj: s, obj: o });
+      expect(world.facts.length).toBeGreaterThanOrEqual(20);
+      expect(world.facts.length).toBeLessThanOrEqual(40);
+      for (const f of world.facts) expect(f.text).toMatch(PRINTABLE);
+      // Each entity of a hop's source kind has exactly one fact for that hop: every question has one answer.
+      for (const [hop, def] of Object.entries(HOPS) as [keyof typeof HOPS, (typeof HOPS)[keyof typeof HOPS]][]) {
+        for (const e of world.entities.filter((x) => x.kind === def.from)) {
+          const found = hopFacts(world.facts, hop, e.name);
+          expect(found).toHaveLength(1);
+          expect(world.entities.find((x) => x.name === hopTarget(found[0], hop))?.kind).toBe(def.to);
+        }
+      }
     },
   );
+
+  test.prop([
+    fc.constantFrom(...(Object.keys(RELATIONS) as Relation[])),
+    fc.nat(),
+    fc.stringMatching(NAME_PATTERN),
+    fc.stringMatching(NAME_PATTERN),
+  ])('every template reads back to its relation and arguments', (rel, i, s, o) => {
+    const templates = [...RELATIONS[rel].train, ...RELATIONS[rel].heldOut];
+    const text = renderFact(templates[i % templates.length], s, o);
+    expect(parseFact(text)).toEqual({ rel, subj: s, obj: o });
+  });
 
   it('chains: 6 one-hop, 7 two-hop, 8 three-hop, all type-correct', () => {
     expect([1, 2, 3].map((n) => CHAINS.filter((c) => c.length === n).length)).toEqual([6, 7, 8]);
@@ -101,29 +116,32 @@ describe('worlds', () => {
 });
 
 describe('questions', () => {
-  test.prop([seedArb, fc.constantFrom(...SPLIT_NAMES)])('the gold answer is reached along the chain, and the chain is in the pool', (seed, split) => {
-    const { question: q, facts } = sampleEpisode(split, new Generator(seed));
-    const pool = new Set(facts.map((f) => f.text));
-    expect(q.chain).toHaveLength(q.hops.length);
-    expect(q.path[0]).toBe(q.start);
-    let cur = q.start;
-    q.hops.forEach((hop, i) => {
-      const f = q.chain[i];
-      expect(pool.has(f.text)).toBe(true);
-      // The fact's sentence itself says the hop: read it back, as an agent would.
-      const read = parseFact(f.text)!;
-      expect(read.rel).toBe(HOPS[hop].rel);
-      expect(HOPS[hop].inverse ? read.obj : read.subj).toBe(cur);
-      cur = hopTarget(read, hop);
-      expect(cur).toBe(q.path[i + 1]);
-      expect(hopFacts(facts, hop, q.path[i])).toEqual([f]);
-    });
-    expect(cur).toBe(q.gold);
-    expect(new Set(q.path).size).toBe(q.path.length);
-    expect(q.text).toContain(q.start);
-    expect(q.text).not.toContain(q.gold);
-    expect(q.text).toMatch(PRINTABLE);
-  });
+  test.prop([seedArb, fc.constantFrom(...SPLIT_NAMES)])(
+    'the gold answer is reached along the chain, and the chain is in the pool',
+    (seed, split) => {
+      const { question: q, facts } = sampleEpisode(split, new Generator(seed));
+      const pool = new Set(facts.map((f) => f.text));
+      expect(q.chain).toHaveLength(q.hops.length);
+      expect(q.path[0]).toBe(q.start);
+      let cur = q.start;
+      q.hops.forEach((hop, i) => {
+        const f = q.chain[i];
+        expect(pool.has(f.text)).toBe(true);
+        // The fact's sentence itself says the hop: read it back, as an agent would.
+        const read = parseFact(f.text)!;
+        expect(read.rel).toBe(HOPS[hop].rel);
+        expect(HOPS[hop].inverse ? read.obj : read.subj).toBe(cur);
+        cur = hopTarget(read, hop);
+        expect(cur).toBe(q.path[i + 1]);
+        expect(hopFacts(facts, hop, q.path[i])).toEqual([f]);
+      });
+      expect(cur).toBe(q.gold);
+      expect(new Set(q.path).size).toBe(q.path.length);
+      expect(q.text).toContain(q.start);
+      expect(q.text).not.toContain(q.gold);
+      expect(q.text).toMatch(PRINTABLE);
+    },
+  );
 });
 
 describe('BM25', () => {
@@ -153,17 +171,22 @@ describe('BM25', () => {
     expect(tokenize(' .,! ')).toEqual([]);
   });
 
-  test.prop([seedArb, fc.constantFrom(...SPLIT_NAMES), fc.nat()])('a query copied from a fact ranks that fact strictly first', (seed, split, i) => {
-    const { facts } = sampleEpisode(split, new Generator(seed));
-    const bm = new BM25(facts.map((f) => f.text));
-    const j = i % facts.length;
-    const [first, second] = bm.rank(facts[j].text, 2);
-    expect(first.index).toBe(j);
-    expect(first.score).toBeGreaterThan(second.score);
-  });
+  test.prop([seedArb, fc.constantFrom(...SPLIT_NAMES), fc.nat()])(
+    'a query copied from a fact ranks that fact strictly first',
+    (seed, split, i) => {
+      const { facts } = sampleEpisode(split, new Generator(seed));
+      const bm = new BM25(facts.map((f) => f.text));
+      const j = i % facts.length;
+      const [first, second] = bm.rank(facts[j].text, 2);
+      expect(first.index).toBe(j);
+      expect(first.score).toBeGreaterThan(second.score);
+    },
+  );
 
   it('the retriever returns at most k facts, none that match nothing', () => {
-    const r = new Retriever(['tavor was born in melin.', 'melin is a city in varu.', 'kiro works for zelkan.'], { k: 2 });
+    const r = new Retriever(['tavor was born in melin.', 'melin is a city in varu.', 'kiro works for zelkan.'], {
+      k: 2,
+    });
     expect(r.search('melin')).toEqual(['tavor was born in melin.', 'melin is a city in varu.']); // the shorter first
     expect(r.search('tavor born')).toEqual(['tavor was born in melin.']);
     expect(r.search('nothing here')).toEqual([]);
@@ -173,8 +196,16 @@ describe('BM25', () => {
 
 describe('parseTurn', () => {
   it('well-formed turns', () => {
-    expect(parseTurn('<think>find the base of goso.</think><search>goso based</search>')).toEqual({ kind: 'search', think: 'find the base of goso.', query: 'goso based' });
-    expect(parseTurn(' <think> so </think>\n<answer>  melin  </answer>\n')).toEqual({ kind: 'answer', think: 'so', answer: 'melin' });
+    expect(parseTurn('<think>find the base of goso.</think><search>goso based</search>')).toEqual({
+      kind: 'search',
+      think: 'find the base of goso.',
+      query: 'goso based',
+    });
+    expect(parseTurn(' <think> so </think>\n<answer>  melin  </answer>\n')).toEqual({
+      kind: 'answer',
+      think: 'so',
+      answer: 'melin',
+    });
     expect(parseTurn('<think></think><search>a   b</search>')).toEqual({ kind: 'search', think: '', query: 'a b' });
   });
 
@@ -213,11 +244,16 @@ describe('parseTurn', () => {
 
   const word = fc.stringMatching(/^[a-z0-9.,?']{1,8}$/);
   const words = fc.array(word, { minLength: 1, maxLength: 5 }).map((w) => w.join(' '));
-  test.prop([fc.array(word, { maxLength: 5 }).map((w) => w.join(' ')), words, fc.boolean()])('think + action round-trips', (think, body, isSearch) => {
-    const tag = isSearch ? 'search' : 'answer';
-    const parsed = parseTurn(`<think>${think}</think><${tag}>${body}</${tag}>`);
-    expect(parsed).toEqual(isSearch ? { kind: 'search', think, query: body } : { kind: 'answer', think, answer: body });
-  });
+  test.prop([fc.array(word, { maxLength: 5 }).map((w) => w.join(' ')), words, fc.boolean()])(
+    'think + action round-trips',
+    (think, body, isSearch) => {
+      const tag = isSearch ? 'search' : 'answer';
+      const parsed = parseTurn(`<think>${think}</think><${tag}>${body}</${tag}>`);
+      expect(parsed).toEqual(
+        isSearch ? { kind: 'search', think, query: body } : { kind: 'answer', think, answer: body },
+      );
+    },
+  );
 });
 
 describe('Episode', () => {
@@ -234,7 +270,9 @@ describe('Episode', () => {
     expect(r1.observation).toBe(formatInfo(ep.retriever.search(q.start)));
     const r2 = ep.step(`<think>x</think><answer>${q.gold}</answer>`);
     expect(r2).toEqual({ done: true, reward: 1, reason: 'answer' });
-    expect(ep.transcript()).toBe(`${q.text}\n${search(q.start)}${r1.observation}<think>x</think><answer>${q.gold}</answer>`);
+    expect(ep.transcript()).toBe(
+      `${q.text}\n${search(q.start)}${r1.observation}<think>x</think><answer>${q.gold}</answer>`,
+    );
     expect(() => ep.step(search('more'))).toThrow(/has ended \(answer\)/);
     const rec = ep.record();
     expect(rec).toMatchObject({ searches: 1, end: 'answer', reward: 1, answer: q.gold, neededTotal: q.hops.length });
@@ -243,7 +281,10 @@ describe('Episode', () => {
 
   it('a wrong answer scores 0; a partly right one gets partial F1', () => {
     expect(new Episode(q, spec.facts).step('<think>x</think><answer>nobody</answer>').reward).toBe(0);
-    expect(new Episode(q, spec.facts).step(`<think>x</think><answer>${q.gold} nobody</answer>`).reward).toBeCloseTo(2 / 3, 12);
+    expect(new Episode(q, spec.facts).step(`<think>x</think><answer>${q.gold} nobody</answer>`).reward).toBeCloseTo(
+      2 / 3,
+      12,
+    );
   });
 
   it('a malformed turn ends the episode with reward 0 and its reason', () => {
@@ -305,7 +346,8 @@ describe('scripted expert', () => {
     for (const spec of makeSplit('train', 2026, 200)) {
       const { demo, seen, observations, last } = runExpert(spec);
       // The expert searched exactly as the episode did, and saw the same info blocks.
-      if (JSON.stringify(seen) !== JSON.stringify(observations) || demo.turns.length !== spec.question.hops.length + 1) mismatched.push(spec.question.text);
+      if (JSON.stringify(seen) !== JSON.stringify(observations) || demo.turns.length !== spec.question.hops.length + 1)
+        mismatched.push(spec.question.text);
       const right = normalise(demo.answer) === normalise(spec.question.gold);
       if (last.reward !== (right ? 1 : 0)) mismatched.push(spec.question.text);
       if (last.done && last.reason === 'answer' && right) solved++;
@@ -329,7 +371,8 @@ describe('scripted expert', () => {
       for (const spec of makeSplit('train', 99, 200)) {
         const { demo, last } = runExpert(spec, { imperfect, gen });
         flaws.add(demo.flaw);
-        if (demo.turns.some((t) => parseTurn(t).kind === 'malformed')) throw new Error(`malformed demo: ${demo.turns.join('')}`);
+        if (demo.turns.some((t) => parseTurn(t).kind === 'malformed'))
+          throw new Error(`malformed demo: ${demo.turns.join('')}`);
         if (last.reward === 1) ok++;
       }
       return ok / 200;
@@ -340,42 +383,52 @@ describe('scripted expert', () => {
     expect(half).toBeLessThan(0.9);
     expect(half).toBeGreaterThan(all);
     expect(all).toBeLessThan(0.5);
-    expect(() => expertDemo(makeSplit('train', 1, 1)[0].question, { search: () => [] }, { imperfect: 0.5 })).toThrow(/needs a Generator/);
+    expect(() => expertDemo(makeSplit('train', 1, 1)[0].question, { search: () => [] }, { imperfect: 0.5 })).toThrow(
+      /needs a Generator/,
+    );
   });
 
-  it('a hasty demonstration of a multi-hop question answers after its first search; 1-hop questions are never hasty', () => {
-    const gen = new Generator(5);
-    let hastyMulti = 0;
-    let multi = 0;
-    for (const spec of makeSplit('train', 98, 200)) {
-      const n = spec.question.hops.length;
-      const { demo, last } = runExpert(spec, { hasty: 0.6, gen });
-      const searches = demo.turns.filter((t) => parseTurn(t).kind === 'search').length;
-      if (n === 1) {
-        expect(demo.flaw).toBeNull();
-        expect(searches).toBe(1);
-        continue;
+  it(
+    'a hasty demonstration of a multi-hop question answers after its first search; 1-hop questions ' +
+      'are never hasty',
+    () => {
+      const gen = new Generator(5);
+      let hastyMulti = 0;
+      let multi = 0;
+      for (const spec of makeSplit('train', 98, 200)) {
+        const n = spec.question.hops.length;
+        const { demo, last } = runExpert(spec, { hasty: 0.6, gen });
+        const searches = demo.turns.filter((t) => parseTurn(t).kind === 'search').length;
+        if (n === 1) {
+          expect(demo.flaw).toBeNull();
+          expect(searches).toBe(1);
+          continue;
+        }
+        multi++;
+        if (demo.flaw === 'early-answer') {
+          hastyMulti++;
+          expect(demo.flawHop).toBe(1);
+          expect(searches).toBe(1);
+          expect(last.reward ?? 0).toBeLessThan(1); // it answers with the first hop's entity
+        } else {
+          expect(demo.flaw).toBeNull();
+          expect(searches).toBe(n);
+        }
       }
-      multi++;
-      if (demo.flaw === 'early-answer') {
-        hastyMulti++;
-        expect(demo.flawHop).toBe(1);
-        expect(searches).toBe(1);
-        expect(last.reward ?? 0).toBeLessThan(1); // it answers with the first hop's entity
-      } else {
-        expect(demo.flaw).toBeNull();
-        expect(searches).toBe(n);
-      }
-    }
-    expect(multi).toBeGreaterThan(50);
-    expect(Math.abs(hastyMulti / multi - 0.6)).toBeLessThan(0.15);
-    expect(() => expertDemo(makeSplit('train', 1, 1)[0].question, { search: () => [] }, { hasty: 0.5 })).toThrow(/needs a Generator/);
-  });
+      expect(multi).toBeGreaterThan(50);
+      expect(Math.abs(hastyMulti / multi - 0.6)).toBeLessThan(0.15);
+      expect(() => expertDemo(makeSplit('train', 1, 1)[0].question, { search: () => [] }, { hasty: 0.5 })).toThrow(
+        /needs a Generator/,
+      );
+    },
+  );
 
   it('episode text (question, expert turns, info blocks) fits the 512-token context in every split', () => {
     const gen = new Generator(4);
     for (const split of SPLIT_NAMES) {
-      const texts = makeSplit(split, 8, 200).flatMap((spec) => [0, 1].map((imperfect) => runExpert(spec, { imperfect, gen }).ep.transcript()));
+      const texts = makeSplit(split, 8, 200).flatMap((spec) =>
+        [0, 1].map((imperfect) => runExpert(spec, { imperfect, gen }).ep.transcript()),
+      );
       expect(texts.filter((t) => !PRINTABLE.test(t) || t.toLowerCase() !== t)).toEqual([]);
       // Measured: at most about 310 tokens in train and eval, 420 in ood (3 hops).
       expect(Math.max(...texts.map(tokenCount))).toBeLessThan(CONTEXT_TOKENS);
@@ -404,7 +457,9 @@ describe('splits', () => {
   it('only ood uses held-out templates, for about half its facts and questions', () => {
     for (const s of ['train', 'eval'] as const) {
       expect(sets[s].some((e) => e.question.heldOut || e.facts.some((f) => f.heldOut))).toBe(false);
-      const offTemplate = sets[s].flatMap((e) => e.facts).filter((f) => !RELATIONS[f.rel].train.some((t) => renderFact(t, f.subj, f.obj) === f.text));
+      const offTemplate = sets[s]
+        .flatMap((e) => e.facts)
+        .filter((f) => !RELATIONS[f.rel].train.some((t) => renderFact(t, f.subj, f.obj) === f.text));
       expect(offTemplate).toEqual([]);
     }
     const facts = sets.ood.flatMap((e) => e.facts);
@@ -420,7 +475,9 @@ describe('splits', () => {
     expect(makeSplit('eval', 1, 20)).toEqual(sets.eval.slice(0, 20));
     const stream = episodeStream('train', 1);
     expect(Array.from({ length: 5 }, () => stream.next().value)).toEqual(sets.train.slice(0, 5));
-    expect(makeSplit('train', 2, 5).map((e) => e.question.text)).not.toEqual(sets.train.slice(0, 5).map((e) => e.question.text));
+    expect(makeSplit('train', 2, 5).map((e) => e.question.text)).not.toEqual(
+      sets.train.slice(0, 5).map((e) => e.question.text),
+    );
     // Fresh worlds per episode: within a split, questions hardly ever repeat.
     expect(new Set(sets.train.map((e) => e.question.text)).size).toBeGreaterThan(195);
   });

@@ -23,12 +23,15 @@ const init = new GPT(cfg, { generator: new E.Generator(1234) });
 const weights = new Map([...init.params].map(([n, p]) => [n, Float64Array.from(p.dataSync())]));
 const gen = new E.Generator(99);
 const ids = Int32Array.from({ length: B * T }, () => gen.int(cfg.vocabSize));
-const targets = Int32Array.from({ length: B * T }, (_, i) => (i % 7 === 3 ? -1 : gen.int(cfg.vocabSize))); // some positions masked
+// some positions masked
+const targets = Int32Array.from({ length: B * T }, (_, i) => (i % 7 === 3 ? -1 : gen.int(cfg.vocabSize)));
 
 async function run(device: E.Device, dtype: 'float32' | 'float64'): Promise<Golden> {
   const model = new GPT(cfg, { device, dtype });
   for (const [name, p] of model.params) {
-    const w = E.tensor(dtype === 'float64' ? weights.get(name)! : Float32Array.from(weights.get(name)!), [...p.shape], { device });
+    const w = E.tensor(dtype === 'float64' ? weights.get(name)! : Float32Array.from(weights.get(name)!), [...p.shape], {
+      device,
+    });
     p.assign(w);
     w.dispose();
   }
@@ -72,7 +75,9 @@ function agree(got: Golden, want: Golden, tol: { logits: number; grads: number; 
     const e = relErr(got.grads.get(name)!, g);
     expect(e, `gradient of ${name}: relative error ${e}`).toBeLessThan(tol.grads);
   }
-  got.stepLosses.forEach((l, i) => expect(Math.abs(l - want.stepLosses[i]) / want.stepLosses[i], `AdamW step ${i + 1} loss`).toBeLessThan(tol.steps));
+  got.stepLosses.forEach((l, i) =>
+    expect(Math.abs(l - want.stepLosses[i]) / want.stepLosses[i], `AdamW step ${i + 1} loss`).toBeLessThan(tol.steps),
+  );
 }
 
 let reference: Golden | undefined;

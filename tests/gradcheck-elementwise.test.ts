@@ -4,7 +4,21 @@
 import { describe, expect, test } from 'vitest';
 import { fc, test as fcTest } from '@fast-check/vitest';
 import * as E from '../engine/index.js';
-import { awayFromZero, broadcastableTo, broadcastPair, directionalCheck, distinct, floats, gradcheck, input, int32, seedArb, shapeArb, sizeOf, type Values } from './helpers/gradcheck.js';
+import {
+  awayFromZero,
+  broadcastableTo,
+  broadcastPair,
+  directionalCheck,
+  distinct,
+  floats,
+  gradcheck,
+  input,
+  int32,
+  seedArb,
+  shapeArb,
+  sizeOf,
+  type Values,
+} from './helpers/gradcheck.js';
 
 const UNARY: [string, (x: E.Tensor) => E.Tensor, Values][] = [
   ['neg', E.neg, floats()],
@@ -31,7 +45,8 @@ describe('gradcheck: unary', () => {
 });
 
 /** Two broadcasting inputs, each with its own value range. */
-const pair = (va: Values, vb: Values = va) => broadcastPair().chain(([, sa, sb]) => fc.tuple(input(sa, va), input(sb, vb)));
+const pair = (va: Values, vb: Values = va) =>
+  broadcastPair().chain(([, sa, sb]) => fc.tuple(input(sa, va), input(sb, vb)));
 
 const BINARY: [string, (a: E.Tensor, b: E.Tensor) => E.Tensor, Values, Values][] = [
   ['add', E.add, floats(), floats()],
@@ -63,29 +78,42 @@ describe('gradcheck: binary with broadcasting', () => {
     ['|k| ^ x', (x, k) => E.pow(Math.abs(k) + 0.5, x)],
     ['maximum(x, k)', (x, k) => E.maximum(x, k + 0.005)],
   ];
-  fcTest.prop([shapeArb(0, 3).chain((s) => input(s, floats(0.3, 2))), fc.tuple(fc.boolean(), fc.integer({ min: 5, max: 20 })).map(([neg, k]) => (neg ? -k : k) / 10), fc.constantFrom(...WITH_NUMBER), seedArb])(
-    'binary ops with a number operand',
-    (x, k, [name, f], seed) => {
-      gradcheck((t) => f(t, k), [x], { name, seed });
-    },
-  );
+  fcTest.prop([
+    shapeArb(0, 3).chain((s) => input(s, floats(0.3, 2))),
+    fc.tuple(fc.boolean(), fc.integer({ min: 5, max: 20 })).map(([neg, k]) => (neg ? -k : k) / 10),
+    fc.constantFrom(...WITH_NUMBER),
+    seedArb,
+  ])('binary ops with a number operand', (x, k, [name, f], seed) => {
+    gradcheck((t) => f(t, k), [x], { name, seed });
+  });
 });
 
 describe('gradcheck: where', () => {
   // cond, a and b all broadcast to one shape; cond is int32 or float; b may be a number.
   const arb = shapeArb(0, 3, 4).chain((out) =>
-    fc.record({
-      condShape: broadcastableTo(out),
-      a: broadcastableTo(out).chain((s) => input(s)),
-      b: broadcastableTo(out).chain((s) => input(s)),
-      bIsNumber: fc.boolean(),
-      floatCond: fc.boolean(),
-    }).chain((r) => fc.record({ r: fc.constant(r), cond: fc.array(fc.boolean(), { minLength: sizeOf(r.condShape), maxLength: sizeOf(r.condShape) }) })),
+    fc
+      .record({
+        condShape: broadcastableTo(out),
+        a: broadcastableTo(out).chain((s) => input(s)),
+        b: broadcastableTo(out).chain((s) => input(s)),
+        bIsNumber: fc.boolean(),
+        floatCond: fc.boolean(),
+      })
+      .chain((r) =>
+        fc.record({
+          r: fc.constant(r),
+          cond: fc.array(fc.boolean(), { minLength: sizeOf(r.condShape), maxLength: sizeOf(r.condShape) }),
+        }),
+      ),
   );
   fcTest.prop([arb, seedArb])('where', ({ r, cond }, seed) => {
     const makeCond = () =>
       r.floatCond
-        ? E.tensor(Float64Array.from(cond, (c) => (c ? 0.5 : 0)), r.condShape, { dtype: 'float64' })
+        ? E.tensor(
+            Float64Array.from(cond, (c) => (c ? 0.5 : 0)),
+            r.condShape,
+            { dtype: 'float64' },
+          )
         : int32(Int32Array.from(cond, Number), r.condShape);
     if (r.bIsNumber) gradcheck((a) => E.where(makeCond(), a, 1.5), [r.a], { name: 'where(cond, a, number)', seed });
     else gradcheck((a, b) => E.where(makeCond(), a, b), [r.a, r.b], { name: 'where', seed });
@@ -99,24 +127,41 @@ describe('gradcheck: an input used more than once', () => {
     ['x / (x^2 + 1)', (x) => E.div(x, E.add(E.square(x), 1))],
     ['x @ x^T', (x) => E.matmulT(x, x, false, true)],
     ['cat([x, x, x], -1)', (x) => E.cat([x, x, x], -1)],
-    ['tanh(x) * sigmoid(tanh(x)) + exp(x).sum(-1, keepdim)', (x) => {
-      const t = E.tanh(x);
-      return E.add(E.mul(t, E.sigmoid(t)), E.sum(E.exp(x), -1, true));
-    }],
+    [
+      'tanh(x) * sigmoid(tanh(x)) + exp(x).sum(-1, keepdim)',
+      (x) => {
+        const t = E.tanh(x);
+        return E.add(E.mul(t, E.sigmoid(t)), E.sum(E.exp(x), -1, true));
+      },
+    ],
   ];
-  fcTest.prop([shapeArb(2, 3, 4).chain((s) => input(s)), fc.constantFrom(...SHARED), seedArb])('shared inputs accumulate', (x, [name, f], seed) => {
-    gradcheck(f, [x], { name: `${name} with x [${x.shape}]`, seed });
-  });
+  fcTest.prop([shapeArb(2, 3, 4).chain((s) => input(s)), fc.constantFrom(...SHARED), seedArb])(
+    'shared inputs accumulate',
+    (x, [name, f], seed) => {
+      gradcheck(f, [x], { name: `${name} with x [${x.shape}]`, seed });
+    },
+  );
 });
 
 describe('gradcheck: the oracle itself', () => {
   // A "transpose" whose backward forgets to transpose: with an all-ones cotangent its gradient would be
   // all ones either way; a random cotangent exposes it, and the message names the op, input and element.
-  const badTranspose = (x: E.Tensor) => E.record(E.noGrad(() => E.transpose(x, 0, 1)), 'badTranspose', [x], (g) => [g]);
+  const badTranspose = (x: E.Tensor) =>
+    E.record(
+      E.noGrad(() => E.transpose(x, 0, 1)),
+      'badTranspose',
+      [x],
+      (g) => [g],
+    );
   const square = { shape: [3, 3], data: Float64Array.from({ length: 9 }, (_, i) => i / 4 - 1) };
 
   test('gradcheck catches a transposition bug and names input and element', () => {
-    expect(() => gradcheck(badTranspose, [square], { name: 'badTranspose', seed: 7 })).toThrow(/gradcheck badTranspose: \d+ gradient element\(s\) differ[\s\S]*input 0 \[3, 3\] element \d+ \[\d, \d\].*analytic .* vs numeric/);
+    expect(() => gradcheck(badTranspose, [square], { name: 'badTranspose', seed: 7 })).toThrow(
+      new RegExp(
+        String.raw`gradcheck badTranspose: \d+ gradient element\(s\) differ[\s\S]*` +
+          String.raw`input 0 \[3, 3\] element \d+ \[\d, \d\].*analytic .* vs numeric`,
+      ),
+    );
   });
 
   test('an all-ones cotangent would have hidden it', () => {
@@ -131,6 +176,8 @@ describe('gradcheck: the oracle itself', () => {
   });
 
   test('directionalCheck catches it too and names the input', () => {
-    expect(() => directionalCheck(badTranspose, [square], { name: 'badTranspose', seed: 7 })).toThrow(/directionalCheck badTranspose[\s\S]*input 0 \[3, 3\].*<-- differs/);
+    expect(() => directionalCheck(badTranspose, [square], { name: 'badTranspose', seed: 7 })).toThrow(
+      /directionalCheck badTranspose[\s\S]*input 0 \[3, 3\].*<-- differs/,
+    );
   });
 });

@@ -25,7 +25,11 @@ const encode = (t: string) => tok.encode(t);
 async function episodes(probe: Probe, n = 4): Promise<Rollout[]> {
   const model = protocolModel(tok);
   const out: Rollout[] = [];
-  await evaluate(model, tok, makeSplit('eval', 0, n), PRESETS.default, { probe, scoreTemperature: 1, onEpisode: (r) => out.push(r) });
+  await evaluate(model, tok, makeSplit('eval', 0, n), PRESETS.default, {
+    probe,
+    scoreTemperature: 1,
+    onEpisode: (r) => out.push(r),
+  });
   model.dispose();
   return out;
 }
@@ -34,33 +38,41 @@ async function episodes(probe: Probe, n = 4): Promise<Rollout[]> {
 function fullLogprobs(model: ReturnType<typeof protocolModel>, ids: readonly number[], temperature: number): number[] {
   return E.tidy(() => {
     const { logits } = model.forward(E.tensor(Int32Array.from(ids), [1, ids.length]));
-    return Array.from(E.targetLogProb(logits.mul(1 / temperature), E.tensor(Int32Array.from([...ids.slice(1), -1]), [1, ids.length])).dataSync());
+    return Array.from(
+      E.targetLogProb(
+        logits.mul(1 / temperature),
+        E.tensor(Int32Array.from([...ids.slice(1), -1]), [1, ids.length]),
+      ).dataSync(),
+    );
   });
 }
 
 describe('the probe of p_t', () => {
-  test('on a policy that writes <think> after </info>, the bare probe collapses and the in-protocol one does not', async () => {
-    // The construction: after </info> (and after the prompt), <answer> is ~200 nats less likely than <think>.
-    const model = protocolModel(tok);
-    const lp = fullLogprobs(model, encode('who?\n<think>x</think><search>q</search><info></info><answer>'), 1);
-    expect(lp.at(-2)).toBeLessThan(-100);
-    model.dispose();
+  test(
+    'on a policy that writes <think> after </info>, the bare probe collapses and the ' + 'in-protocol one does not',
+    async () => {
+      // The construction: after </info> (and after the prompt), <answer> is ~200 nats less likely than <think>.
+      const model = protocolModel(tok);
+      const lp = fullLogprobs(model, encode('who?\n<think>x</think><search>q</search><info></info><answer>'), 1);
+      expect(lp.at(-2)).toBeLessThan(-100);
+      model.dispose();
 
-    const think = await episodes(THINK_PROBE);
-    const bare = await episodes(BARE_PROBE);
-    for (const [i, r] of think.entries()) {
-      // Every greedy episode searches until it runs out of turns (the fourth search gets no response and
-      // ends the episode): p_0 and three p_t after tool responses.
-      expect(r.turns.map((t) => t.kind)).toEqual(['search', 'search', 'search', 'ended']);
-      expect(r.probs.length).toBe(4);
-      expect(bare[i].probs.length).toBe(4);
-      // The gold answer alone, after `<think>...</think><answer>`: about 1/V per token, nowhere near 0.
-      for (const p of r.probs) expect(p).toBeGreaterThan(1e-4);
-      // `<answer>` scored after `</info>` (or the prompt) drags the mean to nothing. Were the probe's
-      // `</think><answer>` in the mean, the in-protocol p_t would collapse the same way.
-      for (const p of bare[i].probs) expect(p).toBeLessThan(1e-9);
-    }
-  });
+      const think = await episodes(THINK_PROBE);
+      const bare = await episodes(BARE_PROBE);
+      for (const [i, r] of think.entries()) {
+        // Every greedy episode searches until it runs out of turns (the fourth search gets no response and
+        // ends the episode): p_0 and three p_t after tool responses.
+        expect(r.turns.map((t) => t.kind)).toEqual(['search', 'search', 'search', 'ended']);
+        expect(r.probs.length).toBe(4);
+        expect(bare[i].probs.length).toBe(4);
+        // The gold answer alone, after `<think>...</think><answer>`: about 1/V per token, nowhere near 0.
+        for (const p of r.probs) expect(p).toBeGreaterThan(1e-4);
+        // `<answer>` scored after `</info>` (or the prompt) drags the mean to nothing. Were the probe's
+        // `</think><answer>` in the mean, the in-protocol p_t would collapse the same way.
+        for (const p of bare[i].probs) expect(p).toBeLessThan(1e-9);
+      }
+    },
+  );
 
   test('probe tokens: the think probe scores the gold answer only, the bare one its tags too; options by name', () => {
     const think = probeTokens(THINK_PROBE, ['melin', 'other'], encode);
@@ -74,7 +86,9 @@ describe('the probe of p_t', () => {
     expect(() => resolveProbe('bare', { close: true })).toThrow(/already scores <\/answer>/);
     expect(() => resolveProbe('nope')).toThrow(/unknown probe 'nope'/);
     // The mean leaves the prefix out.
-    expect(probeProbability([-50, -50, Math.log(0.5), Math.log(0.125)], { prefix: [1, 2], answer: [3, 4] })).toBeCloseTo(0.25, 12);
+    expect(
+      probeProbability([-50, -50, Math.log(0.5), Math.log(0.125)], { prefix: [1, 2], answer: [3, 4] }),
+    ).toBeCloseTo(0.25, 12);
     expect(() => probeProbability([0], { prefix: [1], answer: [2] })).toThrow(/1 log-probs for a probe of 2 tokens/);
   });
 });
@@ -84,15 +98,28 @@ describe('igpo eval --dump', () => {
     const dir = tempDir('igpo-dump-');
     const ckpt = join(dir, 'model.safetensors');
     const model = protocolModel(tok, 3);
-    await saveCheckpoint(ckpt, model, { tokenizer: tok, metadata: { preset: 'default', probe: JSON.stringify(THINK_PROBE) } });
+    await saveCheckpoint(ckpt, model, {
+      tokenizer: tok,
+      metadata: { preset: 'default', probe: JSON.stringify(THINK_PROBE) },
+    });
     const dump = join(dir, 'episodes.jsonl');
     await runEval(ckpt, { episodes: 3, seed: 1, device: 'cpu', dump });
-    const lines = readFileSync(dump, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(dump, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.length).toBe(6); // 3 held-out, 3 out-of-domain
     expect(lines.map((l) => l.split)).toEqual(['eval', 'eval', 'eval', 'ood', 'ood', 'ood']);
     let checked = 0;
     for (const line of lines) {
-      const { ids, turns, probe, p, pAt, temperature } = line as { ids: number[]; turns: { kind: string; start: number; end: number }[]; probe: { prefix: number[]; answer: number[] }; p: number[]; pAt: number[]; temperature: number };
+      const { ids, turns, probe, p, pAt, temperature } = line as {
+        ids: number[];
+        turns: { kind: string; start: number; end: number }[];
+        probe: { prefix: number[]; answer: number[] };
+        p: number[];
+        pAt: number[];
+        temperature: number;
+      };
       expect(probe).toEqual(probeTokens(THINK_PROBE, line.gold, encode));
       expect(temperature).toBe(PRESETS.default.rl.temperature);
       // Turns are in order, inside ids, and each search turn's response follows it.
@@ -108,7 +135,9 @@ describe('igpo eval --dump', () => {
         if (t > 0) expect(n).toBe(turns[t].start); // after turn t-1's tool response
         const seq = [...ids.slice(0, n), ...probe.prefix, ...probe.answer];
         const lp = fullLogprobs(model, seq, temperature).slice(seq.length - probe.answer.length - 1, seq.length - 1);
-        expect(Math.abs(Math.exp(lp.reduce((s, x) => s + x, 0) / lp.length) - p[t])).toBeLessThan(1e-5 * Math.max(1, p[t]) + 1e-7);
+        expect(Math.abs(Math.exp(lp.reduce((s, x) => s + x, 0) / lp.length) - p[t])).toBeLessThan(
+          1e-5 * Math.max(1, p[t]) + 1e-7,
+        );
         checked++;
       }
     }
@@ -123,9 +152,25 @@ describe('igpo eval --dump', () => {
     await saveCheckpoint(ckpt, model, { tokenizer: tok, metadata: { preset: 'default' } });
     model.dispose();
     const dump = join(dir, 'bare.jsonl');
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'igpo/cli.ts', 'eval', '--checkpoint', ckpt, '--episodes', '2', '--probe', 'bare', '--dump', dump]);
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      '--import',
+      'tsx',
+      'igpo/cli.ts',
+      'eval',
+      '--checkpoint',
+      ckpt,
+      '--episodes',
+      '2',
+      '--probe',
+      'bare',
+      '--dump',
+      dump,
+    ]);
     expect(stdout).toMatch(/wrote .*bare\.jsonl: 4 episodes/);
-    const lines = readFileSync(dump, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(dump, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.length).toBe(4);
     for (const l of lines) {
       expect(l.probe).toEqual(probeTokens(BARE_PROBE, l.gold, encode));

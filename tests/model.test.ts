@@ -34,8 +34,11 @@ describe('GPT', () => {
     expect(() => pt.forward(E.randint(0, tiny.vocabSize, [1, 1]), { cache })).toThrow(/needs opts.history/);
   });
 
-  fcTest.prop([fc.integer(), fc.constantFrom<'float32' | 'float64'>('float32', 'float64'), fc.constantFrom(0, 1, 2)], { numRuns: 10 })(
-    'KV-cache sampling, tool appends and scoring give the log-probs of a full forward (with 0, 1 or 2 previous-token embeddings)',
+  fcTest.prop([fc.integer(), fc.constantFrom<'float32' | 'float64'>('float32', 'float64'), fc.constantFrom(0, 1, 2)], {
+    numRuns: 10,
+  })(
+    'KV-cache sampling, tool appends and scoring give the log-probs of a full forward (with 0, 1 or 2 ' +
+      'previous-token embeddings)',
     async (seed, dtype, prevTokens) => {
       const tol = dtype === 'float64' ? 1e-9 : 2e-4;
       const g = new E.Generator(seed);
@@ -51,10 +54,16 @@ describe('GPT', () => {
       const second = await dec.generate({ maxTokens: 4, generator: g, active: [true, false, true] });
       for (let b = 0; b < 3; b++) {
         const seq = dec.sequences[b];
-        expect(seq).toEqual([...prompts[b], ...first.tokens[b], ...(b === 0 ? [10, 11] : b === 2 ? [12, 13, 14, 15] : []), ...second.tokens[b]]);
+        expect(seq).toEqual([
+          ...prompts[b],
+          ...first.tokens[b],
+          ...(b === 0 ? [10, 11] : b === 2 ? [12, 13, 14, 15] : []),
+          ...second.tokens[b],
+        ]);
         const full = fullLogprobs(model, seq);
         // Sampled tokens' log-probs, at the positions where they sit in the full sequence.
-        const at = (offset: number, lps: number[]) => lps.forEach((lp, j) => expect(Math.abs(lp - full[offset + j - 1])).toBeLessThan(tol));
+        const at = (offset: number, lps: number[]) =>
+          lps.forEach((lp, j) => expect(Math.abs(lp - full[offset + j - 1])).toBeLessThan(tol));
         at(prompts[b].length, first.logprobs[b]);
         at(seq.length - second.tokens[b].length, second.logprobs[b]);
         // Scored continuation = full forward of the sequence as it was, extended by the continuation.
@@ -69,7 +78,9 @@ describe('GPT', () => {
     },
   );
 
-  fcTest.prop([fc.integer(), fc.constantFrom<'float32' | 'float64'>('float32', 'float64'), fc.constantFrom(0, 2)], { numRuns: 10 })(
+  fcTest.prop([fc.integer(), fc.constantFrom<'float32' | 'float64'>('float32', 'float64'), fc.constantFrom(0, 2)], {
+    numRuns: 10,
+  })(
     'retain drops rows: the kept ones decode, append and score as a full forward says, with their own tokens',
     async (seed, dtype, prevTokens) => {
       const tol = dtype === 'float64' ? 1e-9 : 2e-4;
@@ -89,7 +100,9 @@ describe('GPT', () => {
         const appended = orig === 0 ? [10, 11] : [12];
         expect(seq).toEqual([...prompts[orig], ...first.tokens[orig], ...appended, ...second.tokens[b]]);
         const full = fullLogprobs(model, seq);
-        second.logprobs[b].forEach((lp, j) => expect(Math.abs(lp - full[seq.length - second.tokens[b].length + j - 1])).toBeLessThan(tol));
+        second.logprobs[b].forEach((lp, j) =>
+          expect(Math.abs(lp - full[seq.length - second.tokens[b].length + j - 1])).toBeLessThan(tol),
+        );
         const ext = fullLogprobs(model, [...seq, ...(b === 0 ? [3, 4] : [5])]);
         scored[b].forEach((lp, j) => expect(Math.abs(lp - ext[seq.length - 1 + j])).toBeLessThan(tol));
       });
@@ -142,32 +155,40 @@ describe('sampleToken', () => {
     const g = new E.Generator(3);
     expect(sampleToken(logits, { temperature: 0, banned: [1] }, g).token).toBe(3);
     expect(sampleToken(logits, { temperature: 0, banned: [0, 1, 3] }, g).token).toBe(4);
-    for (let i = 0; i < 200; i++) expect([1, 3]).not.toContain(sampleToken(logits, { temperature: 5, banned: [1, 3] }, g).token);
+    for (let i = 0; i < 200; i++)
+      expect([1, 3]).not.toContain(sampleToken(logits, { temperature: 5, banned: [1, 3] }, g).token);
     const z = [0.1, -1, 0].reduce((s, x) => s + Math.exp(x), 0);
-    expect(sampleToken([0.1, 9, -1, 9, 0], { temperature: 0, banned: [1, 3] }, g).logprob).toBeCloseTo(0.1 - Math.log(z), 12);
+    expect(sampleToken([0.1, 9, -1, 9, 0], { temperature: 0, banned: [1, 3] }, g).logprob).toBeCloseTo(
+      0.1 - Math.log(z),
+      12,
+    );
   });
 });
 
 describe('lengthBuckets', () => {
-  fcTest.prop([fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 200 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 5 }), fc.integer()])(
-    'hands out every example once, in batches sorted into similar lengths',
-    (lengths, batchSize, pool, seed) => {
-      let i = 0;
-      const next = (): Example => {
-        const n = lengths[i++ % lengths.length];
-        return { ids: Array.from({ length: n }, () => i), lossMask: Array.from({ length: n }, () => true) };
-      };
-      const nextBatch = lengthBuckets(next, batchSize, new E.Generator(seed), pool);
-      const batches = Array.from({ length: pool }, nextBatch);
-      expect(i).toBe(pool * batchSize); // one pool drawn, nothing more
-      const ids = batches.flat().map((e) => e.ids[0]);
-      expect(new Set(ids).size).toBe(pool * batchSize);
-      // Sorted: batches do not overlap in length, whatever order they come out in.
-      const ranges = batches.map((b) => [Math.min(...b.map((e) => e.ids.length)), Math.max(...b.map((e) => e.ids.length))]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-      for (let k = 1; k < ranges.length; k++) expect(ranges[k][0]).toBeGreaterThanOrEqual(ranges[k - 1][1]);
-      for (const b of batches) expect(b.length).toBe(batchSize);
-      nextBatch();
-      expect(i).toBe(2 * pool * batchSize); // the next pool
-    },
-  );
+  fcTest.prop([
+    fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 200 }),
+    fc.integer({ min: 1, max: 6 }),
+    fc.integer({ min: 1, max: 5 }),
+    fc.integer(),
+  ])('hands out every example once, in batches sorted into similar lengths', (lengths, batchSize, pool, seed) => {
+    let i = 0;
+    const next = (): Example => {
+      const n = lengths[i++ % lengths.length];
+      return { ids: Array.from({ length: n }, () => i), lossMask: Array.from({ length: n }, () => true) };
+    };
+    const nextBatch = lengthBuckets(next, batchSize, new E.Generator(seed), pool);
+    const batches = Array.from({ length: pool }, nextBatch);
+    expect(i).toBe(pool * batchSize); // one pool drawn, nothing more
+    const ids = batches.flat().map((e) => e.ids[0]);
+    expect(new Set(ids).size).toBe(pool * batchSize);
+    // Sorted: batches do not overlap in length, whatever order they come out in.
+    const ranges = batches
+      .map((b) => [Math.min(...b.map((e) => e.ids.length)), Math.max(...b.map((e) => e.ids.length))])
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    for (let k = 1; k < ranges.length; k++) expect(ranges[k][0]).toBeGreaterThanOrEqual(ranges[k - 1][1]);
+    for (const b of batches) expect(b.length).toBe(batchSize);
+    nextBatch();
+    expect(i).toBe(2 * pool * batchSize); // the next pool
+  });
 });

@@ -8,7 +8,18 @@ import * as E from '../engine/index.js';
 const read = (t: E.Tensor) => Array.from(t.dataSync());
 
 /** One AdamW step on plain numbers, as in Loshchilov & Hutter (2019), Algorithm 2 with PyTorch's form. */
-function adamwRef(p: number, g: number, m: number, v: number, t: number, lr: number, b1: number, b2: number, eps: number, wd: number) {
+function adamwRef(
+  p: number,
+  g: number,
+  m: number,
+  v: number,
+  t: number,
+  lr: number,
+  b1: number,
+  b2: number,
+  eps: number,
+  wd: number,
+) {
   m = b1 * m + (1 - b1) * g;
   v = b2 * v + (1 - b2) * g * g;
   p = p * (1 - lr * wd) - (lr * (m / (1 - b1 ** t))) / (Math.sqrt(v / (1 - b2 ** t)) + eps);
@@ -16,26 +27,33 @@ function adamwRef(p: number, g: number, m: number, v: number, t: number, lr: num
 }
 
 describe('AdamW', () => {
-  fcTest.prop([fc.boolean(), fc.integer()])('three steps match the scalar reference (fused and composed)', (fused, seed) => {
-    E.setFusedKernels(fused);
-    try {
-      const g = new E.Generator(seed);
-      const p0 = Array.from({ length: 5 }, () => g.normal());
-      const grads = [0, 1, 2].map(() => Array.from({ length: 5 }, () => g.normal()));
-      const w = E.tensor(Float64Array.from(p0), [5], { requiresGrad: true });
-      const opt = new E.AdamW([w], { lr: 0.1, betas: [0.9, 0.99], eps: 1e-8, weightDecay: 0.1 });
-      const ref = p0.map((p) => ({ p, m: 0, v: 0 }));
-      for (let t = 1; t <= 3; t++) {
-        opt.zeroGrad();
-        w.mul(E.tensor(Float64Array.from(grads[t - 1]))).sum().backward();
-        opt.step();
-        ref.forEach((r, i) => Object.assign(r, adamwRef(r.p, grads[t - 1][i], r.m, r.v, t, 0.1, 0.9, 0.99, 1e-8, 0.1)));
+  fcTest.prop([fc.boolean(), fc.integer()])(
+    'three steps match the scalar reference (fused and composed)',
+    (fused, seed) => {
+      E.setFusedKernels(fused);
+      try {
+        const g = new E.Generator(seed);
+        const p0 = Array.from({ length: 5 }, () => g.normal());
+        const grads = [0, 1, 2].map(() => Array.from({ length: 5 }, () => g.normal()));
+        const w = E.tensor(Float64Array.from(p0), [5], { requiresGrad: true });
+        const opt = new E.AdamW([w], { lr: 0.1, betas: [0.9, 0.99], eps: 1e-8, weightDecay: 0.1 });
+        const ref = p0.map((p) => ({ p, m: 0, v: 0 }));
+        for (let t = 1; t <= 3; t++) {
+          opt.zeroGrad();
+          w.mul(E.tensor(Float64Array.from(grads[t - 1])))
+            .sum()
+            .backward();
+          opt.step();
+          ref.forEach((r, i) =>
+            Object.assign(r, adamwRef(r.p, grads[t - 1][i], r.m, r.v, t, 0.1, 0.9, 0.99, 1e-8, 0.1)),
+          );
+        }
+        read(w).forEach((v, i) => expect(v).toBeCloseTo(ref[i].p, 12));
+      } finally {
+        E.setFusedKernels(true);
       }
-      read(w).forEach((v, i) => expect(v).toBeCloseTo(ref[i].p, 12));
-    } finally {
-      E.setFusedKernels(true);
-    }
-  });
+    },
+  );
 
   test('parameters without a gradient are left alone; bad parameters are refused', () => {
     const a = E.tensor([1], { requiresGrad: true });
@@ -83,17 +101,23 @@ describe('SGD and clipping', () => {
     expect(read(w)[0]).toBeCloseTo(p, 12);
   });
 
-  fcTest.prop([fc.double({ min: 0.01, max: 10, noNaN: true }), fc.integer()])('clipGradNorm returns the norm and caps it at maxNorm', (maxNorm, seed) => {
-    const g = new E.Generator(seed);
-    const a = E.randn([3, 2], { dtype: 'float64', generator: g, requiresGrad: true });
-    const b = E.randn([4], { dtype: 'float64', generator: g, requiresGrad: true });
-    a.mul(E.randn([3, 2], { dtype: 'float64', generator: g })).sum().add(b.square().sum()).backward();
-    const norm = (ts: E.Tensor[]) => Math.sqrt(ts.flatMap(read).reduce((s, v) => s + v * v, 0));
-    const before = norm([a.grad!, b.grad!]);
-    const total = read(E.clipGradNorm([a, b], maxNorm))[0];
-    expect(total).toBeCloseTo(before, 10);
-    expect(norm([a.grad!, b.grad!])).toBeCloseTo(Math.min(before, maxNorm * (before / (before + 1e-6))), 8);
-  });
+  fcTest.prop([fc.double({ min: 0.01, max: 10, noNaN: true }), fc.integer()])(
+    'clipGradNorm returns the norm and caps it at maxNorm',
+    (maxNorm, seed) => {
+      const g = new E.Generator(seed);
+      const a = E.randn([3, 2], { dtype: 'float64', generator: g, requiresGrad: true });
+      const b = E.randn([4], { dtype: 'float64', generator: g, requiresGrad: true });
+      a.mul(E.randn([3, 2], { dtype: 'float64', generator: g }))
+        .sum()
+        .add(b.square().sum())
+        .backward();
+      const norm = (ts: E.Tensor[]) => Math.sqrt(ts.flatMap(read).reduce((s, v) => s + v * v, 0));
+      const before = norm([a.grad!, b.grad!]);
+      const total = read(E.clipGradNorm([a, b], maxNorm))[0];
+      expect(total).toBeCloseTo(before, 10);
+      expect(norm([a.grad!, b.grad!])).toBeCloseTo(Math.min(before, maxNorm * (before / (before + 1e-6))), 8);
+    },
+  );
 });
 
 describe('Generator', () => {

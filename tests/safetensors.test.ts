@@ -8,7 +8,15 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_HEADER_BYTES, SafeTensor, SafetensorsError, loadSafetensors, parse, saveSafetensors, serialize } from '../model/safetensors.js';
+import {
+  MAX_HEADER_BYTES,
+  SafeTensor,
+  SafetensorsError,
+  loadSafetensors,
+  parse,
+  saveSafetensors,
+  serialize,
+} from '../model/safetensors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Arbitraries and helpers
@@ -17,13 +25,32 @@ const shapeArb = fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }); // 
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 /** Default fc.float / fc.double include NaN, -0, +-Infinity and subnormals. */
 const tensorArb: fc.Arbitrary<SafeTensor> = fc.oneof(
-  shapeArb.chain((shape) => fc.array(fc.float(), { minLength: size(shape), maxLength: size(shape) }).map((v) => ({ dtype: 'float32' as const, shape, data: Float32Array.from(v) }))),
-  shapeArb.chain((shape) => fc.array(fc.double(), { minLength: size(shape), maxLength: size(shape) }).map((v) => ({ dtype: 'float64' as const, shape, data: Float64Array.from(v) }))),
-  shapeArb.chain((shape) => fc.array(fc.integer(), { minLength: size(shape), maxLength: size(shape) }).map((v) => ({ dtype: 'int32' as const, shape, data: Int32Array.from(v) }))),
+  shapeArb.chain((shape) =>
+    fc
+      .array(fc.float(), { minLength: size(shape), maxLength: size(shape) })
+      .map((v) => ({ dtype: 'float32' as const, shape, data: Float32Array.from(v) })),
+  ),
+  shapeArb.chain((shape) =>
+    fc
+      .array(fc.double(), { minLength: size(shape), maxLength: size(shape) })
+      .map((v) => ({ dtype: 'float64' as const, shape, data: Float64Array.from(v) })),
+  ),
+  shapeArb.chain((shape) =>
+    fc
+      .array(fc.integer(), { minLength: size(shape), maxLength: size(shape) })
+      .map((v) => ({ dtype: 'int32' as const, shape, data: Int32Array.from(v) })),
+  ),
 );
-const nameArb = fc.oneof(fc.string({ minLength: 1, maxLength: 8 }), fc.string({ unit: 'binary', maxLength: 6 })).filter((s) => s !== '__metadata__');
+const nameArb = fc
+  .oneof(fc.string({ minLength: 1, maxLength: 8 }), fc.string({ unit: 'binary', maxLength: 6 }))
+  .filter((s) => s !== '__metadata__');
 const tensorsArb = fc.dictionary(nameArb, tensorArb, { maxKeys: 4 });
-const metadataArb = fc.option(fc.dictionary(fc.string({ unit: 'binary', maxLength: 6 }), fc.string({ unit: 'binary', maxLength: 10 }), { maxKeys: 3 }), { nil: undefined });
+const metadataArb = fc.option(
+  fc.dictionary(fc.string({ unit: 'binary', maxLength: 6 }), fc.string({ unit: 'binary', maxLength: 10 }), {
+    maxKeys: 3,
+  }),
+  { nil: undefined },
+);
 
 const bytesOf = (a: SafeTensor['data']) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
@@ -49,7 +76,8 @@ function fileWith(header: unknown, dataLength: number): Uint8Array {
   return out;
 }
 
-const headerLengthOf = (bytes: Uint8Array) => Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+const headerLengthOf = (bytes: Uint8Array) =>
+  Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
 
 /** A file with all three dtypes, special values and empty shapes. */
 const sample: Record<string, SafeTensor> = {
@@ -63,12 +91,15 @@ const sample: Record<string, SafeTensor> = {
 // ---------------------------------------------------------------------------------------------
 
 describe('serialize / parse', () => {
-  test.prop([tensorsArb, metadataArb])('round trip is bit-exact for all dtypes, shapes and values', (tensors, metadata) => {
-    const bytes = serialize(tensors, metadata);
-    const back = parse(bytes);
-    expectSameTensors(back.tensors, tensors);
-    expect(back.metadata).toEqual({ ...metadata });
-  });
+  test.prop([tensorsArb, metadataArb])(
+    'round trip is bit-exact for all dtypes, shapes and values',
+    (tensors, metadata) => {
+      const bytes = serialize(tensors, metadata);
+      const back = parse(bytes);
+      expectSameTensors(back.tensors, tensors);
+      expect(back.metadata).toEqual({ ...metadata });
+    },
+  );
 
   it('special values, scalar and empty shapes survive exactly', () => {
     const back = parse(serialize(sample, { step: '12', note: 'ünïcode' }));
@@ -79,18 +110,23 @@ describe('serialize / parse', () => {
     expect(Number.isNaN(w[4])).toBe(true);
   });
 
-  test.prop([tensorsArb, metadataArb])('deterministic layout: header padded to 8 with spaces, keys sorted, order-independent', (tensors, metadata) => {
-    const bytes = serialize(tensors, metadata);
-    const n = headerLengthOf(bytes);
-    expect(n % 8).toBe(0);
-    const text = new TextDecoder().decode(bytes.subarray(8, 8 + n));
-    expect(text).toMatch(/^\{.*\} {0,7}$/s);
-    // JSON.parse would reorder integer-like keys, so read the order off the text.
-    const at = Object.keys(tensors).sort().map((name) => text.indexOf(`${JSON.stringify(name)}:{"dtype":`));
-    expect(at.every((p, k) => p > 0 && (k === 0 || p > at[k - 1]))).toBe(true);
-    const reversed = Object.fromEntries(Object.entries(tensors).reverse());
-    expect(serialize(reversed, metadata)).toEqual(bytes);
-  });
+  test.prop([tensorsArb, metadataArb])(
+    'deterministic layout: header padded to 8 with spaces, keys sorted, order-independent',
+    (tensors, metadata) => {
+      const bytes = serialize(tensors, metadata);
+      const n = headerLengthOf(bytes);
+      expect(n % 8).toBe(0);
+      const text = new TextDecoder().decode(bytes.subarray(8, 8 + n));
+      expect(text).toMatch(/^\{.*\} {0,7}$/s);
+      // JSON.parse would reorder integer-like keys, so read the order off the text.
+      const at = Object.keys(tensors)
+        .sort()
+        .map((name) => text.indexOf(`${JSON.stringify(name)}:{"dtype":`));
+      expect(at.every((p, k) => p > 0 && (k === 0 || p > at[k - 1]))).toBe(true);
+      const reversed = Object.fromEntries(Object.entries(tensors).reverse());
+      expect(serialize(reversed, metadata)).toEqual(bytes);
+    },
+  );
 
   it('float64 data is aligned in the file, and parsing from an unaligned buffer gives aligned arrays', () => {
     const bytes = serialize(sample);
@@ -102,16 +138,29 @@ describe('serialize / parse', () => {
   });
 
   it('serialize refuses tensors whose data does not match dtype or shape', () => {
-    expect(() => serialize({ a: { dtype: 'float32', shape: [3], data: new Float32Array(2) } })).toThrow(/tensor 'a': 2 values do not fill shape \[3\]/);
-    expect(() => serialize({ a: { dtype: 'float64', shape: [2], data: new Float32Array(2) } })).toThrow(/tensor 'a': data is Float32Array, but dtype float64 needs Float64Array/);
-    expect(() => serialize({ a: { dtype: 'float32', shape: [-1], data: new Float32Array(1) } })).toThrow(/tensor 'a': shape \[-1\]/);
-    expect(() => serialize({ __metadata__: { dtype: 'float32', shape: [], data: new Float32Array(1) } })).toThrow(/reserved/);
-    expect(() => serialize({ a: { dtype: 'bfloat16' as 'float32', shape: [], data: new Float32Array(1) } })).toThrow(/dtype 'bfloat16' cannot be written/);
+    expect(() => serialize({ a: { dtype: 'float32', shape: [3], data: new Float32Array(2) } })).toThrow(
+      /tensor 'a': 2 values do not fill shape \[3\]/,
+    );
+    expect(() => serialize({ a: { dtype: 'float64', shape: [2], data: new Float32Array(2) } })).toThrow(
+      /tensor 'a': data is Float32Array, but dtype float64 needs Float64Array/,
+    );
+    expect(() => serialize({ a: { dtype: 'float32', shape: [-1], data: new Float32Array(1) } })).toThrow(
+      /tensor 'a': shape \[-1\]/,
+    );
+    expect(() => serialize({ __metadata__: { dtype: 'float32', shape: [], data: new Float32Array(1) } })).toThrow(
+      /reserved/,
+    );
+    expect(() => serialize({ a: { dtype: 'bfloat16' as 'float32', shape: [], data: new Float32Array(1) } })).toThrow(
+      /dtype 'bfloat16' cannot be written/,
+    );
     expect(() => serialize({}, { step: 3 as unknown as string })).toThrow(/metadata 'step' must be a string/);
   });
 
   it('a tensor named __proto__ or constructor is an ordinary name', () => {
-    const tensors = Object.fromEntries([['__proto__', sample.ids], ['constructor', sample['h.0.b']]]);
+    const tensors = Object.fromEntries([
+      ['__proto__', sample.ids],
+      ['constructor', sample['h.0.b']],
+    ]);
     expectSameTensors(parse(serialize(tensors)).tensors, tensors);
   });
 });
@@ -121,7 +170,9 @@ describe('corruption is rejected', () => {
 
   it('truncation at every byte of a sample file is rejected', () => {
     for (let cut = 0; cut < full.length; cut++) {
-      expect(() => parse(full.subarray(0, cut), { file: 'cut.safetensors' }), `cut at ${cut}`).toThrow(SafetensorsError);
+      expect(() => parse(full.subarray(0, cut), { file: 'cut.safetensors' }), `cut at ${cut}`).toThrow(
+        SafetensorsError,
+      );
     }
   });
 
@@ -170,28 +221,43 @@ describe('corruption is rejected', () => {
     return 'parsed';
   }
 
-  test.prop([tensorsArb, fc.nat(), fc.integer({ min: 1, max: 255 })])('a flipped byte in the header is rejected or self-consistent', (tensors, at, mask) => {
-    const bytes = serialize(tensors, { k: 'v' });
-    checkFlip(bytes, at % (8 + headerLengthOf(bytes)), mask);
-  });
+  test.prop([tensorsArb, fc.nat(), fc.integer({ min: 1, max: 255 })])(
+    'a flipped byte in the header is rejected or self-consistent',
+    (tensors, at, mask) => {
+      const bytes = serialize(tensors, { k: 'v' });
+      checkFlip(bytes, at % (8 + headerLengthOf(bytes)), mask);
+    },
+  );
 
   it('every single-bit flip of the sample header is rejected or self-consistent', () => {
     const counts = { rejected: 0, parsed: 0 };
-    for (let pos = 0; pos < 8 + headerLengthOf(full); pos++) for (let bit = 0; bit < 8; bit++) counts[checkFlip(full, pos, 1 << bit)]++;
-    expect(counts.rejected).toBeGreaterThan(counts.parsed); // most flips are caught; parsed ones are renames or whitespace
+    for (let pos = 0; pos < 8 + headerLengthOf(full); pos++)
+      for (let bit = 0; bit < 8; bit++) counts[checkFlip(full, pos, 1 << bit)]++;
+    // most flips are caught; parsed ones are renames or whitespace
+    expect(counts.rejected).toBeGreaterThan(counts.parsed);
   });
 
   const err = (header: unknown, dataLength: number) => () => parse(fileWith(header, dataLength), { file: 'bad.st' });
-  const f32 = (begin: number, end: number, shape = [(end - begin) / 4]) => ({ dtype: 'F32', shape, data_offsets: [begin, end] });
+  const f32 = (begin: number, end: number, shape = [(end - begin) / 4]) => ({
+    dtype: 'F32',
+    shape,
+    data_offsets: [begin, end],
+  });
 
   it('the length prefix and the header text', () => {
-    expect(() => parse(new Uint8Array(5), { file: 'bad.st' })).toThrow(/^bad\.st: file is 5 bytes, too short for the 8-byte header length prefix/);
+    expect(() => parse(new Uint8Array(5), { file: 'bad.st' })).toThrow(
+      /^bad\.st: file is 5 bytes, too short for the 8-byte header length prefix/,
+    );
     const huge = new Uint8Array(16);
     new DataView(huge.buffer).setBigUint64(0, 2n ** 40n, true);
-    expect(() => parse(huge, { file: 'bad.st' })).toThrow(new RegExp(`bad\\.st: header length ${2 ** 40} is larger than the ${MAX_HEADER_BYTES}-byte limit`));
+    expect(() => parse(huge, { file: 'bad.st' })).toThrow(
+      new RegExp(`bad\\.st: header length ${2 ** 40} is larger than the ${MAX_HEADER_BYTES}-byte limit`),
+    );
     const past = fileWith('{}', 0);
     new DataView(past.buffer).setBigUint64(0, 100n, true);
-    expect(() => parse(past, { file: 'bad.st' })).toThrow(/bad\.st: header length 100 runs past the end of the 10-byte file/);
+    expect(() => parse(past, { file: 'bad.st' })).toThrow(
+      /bad\.st: header length 100 runs past the end of the 10-byte file/,
+    );
     expect(() => parse(fileWith('', 0), { file: 'bad.st' })).toThrow(/header must start with '\{'/);
     expect(err('{"a": ', 0)).toThrow(/bad\.st: header is not valid JSON/);
     expect(err('[1, 2]', 0)).toThrow(/header must start with '\{'/);
@@ -199,39 +265,69 @@ describe('corruption is rejected', () => {
     const notUtf8 = fileWith('{"\u00ff": 1}', 0);
     notUtf8[10] = 0xff; // a lone continuation-less byte inside the key
     expect(() => parse(notUtf8, { file: 'bad.st' })).toThrow(/bad\.st: header is not valid UTF-8/);
-    expect(err('{"a": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}, "a": {}}', 0)).toThrow(/header has the key "a" twice/);
-    expect(err('{"a": {"dtype": "F32", "dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}', 0)).toThrow(/key "dtype" twice/);
+    expect(err('{"a": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}, "a": {}}', 0)).toThrow(
+      /header has the key "a" twice/,
+    );
+    expect(err('{"a": {"dtype": "F32", "dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}', 0)).toThrow(
+      /key "dtype" twice/,
+    );
   });
 
   it('entries: dtype, shape, data_offsets and their sizes', () => {
-    expect(err({ w: { ...f32(0, 4), dtype: 'F33' } }, 4)).toThrow(/bad\.st: tensor 'w': unknown dtype 'F33' \(supported: F32, F64, I32\)/);
+    expect(err({ w: { ...f32(0, 4), dtype: 'F33' } }, 4)).toThrow(
+      /bad\.st: tensor 'w': unknown dtype 'F33' \(supported: F32, F64, I32\)/,
+    );
     expect(err({ w: { ...f32(0, 4), dtype: 'constructor' } }, 4)).toThrow(/tensor 'w': unknown dtype 'constructor'/);
-    expect(err({ w: { ...f32(0, 4), dtype: 'BF16' } }, 4)).toThrow(/tensor 'w': dtype 'BF16' is not supported \(supported: F32, F64, I32; unsupported: .*F16/);
+    expect(err({ w: { ...f32(0, 4), dtype: 'BF16' } }, 4)).toThrow(
+      /tensor 'w': dtype 'BF16' is not supported \(supported: F32, F64, I32; unsupported: .*F16/,
+    );
     expect(err({ w: { ...f32(0, 4), dtype: 32 } }, 4)).toThrow(/tensor 'w': dtype must be a string, got 32/);
-    expect(err({ w: f32(0, 4, [-1]) }, 4)).toThrow(/tensor 'w': shape must be an array of non-negative integers, got \[-1\]/);
+    expect(err({ w: f32(0, 4, [-1]) }, 4)).toThrow(
+      /tensor 'w': shape must be an array of non-negative integers, got \[-1\]/,
+    );
     expect(err({ w: f32(0, 4, [1.5]) }, 4)).toThrow(/tensor 'w': shape must be an array/);
     expect(err({ w: f32(0, 4, '1' as unknown as number[]) }, 4)).toThrow(/tensor 'w': shape must be an array/);
-    expect(err({ w: { ...f32(0, 4), data_offsets: [0] } }, 4)).toThrow(/tensor 'w': data_offsets must be two non-negative integers \[begin, end\], got \[0\]/);
-    expect(err({ w: { ...f32(0, 4), data_offsets: [-4, 0] } }, 4)).toThrow(/tensor 'w': data_offsets must be two non-negative integers/);
-    expect(err({ w: { ...f32(0, 4), data_offsets: [4, 0] } }, 4)).toThrow(/tensor 'w': data_offsets \[4, 0\] have begin > end/);
+    expect(err({ w: { ...f32(0, 4), data_offsets: [0] } }, 4)).toThrow(
+      /tensor 'w': data_offsets must be two non-negative integers \[begin, end\], got \[0\]/,
+    );
+    expect(err({ w: { ...f32(0, 4), data_offsets: [-4, 0] } }, 4)).toThrow(
+      /tensor 'w': data_offsets must be two non-negative integers/,
+    );
+    expect(err({ w: { ...f32(0, 4), data_offsets: [4, 0] } }, 4)).toThrow(
+      /tensor 'w': data_offsets \[4, 0\] have begin > end/,
+    );
     expect(err({ w: f32(0, 16) }, 8)).toThrow(/tensor 'w': data_offsets \[0, 16\] run past the 8-byte data buffer/);
-    expect(err({ w: f32(0, 8, [3]) }, 8)).toThrow(/tensor 'w': data_offsets \[0, 8\] hold 8 bytes, but shape \[3\] of F32 needs 12/);
-    expect(err({ w: { dtype: 'F64', shape: [1], data_offsets: [0, 4] } }, 4)).toThrow(/hold 4 bytes, but shape \[1\] of F64 needs 8/);
+    expect(err({ w: f32(0, 8, [3]) }, 8)).toThrow(
+      /tensor 'w': data_offsets \[0, 8\] hold 8 bytes, but shape \[3\] of F32 needs 12/,
+    );
+    expect(err({ w: { dtype: 'F64', shape: [1], data_offsets: [0, 4] } }, 4)).toThrow(
+      /hold 4 bytes, but shape \[1\] of F64 needs 8/,
+    );
     expect(err({ w: { shape: [1], data_offsets: [0, 4] } }, 4)).toThrow(/tensor 'w': missing field 'dtype'/);
     expect(err({ w: { ...f32(0, 4), offsets: [0, 4] } }, 4)).toThrow(/tensor 'w': unknown field 'offsets'/);
     expect(err({ w: [1] }, 4)).toThrow(/tensor 'w': entry must be an object, got \[1\]/);
-    expect(err({ w: { dtype: 'F32', shape: [2 ** 40, 2 ** 40], data_offsets: [0, 4] } }, 4)).toThrow(/tensor 'w': shape .* is too large/);
+    expect(err({ w: { dtype: 'F32', shape: [2 ** 40, 2 ** 40], data_offsets: [0, 4] } }, 4)).toThrow(
+      /tensor 'w': shape .* is too large/,
+    );
   });
 
   it('entries must tile the data buffer: overlaps, holes and trailing bytes', () => {
-    expect(err({ a: f32(0, 8), b: f32(4, 12) }, 12)).toThrow(/bad\.st: tensor 'b': data_offsets \[4, 12\] overlap tensor 'a' \(which ends at 8\)/);
+    expect(err({ a: f32(0, 8), b: f32(4, 12) }, 12)).toThrow(
+      /bad\.st: tensor 'b': data_offsets \[4, 12\] overlap tensor 'a' \(which ends at 8\)/,
+    );
     expect(err({ a: f32(0, 8), b: f32(0, 8) }, 8)).toThrow(/overlap tensor 'a'/);
-    expect(err({ a: f32(0, 4), b: f32(8, 12) }, 12)).toThrow(/bad\.st: data buffer has a hole: bytes \[4, 8\) belong to no tensor \(before tensor 'b'\)/);
+    expect(err({ a: f32(0, 4), b: f32(8, 12) }, 12)).toThrow(
+      /bad\.st: data buffer has a hole: bytes \[4, 8\) belong to no tensor \(before tensor 'b'\)/,
+    );
     expect(err({ a: f32(4, 8) }, 8)).toThrow(/hole: bytes \[0, 4\)/);
     expect(err({ a: f32(0, 4) }, 8)).toThrow(/data buffer has a hole: its last 4 bytes \(of 8\) belong to no tensor/);
     expect(err({}, 4)).toThrow(/its last 4 bytes/);
     // Empty tensors may sit anywhere inside the buffer, including between two others.
-    expect(Object.keys(parse(fileWith({ a: f32(0, 4), e: f32(4, 4), b: f32(4, 8) }, 8)).tensors)).toEqual(['a', 'e', 'b']);
+    expect(Object.keys(parse(fileWith({ a: f32(0, 4), e: f32(4, 4), b: f32(4, 8) }, 8)).tensors)).toEqual([
+      'a',
+      'e',
+      'b',
+    ]);
   });
 
   it('__metadata__ must be an object of strings', () => {
@@ -239,7 +335,9 @@ describe('corruption is rejected', () => {
     expect(err({ __metadata__: { a: 'x', b: null } }, 0)).toThrow(/__metadata__ 'b' must be a string, got null/);
     expect(err({ __metadata__: ['x'] }, 0)).toThrow(/__metadata__ must be an object of strings, got \["x"\]/);
     expect(err({ __metadata__: 'x' }, 0)).toThrow(/__metadata__ must be an object of strings/);
-    expect(parse(fileWith('{"__metadata__": {"__proto__": "p"}}', 0)).metadata).toEqual(Object.fromEntries([['__proto__', 'p']]));
+    expect(parse(fileWith('{"__metadata__": {"__proto__": "p"}}', 0)).metadata).toEqual(
+      Object.fromEntries([['__proto__', 'p']]),
+    );
   });
 });
 
@@ -266,54 +364,90 @@ describe('saveSafetensors / loadSafetensors', () => {
     expect(await readdir(dir)).toEqual(['ok.safetensors']);
   });
 
-  it('a save that fails midway (a data getter throws after a tensor was written) leaves the old file intact', async () => {
-    const sub = await mkdtemp(join(dir, 'midway-'));
-    const path = join(sub, 'ckpt.safetensors');
-    await saveSafetensors(path, sample, { step: '1' });
-    const before = await readFile(path);
-    const read: string[] = [];
-    const exploding = {
-      a: { dtype: 'float32' as const, shape: [1000], get data() { read.push('a'); return new Float32Array(1000).fill(7); } },
-      b: { dtype: 'float32' as const, shape: [2], get data(): Float32Array { read.push('b'); throw new Error('device lost'); } },
-    };
-    await expect(saveSafetensors(path, exploding, { step: '2' })).rejects.toThrow(/ckpt\.safetensors: save failed: device lost/);
-    expect(read).toEqual(['a', 'b']); // 'a' was already written to the temporary file
-    expect(await readFile(path)).toEqual(before);
-    expect(await readdir(sub)).toEqual(['ckpt.safetensors']);
-  });
+  it(
+    'a save that fails midway (a data getter throws after a tensor was written) leaves the ' + 'old file intact',
+    async () => {
+      const sub = await mkdtemp(join(dir, 'midway-'));
+      const path = join(sub, 'ckpt.safetensors');
+      await saveSafetensors(path, sample, { step: '1' });
+      const before = await readFile(path);
+      const read: string[] = [];
+      const exploding = {
+        a: {
+          dtype: 'float32' as const,
+          shape: [1000],
+          get data() {
+            read.push('a');
+            return new Float32Array(1000).fill(7);
+          },
+        },
+        b: {
+          dtype: 'float32' as const,
+          shape: [2],
+          get data(): Float32Array {
+            read.push('b');
+            throw new Error('device lost');
+          },
+        },
+      };
+      await expect(saveSafetensors(path, exploding, { step: '2' })).rejects.toThrow(
+        /ckpt\.safetensors: save failed: device lost/,
+      );
+      expect(read).toEqual(['a', 'b']); // 'a' was already written to the temporary file
+      expect(await readFile(path)).toEqual(before);
+      expect(await readdir(sub)).toEqual(['ckpt.safetensors']);
+    },
+  );
 
-  it('a save whose rename fails (the target is a directory) removes its temporary file and touches nothing', async () => {
-    const sub = await mkdtemp(join(dir, 'rename-'));
-    const target = join(sub, 'taken');
-    await mkdir(target);
-    await writeFile(join(target, 'keep'), 'x');
-    await expect(saveSafetensors(target, sample)).rejects.toThrow(/taken: save failed: .*(EISDIR|ENOTEMPTY|EEXIST|EPERM)/);
-    expect((await readdir(sub)).sort()).toEqual(['taken']);
-    expect(await readdir(target)).toEqual(['keep']);
-  });
+  it(
+    'a save whose rename fails (the target is a directory) removes its temporary file and ' + 'touches nothing',
+    async () => {
+      const sub = await mkdtemp(join(dir, 'rename-'));
+      const target = join(sub, 'taken');
+      await mkdir(target);
+      await writeFile(join(target, 'keep'), 'x');
+      await expect(saveSafetensors(target, sample)).rejects.toThrow(
+        /taken: save failed: .*(EISDIR|ENOTEMPTY|EEXIST|EPERM)/,
+      );
+      expect((await readdir(sub)).sort()).toEqual(['taken']);
+      expect(await readdir(target)).toEqual(['keep']);
+    },
+  );
 
-  it.skipIf(isRoot)('a save into a read-only directory fails and leaves the old file intact (skipped as root: root ignores permissions)', async () => {
-    const sub = await mkdtemp(join(dir, 'readonly-'));
-    const path = join(sub, 'ckpt.safetensors');
-    await saveSafetensors(path, sample);
-    const before = await readFile(path);
-    await chmod(sub, 0o555);
-    try {
-      await expect(saveSafetensors(path, { x: sample.ids })).rejects.toThrow(/ckpt\.safetensors: save failed: .*EACCES/);
-    } finally {
-      await chmod(sub, 0o755);
-    }
-    expect(await readFile(path)).toEqual(before);
-    expect(await readdir(sub)).toEqual(['ckpt.safetensors']);
-  });
+  it.skipIf(isRoot)(
+    'a save into a read-only directory fails and leaves the old file intact (skipped as root: root ' +
+      'ignores permissions)',
+    async () => {
+      const sub = await mkdtemp(join(dir, 'readonly-'));
+      const path = join(sub, 'ckpt.safetensors');
+      await saveSafetensors(path, sample);
+      const before = await readFile(path);
+      await chmod(sub, 0o555);
+      try {
+        await expect(saveSafetensors(path, { x: sample.ids })).rejects.toThrow(
+          /ckpt\.safetensors: save failed: .*EACCES/,
+        );
+      } finally {
+        await chmod(sub, 0o755);
+      }
+      expect(await readFile(path)).toEqual(before);
+      expect(await readdir(sub)).toEqual(['ckpt.safetensors']);
+    },
+  );
 
   it('errors name the file: missing directory, missing file, corrupt file', async () => {
     const nowhere = join(dir, 'no-such-dir', 'x.safetensors');
-    await expect(saveSafetensors(nowhere, sample)).rejects.toThrow(/no-such-dir\/x\.safetensors: save failed: .*ENOENT/);
-    await expect(loadSafetensors(join(dir, 'missing.safetensors'))).rejects.toThrow(/missing\.safetensors: cannot read: .*ENOENT/);
+    await expect(saveSafetensors(nowhere, sample)).rejects.toThrow(
+      /no-such-dir\/x\.safetensors: save failed: .*ENOENT/,
+    );
+    await expect(loadSafetensors(join(dir, 'missing.safetensors'))).rejects.toThrow(
+      /missing\.safetensors: cannot read: .*ENOENT/,
+    );
     const corrupt = join(dir, 'corrupt.safetensors');
     await writeFile(corrupt, serialize(sample).subarray(0, 40));
-    await expect(loadSafetensors(corrupt)).rejects.toThrow(/corrupt\.safetensors: header length \d+ runs past the end of the 40-byte file/);
+    await expect(loadSafetensors(corrupt)).rejects.toThrow(
+      /corrupt\.safetensors: header length \d+ runs past the end of the 40-byte file/,
+    );
     await rm(corrupt);
   });
 });
@@ -337,7 +471,8 @@ for path in sys.argv[1:]:
     for k, v in h.items():
         s, e = v['data_offsets']
         a = np.frombuffer(data[s:e], dtype={'F32': '<f4', 'F64': '<f8', 'I32': '<i4'}[v['dtype']]).reshape(v['shape'])
-        ts[k] = {'dtype': v['dtype'], 'shape': list(a.shape), 'values': [repr(float(x)) if a.dtype.kind == 'f' else str(int(x)) for x in a.reshape(-1)]}
+        values = [repr(float(x)) if a.dtype.kind == 'f' else str(int(x)) for x in a.reshape(-1)]
+        ts[k] = {'dtype': v['dtype'], 'shape': list(a.shape), 'values': values}
     out.append({'metadata': meta, 'tensors': ts})
 print(json.dumps(out))
 `;
@@ -352,7 +487,8 @@ ts = {
 }
 header, data = {'__metadata__': {'writer': 'numpy'}}, b''
 for k, a in ts.items():
-    header[k] = {'dtype': {'f4': 'F32', 'f8': 'F64', 'i4': 'I32'}[a.dtype.str[1:]], 'shape': list(a.shape), 'data_offsets': [len(data), len(data) + a.nbytes]}
+    dtype = {'f4': 'F32', 'f8': 'F64', 'i4': 'I32'}[a.dtype.str[1:]]
+    header[k] = {'dtype': dtype, 'shape': list(a.shape), 'data_offsets': [len(data), len(data) + a.nbytes]}
     data += a.tobytes()
 h = json.dumps(header).encode('utf-8')
 open(sys.argv[1], 'wb').write(struct.pack('<Q', len(h)) + h + data)
@@ -370,13 +506,18 @@ describe.skipIf(!hasNumpy)('interoperability with Python + numpy (skipped when p
   });
 
   it('numpy reads what serialize writes, value for value (NaN, -0, Inf, empty shapes, random files)', async () => {
-    const files = [{ tensors: sample, metadata: { step: '3', note: 'ünïcode' } as Record<string, string> | undefined }];
-    for (const [tensors, metadata] of fc.sample(fc.tuple(tensorsArb, metadataArb), { seed: 7, numRuns: 20 })) files.push({ tensors, metadata });
+    type File = { tensors: typeof sample; metadata: Record<string, string> | undefined };
+    const files: File[] = [{ tensors: sample, metadata: { step: '3', note: 'ünïcode' } }];
+    for (const [tensors, metadata] of fc.sample(fc.tuple(tensorsArb, metadataArb), { seed: 7, numRuns: 20 }))
+      files.push({ tensors, metadata });
     const paths = files.map((_, i) => join(dir, `f${i}.safetensors`));
     await Promise.all(files.map((f, i) => writeFile(paths[i], serialize(f.tensors, f.metadata))));
     const run = spawnSync('python3', ['-c', PY_READ, ...paths], { encoding: 'utf-8' });
     expect(run.stderr).toBe('');
-    const read = JSON.parse(run.stdout) as { metadata: Record<string, string>; tensors: Record<string, { dtype: string; shape: number[]; values: string[] }> }[];
+    const read = JSON.parse(run.stdout) as {
+      metadata: Record<string, string>;
+      tensors: Record<string, { dtype: string; shape: number[]; values: string[] }>;
+    }[];
     files.forEach((f, i) => {
       expect(read[i].metadata).toEqual({ ...f.metadata });
       expect(Object.keys(read[i].tensors).sort()).toEqual(Object.keys(f.tensors).sort());
@@ -385,7 +526,9 @@ describe.skipIf(!hasNumpy)('interoperability with Python + numpy (skipped when p
         expect(py.dtype).toBe({ float32: 'F32', float64: 'F64', int32: 'I32' }[t.dtype]);
         expect(py.shape).toEqual(t.shape);
         expect(py.values.length).toBe(t.data.length);
-        py.values.forEach((v, j) => expect(Object.is(fromPython(v), t.data[j]), `${name}[${j}]: numpy ${v} vs ${t.data[j]}`).toBe(true));
+        py.values.forEach((v, j) =>
+          expect(Object.is(fromPython(v), t.data[j]), `${name}[${j}]: numpy ${v} vs ${t.data[j]}`).toBe(true),
+        );
       }
     });
   });

@@ -9,13 +9,29 @@ const tok = defaultTokenizer();
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Strings over the alphabet with tags mixed in, so tags appear whole, split and next to '<'. */
-const pieces = fc.oneof(fc.constantFrom(...ALPHABET), fc.constantFrom(...TAGS), fc.constantFrom('<', '</', '<eos>', '<pad>', '<unk>'));
+const pieces = fc.oneof(
+  fc.constantFrom(...ALPHABET),
+  fc.constantFrom(...TAGS),
+  fc.constantFrom('<', '</', '<eos>', '<pad>', '<unk>'),
+);
 const agentText = fc.array(pieces, { maxLength: 60 }).map((p) => p.join(''));
 
 describe('Tokenizer', () => {
   it('vocabulary: 11 specials + 96 characters, named ids distinct', () => {
     expect(tok.vocabSize).toBe(107);
-    const named = [tok.pad, tok.unk, tok.eos, tok.think, tok.thinkEnd, tok.search, tok.searchEnd, tok.info, tok.infoEnd, tok.answer, tok.answerEnd];
+    const named = [
+      tok.pad,
+      tok.unk,
+      tok.eos,
+      tok.think,
+      tok.thinkEnd,
+      tok.search,
+      tok.searchEnd,
+      tok.info,
+      tok.infoEnd,
+      tok.answer,
+      tok.answerEnd,
+    ];
     expect(new Set(named).size).toBe(11);
     expect(tok.id('<eos>')).toBe(tok.eos);
     expect(tok.id('</answer>')).toBe(tok.answerEnd);
@@ -34,11 +50,14 @@ describe('Tokenizer', () => {
     expect(tok.encode(tok.decode(ids))).toEqual(ids);
   });
 
-  test.prop([fc.constantFrom(...TAGS), agentText, agentText])('every tag is exactly one token, wherever it appears', (tag, a, b) => {
-    expect(tok.encode(tag)).toEqual([tok.id(tag)]);
-    // '<' occurs only at a tag's start, so no match can straddle the tag: the pieces encode independently.
-    expect(tok.encode(a + tag + b)).toEqual([...tok.encode(a), tok.id(tag), ...tok.encode(b)]);
-  });
+  test.prop([fc.constantFrom(...TAGS), agentText, agentText])(
+    'every tag is exactly one token, wherever it appears',
+    (tag, a, b) => {
+      expect(tok.encode(tag)).toEqual([tok.id(tag)]);
+      // '<' occurs only at a tag's start, so no match can straddle the tag: the pieces encode independently.
+      expect(tok.encode(a + tag + b)).toEqual([...tok.encode(a), tok.id(tag), ...tok.encode(b)]);
+    },
+  );
 
   it('control tokens are not parsed from text; a partial tag is plain characters', () => {
     expect(tok.encode('<eos>')).toHaveLength(5);
@@ -75,7 +94,9 @@ describe('Tokenizer', () => {
   test.prop([fc.oneof(fc.integer({ min: 107 }), fc.integer({ max: -1 }), fc.double({ noInteger: true }))])(
     'decoding an out-of-range or non-integer id throws, naming the id and the vocab size',
     (id) => {
-      expect(() => tok.decode([tok.eos, id])).toThrow(new RegExp(`token id ${escapeRegExp(String(id))} is out of range for vocab size 107`));
+      expect(() => tok.decode([tok.eos, id])).toThrow(
+        new RegExp(`token id ${escapeRegExp(String(id))} is out of range for vocab size 107`),
+      );
     },
   );
 
@@ -86,7 +107,9 @@ describe('Tokenizer', () => {
     expect(back.encode(s)).toEqual(tok.encode(s));
     expect(() => Tokenizer.fromJSON({ ...tok.toJSON(), type: 'bpe' })).toThrow(/type must be 'char'/);
     expect(() => Tokenizer.fromJSON({ ...tok.toJSON(), chars: [1, 2] })).toThrow(/chars must be an array of strings/);
-    expect(() => Tokenizer.fromJSON({ ...tok.toJSON(), specials: ['<pad>'] })).toThrow(/special token '<unk>' is missing/);
+    expect(() => Tokenizer.fromJSON({ ...tok.toJSON(), specials: ['<pad>'] })).toThrow(
+      /special token '<unk>' is missing/,
+    );
     expect(() => Tokenizer.fromJSON({ ...tok.toJSON(), chars: ['a', 'a'] })).toThrow(/"a" appears twice/);
     expect(() => Tokenizer.fromJSON({ ...tok.toJSON(), chars: ['ab'] })).toThrow(/not a single character/);
   });

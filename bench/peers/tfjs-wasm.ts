@@ -39,9 +39,11 @@ export function tfjsWasmOff(): string | null {
 export function tfjsWasm(): Promise<TfjsWasm> {
   ready ??= setUp().catch((e: unknown) => {
     ready = null;
-    const why = e instanceof Error ? e.message : typeof e === 'object' && e && 'message' in e ? String(e.message) : String(e);
+    const why =
+      e instanceof Error ? e.message : typeof e === 'object' && e && 'message' in e ? String(e.message) : String(e);
     throw new Error(
-      `tfjs-wasm peer: @tensorflow/tfjs-backend-wasm could not be loaded (${why}). It is a devDependency: run npm ci; ` +
+      `tfjs-wasm peer: @tensorflow/tfjs-backend-wasm could not be loaded (${why}). It is a ` +
+        `devDependency: run npm ci; ` +
         'to run without this peer (a bundled run), set env TFJS_WASM=off.',
     );
   });
@@ -70,7 +72,12 @@ async function setUp(): Promise<TfjsWasm> {
   await tf.ready();
   const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
   const threaded = Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
-  const file = simd && threaded ? 'tfjs-backend-wasm-threaded-simd.wasm' : simd ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm';
+  const file =
+    simd && threaded
+      ? 'tfjs-backend-wasm-threaded-simd.wasm'
+      : simd
+        ? 'tfjs-backend-wasm-simd.wasm'
+        : 'tfjs-backend-wasm.wasm';
   const threads = wasm.getThreadsCount();
   return { tf, name: `tfjs-wasm ${tf.version_core}`, variant: `${file}, ${threads} thread${threads === 1 ? '' : 's'}` };
 }

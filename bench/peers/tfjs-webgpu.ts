@@ -21,18 +21,29 @@ export function tfjsWebGPU(): Promise<{ tf: typeof tfc; name: string }> {
 async function setUp(): Promise<{ tf: typeof tfc; name: string }> {
   process.env.XDG_RUNTIME_DIR ??= os.tmpdir();
   const backend = process.env.WEBGPU_BACKEND ?? (process.platform === 'linux' ? 'vulkan' : undefined);
-  const toggles = (process.env.WEBGPU_TOGGLES ?? '').split(',').map((t) => t.trim()).filter(Boolean);
-  const dawnOptions = [...(backend ? [`backend=${backend}`] : []), ...(toggles.length ? [`enable-dawn-features=${toggles.join(',')}`] : [])];
+  const toggles = (process.env.WEBGPU_TOGGLES ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  const dawnOptions = [
+    ...(backend ? [`backend=${backend}`] : []),
+    ...(toggles.length ? [`enable-dawn-features=${toggles.join(',')}`] : []),
+  ];
   Object.assign(globalThis, globals);
   const nav = (globalThis as { navigator?: object }).navigator ?? {};
-  Object.defineProperty(globalThis, 'navigator', { value: { ...nav, gpu: create(dawnOptions) }, configurable: true, writable: true });
+  Object.defineProperty(globalThis, 'navigator', {
+    value: { ...nav, gpu: create(dawnOptions) },
+    configurable: true,
+    writable: true,
+  });
 
   const tf = await import('@tensorflow/tfjs-core');
   await import('@tensorflow/tfjs-backend-webgpu');
   await registerGrads(tf);
   // Production mode only silences tfjs's warnings.
   tf.enableProdMode();
-  if (!(await tf.setBackend('webgpu'))) throw new Error("tfjs: backend 'webgpu' failed to initialise (no adapter through Dawn?)");
+  if (!(await tf.setBackend('webgpu')))
+    throw new Error("tfjs: backend 'webgpu' failed to initialise (no adapter through Dawn?)");
   await tf.ready();
   return { tf, name: `tfjs-webgpu ${tf.version_core}` };
 }

@@ -27,13 +27,21 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     { name: cpuName, backend: 'cpu', series: '' },
     ...(wasm ? [{ name: wasm.name, backend: 'wasm', series: ' (beside tfjs-wasm)' }] : []),
   ].map((p) => ({ ...p, select: () => tf.setBackend(p.backend) }));
-  opts.note('ours: E.tidy around forward, loss.backward() and a read of the gradient; tfjs: tf.tidy around tf.grad(f)(x) (or tf.variableGrads) and dataSync. All on one JavaScript thread.');
+  opts.note(
+    'ours: E.tidy around forward, loss.backward() and a read of the gradient; tfjs: tf.tidy around tf.grad(f)(x) (or ' +
+      'tf.variableGrads) and dataSync. All on one JavaScript thread.',
+  );
   opts.note(
     wasm
-      ? `Peers: tfjs-core's tape on ${cpuName} (JavaScript kernels) and on ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node). Each case times ours and both peers in one tinybench run: ours is timed once, so its figures repeat on the case's ${wasm.name} row.`
+      ? `Peers: tfjs-core's tape on ${cpuName} (JavaScript kernels) and on ${wasm.name} (${wasm.variant}; tfjs runs ` +
+          `no wasm threads under Node). Each case times ours and both peers in one tinybench run: ` +
+          `ours is timed once, so its figures repeat on the case's ${wasm.name} row.`
       : `Peer: tfjs-core's tape on ${cpuName} (JavaScript kernels); ${off}.`,
   );
-  opts.note('ops/s counts the chain\'s ops, each forward and backward; the note gives microseconds per op (forward + backward), the figure the target is about: ours no worse than tfjs-core\'s.');
+  opts.note(
+    "ops/s counts the chain's ops, each forward and backward; the note gives microseconds per op (forward + " +
+      "backward), the figure the target is about: ours no worse than tfjs-core's.",
+  );
   const live = () => [E.memory().liveTensors, tf.memory().numTensors];
   const before = live();
   const ours: E.Tensor[] = [];
@@ -79,9 +87,14 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     }
     return out;
   };
-  const perOp = (N: number, r: Row) => `${((1000 * r.ours.medianMs) / N).toFixed(2)} µs/op ours, ${r.peer ? `${((1000 * r.peer.medianMs) / N).toFixed(2)} µs/op ${r.peer.name.replace(/ \(.*\)$/, '')}` : '—'}`;
+  const perOp = (N: number, r: Row) =>
+    `${((1000 * r.ours.medianMs) / N).toFixed(2)} µs/op ours, ` +
+    `${r.peer ? `${((1000 * r.peer.medianMs) / N).toFixed(2)} µs/op ${r.peer.name.replace(/ \(.*\)$/, '')}` : '—'}`;
   /** The growth series of a peer's row: the cpu peer's keeps the suite's original name. */
-  const seriesOf = (r: Row, i: number, series: string, size: number) => ({ ...r, growth: [{ series: series + peers[i].series, size }] });
+  const seriesOf = (r: Row, i: number, series: string, size: number) => ({
+    ...r,
+    growth: [{ series: series + peers[i].series, size }],
+  });
   const withNote = (r: Row, note: string): Row => ({ ...r, note });
 
   try {
@@ -97,10 +110,11 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
           shape: `${N} ops on [4]`,
           unit: 'ops/s',
           work: N,
-          ours: () => E.tidy(() => {
-            chainE(e.x, e.a, e.b, N).sum().backward();
-            return takeGrads([e.x]);
-          }),
+          ours: () =>
+            E.tidy(() => {
+              chainE(e.x, e.a, e.b, N).sum().backward();
+              return takeGrads([e.x]);
+            }),
           budget: { time: 500 },
         },
         peerJobs(ts, ' (tape)', (t) => {
@@ -152,10 +166,11 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
           shape: `${N} ops on [4], 2 parameters`,
           unit: 'ops/s',
           work: N,
-          ours: () => E.tidy(() => {
-            chainE(e.x, e.a, e.b, N).sum().backward();
-            return takeGrads([e.a, e.b]);
-          }),
+          ours: () =>
+            E.tidy(() => {
+              chainE(e.x, e.a, e.b, N).sum().backward();
+              return takeGrads([e.a, e.b]);
+            }),
           budget: { time: 500 },
         },
         peerJobs(vars, ' (variableGrads)', ({ x, a, b }) => () => {
@@ -184,10 +199,11 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
           unit: 'GB/s',
           work: N * 9 * 4 * n,
           also: { unit: 'ops/s', work: N },
-          ours: () => E.tidy(() => {
-            chainE(e.x, e.a, e.b, N).sum().backward();
-            return takeGrads([e.x]);
-          }),
+          ours: () =>
+            E.tidy(() => {
+              chainE(e.x, e.a, e.b, N).sum().backward();
+              return takeGrads([e.x]);
+            }),
           budget: { time: 500 },
         },
         peerJobs(ts, ' (tape)', (t) => {
@@ -198,7 +214,10 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       );
       rows.push(
         ...rs.map((r, i) =>
-          withNote(seriesOf(r, i, 'tape: 100-op chain fwd+bwd, over elements', n), perOp(N, r) + '; GB/s assumes 9 floats moved per element per op (fwd + bwd)'),
+          withNote(
+            seriesOf(r, i, 'tape: 100-op chain fwd+bwd, over elements', n),
+            perOp(N, r) + '; GB/s assumes 9 floats moved per element per op (fwd + bwd)',
+          ),
         ),
       );
     }
@@ -211,7 +230,9 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   }
   const after = live();
   if (after[0] !== before[0] || after[1] !== before[1]) {
-    throw new Error(`autodiff suite leaked tensors: engine ${before[0]} -> ${after[0]}, tfjs ${before[1]} -> ${after[1]}`);
+    throw new Error(
+      `autodiff suite leaked tensors: engine ${before[0]} -> ${after[0]}, tfjs ${before[1]} -> ${after[1]}`,
+    );
   }
   return rows;
 }

@@ -42,13 +42,14 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   const wasm = off ? null : await tfjsWasm();
   // One tfjs engine, two backends: a tensor lives on the backend active when it was made, so each peer's
   // inputs are made, and its calls timed, with its backend selected (peers/tfjs-wasm.ts says why).
-  const peers = [
-    { name: cpuName, backend: 'cpu' },
-    ...(wasm ? [{ name: wasm.name, backend: 'wasm' }] : []),
-  ].map((p) => ({ ...p, select: () => tf.setBackend(p.backend) }));
+  const peers = [{ name: cpuName, backend: 'cpu' }, ...(wasm ? [{ name: wasm.name, backend: 'wasm' }] : [])].map(
+    (p) => ({ ...p, select: () => tf.setBackend(p.backend) }),
+  );
   opts.note(
     wasm
-      ? `Peers: ${cpuName} (JavaScript) and ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node), each on one thread as ours. Each case times ours and both peers in one tinybench run: ours is timed once, so its figures repeat on the case's ${wasm.name} row.`
+      ? `Peers: ${cpuName} (JavaScript) and ${wasm.name} (${wasm.variant}; tfjs runs no wasm threads under Node), ` +
+          `each on one thread as ours. Each case times ours and both peers in one tinybench run: ours is timed once, ` +
+          `so its figures repeat on the case's ${wasm.name} row.`
       : `Peer: ${cpuName} (JavaScript, one thread as ours); ${off}.`,
   );
   const live = () => [E.memory().liveTensors, tf.memory().numTensors];
@@ -59,7 +60,10 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   const theirs: TfTensor[] = [];
   /** Our tensor and one per peer, in peers' order, from the same data. */
   const pair = async (shape: number[], seed: number) => {
-    const data = uniform(shape.reduce((p, d) => p * d, 1), seed);
+    const data = uniform(
+      shape.reduce((p, d) => p * d, 1),
+      seed,
+    );
     const e = E.tensor(data, shape);
     ours.push(e);
     const ts: TfTensor[] = [];
@@ -99,7 +103,13 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
         work: 2 * batch * M * N * K,
         ours: () => E.tidy(() => E.matmulT(ea, eb, transA, false).dataSync()),
       };
-      rows.push(...(await comparePeers(c, peerJobs(zip2(tas, tbs), (ta, tb) => tf.matMul(ta, tb, transA, false)), opts)));
+      rows.push(
+        ...(await comparePeers(
+          c,
+          peerJobs(zip2(tas, tbs), (ta, tb) => tf.matMul(ta, tb, transA, false)),
+          opts,
+        )),
+      );
     }
 
     // Memory-bound ops on 2^20 floats: bytes read plus bytes written, 4 per float32.
@@ -128,7 +138,10 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
           work: 4 * n,
           ours: () => E.tidy(() => E.sum(ex).dataSync()),
         },
-        peerJobs(txs.map((t) => [t] as [TfTensor]), (tx) => tf.sum(tx)),
+        peerJobs(
+          txs.map((t) => [t] as [TfTensor]),
+          (tx) => tf.sum(tx),
+        ),
         opts,
       )),
     );

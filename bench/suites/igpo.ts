@@ -19,7 +19,10 @@ import { webgpuForBench } from '../webgpu.js';
 
 export const name = 'igpo';
 
-/** The ground truth every case scores, after the default probe's opening (`<think>I know the answer.</think><answer>`): 29 tokens. */
+/**
+ * The ground truth every case scores, after the default probe's opening (`<think>I know the answer.</think><answer>`):
+ * 29 tokens.
+ */
 const GOLD = 'Iva Kolm';
 
 /** The default probe's tokens for GOLD, prefix and scored answer in one list: what one score call forwards. */
@@ -31,7 +34,10 @@ const probeIds = (tok: Tokenizer): number[] => {
 export async function run(opts: SuiteOptions): Promise<Row[]> {
   const tok = defaultTokenizer();
   const cfg: GPTConfig = { vocabSize: tok.vocabSize, ropeBase: 10000, normEps: 1e-5, ...PRESETS.default.model };
-  opts.note(`model: PRESETS.default.model ${JSON.stringify(PRESETS.default.model)}, vocabulary ${tok.vocabSize}, random weights (seeded), on cpu (the default preset's device on this machine; webgpu only for the loss, below).`);
+  opts.note(
+    `model: PRESETS.default.model ${JSON.stringify(PRESETS.default.model)}, vocabulary ${tok.vocabSize}, random ` +
+      `weights (seeded), on cpu (the default preset's device on this machine; webgpu only for the loss, below).`,
+  );
   const before = E.memory().liveTensors;
   const rows: Row[] = [];
   const model = new GPT(cfg, { generator: new E.Generator(1) });
@@ -71,9 +77,12 @@ async function igScoring(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promis
   const turnsList = opts.quick ? [2, 4] : [2, 4, 8];
   const ctxList = opts.quick ? [128, 512] : [128, 256, 512];
   opts.note(
-    `IG scoring: batch 1, a synthetic sequence of ctx tokens that ends with the ${A}-token probe \`${THINK_PROBE.prefix}${GOLD}\` at the last turn; the prompt and the n turns split the rest evenly. ` +
-      'Ours = the cache route (prefill + per turn an append and a score); peer = the naive route (per turn a full forward over prefix + answer), timed in the same run; both give the same log-probs (checked). ' +
-      '"score calls only" times the scores alone on caches that already hold each prefix: what IG adds to a rollout, which builds the cache to sample anyway.',
+    `IG scoring: batch 1, a synthetic sequence of ctx tokens that ends with the ${A}-token probe ` +
+      `\`${THINK_PROBE.prefix}${GOLD}\` at the last turn; the prompt and the n turns split the rest evenly. ` +
+      'Ours = the cache route (prefill + per turn an append and a score); peer = the naive route (per turn a full ' +
+      'forward over prefix + answer), timed in the same run; both give the same log-probs (checked). ' +
+      '"score calls only" times the scores alone on caches that already hold each prefix: what IG adds to a rollout, ' +
+      'which builds the cache to sample anyway.',
   );
   for (const n of turnsList) {
     for (const ctx of ctxList) {
@@ -126,7 +135,11 @@ async function igScoring(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promis
         checkAgree(`IG scoring ${shape}: score calls and naive route`, s, b);
         const t = await timeJobs(
           `IG scoring ${shape}`,
-          { cache: { fn: cacheRoute, async: true }, naive: { fn: naive, async: true }, scores: { fn: scoresOnly, async: true } },
+          {
+            cache: { fn: cacheRoute, async: true },
+            naive: { fn: naive, async: true },
+            scores: { fn: scoresOnly, async: true },
+          },
           opts,
           { time: 500, iterations: 3 },
         );
@@ -161,7 +174,9 @@ async function igScoring(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promis
               unit: 'tokens/s',
               work: scored,
               note:
-                `answer tokens scored/s; forwards ${cacheTokens} tokens in ${2 * n + 1} calls (${(cacheFlop / 1e9).toFixed(2)} GFLOP) vs naive ${naiveTokens} in ${n + 1} (${(naiveFlop / 1e9).toFixed(2)} GFLOP): ` +
+                `answer tokens scored/s; forwards ${cacheTokens} tokens in ${2 * n + 1} calls ` +
+                `(${(cacheFlop / 1e9).toFixed(2)} GFLOP) vs naive ${naiveTokens} in ${n + 1} ` +
+                `(${(naiveFlop / 1e9).toFixed(2)} GFLOP): ` +
                 `${(naiveFlop / cacheFlop).toFixed(2)}x the FLOP, the most the cache can win here`,
               growth: growth('(cache route)'),
             },
@@ -176,7 +191,9 @@ async function igScoring(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promis
               shape,
               unit: 'tokens/s',
               work: scored,
-              note: `${n + 1} forwards of ${A - 1} tokens on the cache (${((n + 1) * (A - 1))} tokens); peer is the same naive timing as the row above`,
+              note:
+                `${n + 1} forwards of ${A - 1} tokens on the cache (${(n + 1) * (A - 1)} tokens); peer is the ` +
+                `same naive timing as the row above`,
               growth: growth('(score calls only)'),
             },
             t.scores,
@@ -193,9 +210,13 @@ async function igScoring(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promis
   const [route, scores] = [at('IG scoring: cache route'), at('IG scoring: score calls only')];
   if (route?.ratio && scores?.ratio) {
     opts.note(
-      `IG scoring target (cache at least 5x faster than re-forwarding at 4 turns and 512 tokens): the whole cache route is ${route.ratio.toFixed(2)}x, the score calls alone ${scores.ratio.toFixed(1)}x. ` +
-        'The whole route cannot reach 5x at 4 turns: it still forwards the full sequence once (prefill and appends), while the naive route forwards about (n + 2) / 2 sequences, ' +
-        `${flopRatio.get(target)!.toFixed(1)}x the FLOP here (about 5x only from n = 8), and its many small forwards run at fewer GFLOP/s than the naive route\'s long ones. In a rollout the cache exists anyway, for sampling; what IG adds is the score calls.`,
+      `IG scoring target (cache at least 5x faster than re-forwarding at 4 turns and 512 tokens): the whole cache ` +
+        `route is ${route.ratio.toFixed(2)}x, the score calls alone ${scores.ratio.toFixed(1)}x. ` +
+        'The whole route cannot reach 5x at 4 turns: it still forwards the full sequence once (prefill and appends), ' +
+        'while the naive route forwards about (n + 2) / 2 sequences, ' +
+        `${flopRatio.get(target)!.toFixed(1)}x the FLOP here (about 5x only from n = 8), and its many small forwards ` +
+        `run at fewer GFLOP/s than the naive route’s long ones. In a rollout the cache exists anyway, for ` +
+        `sampling; what IG adds is the score calls.`,
     );
   }
   return rows;
@@ -208,7 +229,10 @@ async function advantages(opts: SuiteOptions): Promise<Row[]> {
   const G = 8;
   const turns = 4;
   const rows: Row[] = [];
-  opts.note(`advantages: groupTurnAdvantages (joint normalisation, gamma 1) per group of ${G} rollouts x ${turns} turns; IG-like rewards on the first turns, an F1 in [0, 1] on the last. Pure JavaScript on number[][]; no peer.`);
+  opts.note(
+    `advantages: groupTurnAdvantages (joint normalisation, gamma 1) per group of ${G} rollouts x ${turns} turns; ` +
+      `IG-like rewards on the first turns, an F1 in [0, 1] on the last. Pure JavaScript on number[][]; no peer.`,
+  );
   for (const target of opts.quick ? [1e3, 1e4, 1e5] : [1e3, 1e4, 1e5, 1e6]) {
     const groups = Math.ceil(target / (G * turns));
     const flat = syntheticFloats(groups * G * turns, 31 + groups, -0.2, 0.2);
@@ -228,8 +252,23 @@ async function advantages(opts: SuiteOptions): Promise<Row[]> {
     const rewards = groups * G * turns;
     const shape = `${groups} groups x ${G} x ${turns} = ${rewards} rewards`;
     opts.log(`  advantages ${shape}`);
-    const t = await timeJobs(`advantages ${shape}`, { ours: { fn: job, async: false } }, opts, { time: 500, iterations: 3 });
-    rows.push(makeRow({ case: 'turn advantages', shape, unit: 'rewards/s', work: rewards, growth: [{ series: 'turn advantages, over rewards', size: rewards }] }, t.ours, null));
+    const t = await timeJobs(`advantages ${shape}`, { ours: { fn: job, async: false } }, opts, {
+      time: 500,
+      iterations: 3,
+    });
+    rows.push(
+      makeRow(
+        {
+          case: 'turn advantages',
+          shape,
+          unit: 'rewards/s',
+          work: rewards,
+          growth: [{ series: 'turn advantages, over rewards', size: rewards }],
+        },
+        t.ours,
+        null,
+      ),
+    );
   }
   return rows;
 }
@@ -244,11 +283,16 @@ async function lossCases(device: E.Device, V: number, opts: SuiteOptions): Promi
   const rows: Row[] = [];
   const on = { device };
   const logpData = syntheticFloats(n, 51, -3, -0.05);
-  const shifted = (seed: number, width: number) => syntheticFloats(n, seed, -width, width).map((d, i) => logpData[i] + d);
+  const shifted = (seed: number, width: number) =>
+    syntheticFloats(n, seed, -width, width).map((d, i) => logpData[i] + d);
   const oldLogp = E.tensor(shifted(52, 0.3), [B, T], on);
   const refLogp = E.tensor(shifted(53, 0.5), [B, T], on);
   const adv = E.tensor(syntheticFloats(n, 54, -1.5, 1.5), [B, T], on);
-  const mask = E.tensor(Float32Array.from({ length: n }, (_, i) => (i % 10 < 7 ? 1 : 0)), [B, T], on);
+  const mask = E.tensor(
+    Float32Array.from({ length: n }, (_, i) => (i % 10 < 7 ? 1 : 0)),
+    [B, T],
+    on,
+  );
   const logp = E.tensor(logpData, [B, T], { ...on, requiresGrad: true });
   const entropy = E.tensor(syntheticFloats(n, 55, 0.5, 3), [B, T], { ...on, requiresGrad: true });
   const logits = E.tensor(syntheticFloats(n * V, 56, -2, 2), [B, T, V], { ...on, requiresGrad: true });
@@ -268,28 +312,42 @@ async function lossCases(device: E.Device, V: number, opts: SuiteOptions): Promi
       [
         `policy loss fwd+bwd, per-token inputs (${device})`,
         `[${B},${T}]`,
-        () => readGrad(E.tidy(() => {
-          policyLoss({ logp, oldLogp, advantages: adv, mask, refLogp, entropy }, defaultLossOptions).loss.backward();
-          return [logp, entropy];
-        })),
+        () =>
+          readGrad(
+            E.tidy(() => {
+              policyLoss(
+                { logp, oldLogp, advantages: adv, mask, refLogp, entropy },
+                defaultLossOptions,
+              ).loss.backward();
+              return [logp, entropy];
+            }),
+          ),
       ],
       [
         `policy loss fwd+bwd, from logits (${device})`,
         `[${B},${T},${V}]`,
-        () => readGrad(E.tidy(() => {
-          const lp = E.targetLogProb(logits, targets);
-          policyLoss({ logp: lp, oldLogp, advantages: adv, mask, refLogp, entropy: entropyFromLogits(logits) }, defaultLossOptions).loss.backward();
-          return [logits];
-        })),
+        () =>
+          readGrad(
+            E.tidy(() => {
+              const lp = E.targetLogProb(logits, targets);
+              policyLoss(
+                { logp: lp, oldLogp, advantages: adv, mask, refLogp, entropy: entropyFromLogits(logits) },
+                defaultLossOptions,
+              ).loss.backward();
+              return [logits];
+            }),
+          ),
       ],
     ];
     for (const [label, shape, job] of cases) {
       opts.log(`  ${label} ${shape}`);
       await job();
       const t = await timeJobs(label, { ours: { fn: job, async: true } }, opts, { time: 500 });
-      const note = shape.split(',').length > 2
-        ? 'targetLogProb + entropy from the logits, then the loss, as updatePolicy does after the forward; reads dlogits back'
-        : 'clipped surrogate (dual clip), k3 KL, entropy bonus, seq-mean-token-mean; reads dlogp back';
+      const note =
+        shape.split(',').length > 2
+          ? 'targetLogProb + entropy from the logits, then the loss, as updatePolicy does after the forward; ' +
+            'reads dlogits back'
+          : 'clipped surrogate (dual clip), k3 KL, entropy bonus, seq-mean-token-mean; reads dlogp back';
       rows.push(makeRow({ case: label, shape, unit: 'tokens/s', work: n, note }, t.ours, null));
     }
   } finally {
@@ -330,10 +388,14 @@ async function fullStep(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise
   const { nLayer: L, nEmbd: C } = model.cfg;
   const N = model.numParams();
   opts.note(
-    `full step: one group of ${G} rollouts of a fixed-shape task (every turn gets a ${infoChars + 2}-token tool response until the last; a random model would otherwise end at its first malformed turn), ` +
-      `up to ${maxTurnTokens} sampled tokens per turn (a turn also ends at a sampled stop tag), IG scored after the prompt and every response, ` +
-      `then IGPO's turn rewards + groupTurnAdvantages + packRollouts, then updatePolicy (2 minibatches, KL to a frozen copy, entropy bonus, AdamW). ` +
-      `Phases as trainRL's StepMetrics.ms splits them: "rollout" excludes the IG scores. Timed by hand: ${opts.quick ? 'one step' : 'the median of 2 steps'} after a warm-up step.`,
+    `full step: one group of ${G} rollouts of a fixed-shape task (every turn gets a ${infoChars + 2}-token tool ` +
+      `response until the last; a random model would otherwise end at its first malformed turn), ` +
+      `up to ${maxTurnTokens} sampled tokens per turn (a turn also ends at a sampled stop tag), IG scored after the ` +
+      `prompt and every response, ` +
+      `then IGPO's turn rewards + groupTurnAdvantages + packRollouts, then updatePolicy (2 minibatches, KL to a ` +
+      `frozen copy, entropy bonus, AdamW). ` +
+      `Phases as trainRL's StepMetrics.ms splits them: "rollout" excludes the IG scores. Timed by hand: ` +
+      `${opts.quick ? 'one step' : 'the median of 2 steps'} after a warm-up step.`,
   );
   const ref = frozenCopy(model);
   const rlOpts = defaultRLOptions('igpo');
@@ -344,18 +406,44 @@ async function fullStep(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise
       const tasks = Array.from({ length: G }, (_, i) => fixedShapeTask(i, turns, infoChars));
       const timings = { generateMs: 0, scoreMs: 0 };
       const t0 = performance.now();
-      const rollouts = await collectRollouts(model, tok, tasks, { maxTurns: turns, maxTurnTokens, sampling: { temperature: 1 }, probe: THINK_PROBE, scoreTemperature: 1 }, new E.Generator(seed), timings);
+      const rollouts = await collectRollouts(
+        model,
+        tok,
+        tasks,
+        { maxTurns: turns, maxTurnTokens, sampling: { temperature: 1 }, probe: THINK_PROBE, scoreTemperature: 1 },
+        new E.Generator(seed),
+        timings,
+      );
       const t1 = performance.now();
-      const packed = packRollouts(rollouts, groupTurnAdvantages(rollouts.map((r) => ALGORITHMS.igpo.turnRewards(r, r.outcome, rlOpts))), tok.pad);
+      const packed = packRollouts(
+        rollouts,
+        groupTurnAdvantages(rollouts.map((r) => ALGORITHMS.igpo.turnRewards(r, r.outcome, rlOpts))),
+        tok.pad,
+      );
       const t2 = performance.now();
-      await updatePolicy(model, ref, opt, packed, { loss: defaultLossOptions, minibatches: groupMinibatches(packed.B, 4, 2, new E.Generator(seed)), clip: 1 });
+      await updatePolicy(model, ref, opt, packed, {
+        loss: defaultLossOptions,
+        minibatches: groupMinibatches(packed.B, 4, 2, new E.Generator(seed)),
+        clip: 1,
+      });
       const t3 = performance.now();
       const scored = rollouts.reduce((s, r) => s + r.probs.length, 0) * probeIds(tok).length;
-      const seqTokens = rollouts.reduce((s, r) => s + r.prompt.length + r.turns.reduce((a, t) => a + t.tokens.length + t.observation.length, 0), 0);
+      const seqTokens = rollouts.reduce(
+        (s, r) => s + r.prompt.length + r.turns.reduce((a, t) => a + t.tokens.length + t.observation.length, 0),
+        0,
+      );
       const turnCount = rollouts.reduce((s, r) => s + r.turns.length, 0);
       return {
         ms: { rollout: t1 - t0 - timings.scoreMs, ig: timings.scoreMs, adv: t2 - t1, update: t3 - t2, total: t3 - t0 },
-        sizes: { policy: packed.policyTokens, scored, turns: turnCount, B: packed.B, Lp: packed.L, seqTokens, ends: rollouts.map((r) => r.endReason) },
+        sizes: {
+          policy: packed.policyTokens,
+          scored,
+          turns: turnCount,
+          B: packed.B,
+          Lp: packed.L,
+          seqTokens,
+          ends: rollouts.map((r) => r.endReason),
+        },
       };
     };
     const samples = opts.quick ? 1 : 2;
@@ -367,14 +455,51 @@ async function fullStep(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise
       const z = runs[0].sizes;
       const per = (k: keyof (typeof runs)[0]['ms']) => measuredOf(runs.map((r) => r.ms[k]));
       const shape = `${G} rollouts x ${turns} turns, ${Math.round(z.seqTokens / G)} tokens each`;
-      const grow = (phase: string): Growth[] => [{ series: `full step (${G} rollouts): ${phase}, over turns`, size: turns }];
-      const flopUpdate = z.B * z.Lp * (trainFlopsPerToken({ nLayer: L, nEmbd: C }, N, z.Lp) + forwardFlopsPerToken({ nLayer: L, nEmbd: C }, N, z.Lp));
+      const grow = (phase: string): Growth[] => [
+        { series: `full step (${G} rollouts): ${phase}, over turns`, size: turns },
+      ];
+      const flopUpdate =
+        z.B *
+        z.Lp *
+        (trainFlopsPerToken({ nLayer: L, nEmbd: C }, N, z.Lp) + forwardFlopsPerToken({ nLayer: L, nEmbd: C }, N, z.Lp));
       const ends = [...new Set(z.ends)].join(', ');
       rows.push(
-        makeRow({ case: 'full step: rollout (sampling + tool responses)', shape, unit: 'tokens/s', work: z.policy, note: `${z.policy} policy tokens sampled; episodes ended: ${ends}`, growth: grow('rollout') }, per('rollout'), null),
-        makeRow({ case: 'full step: IG scoring', shape, unit: 'tokens/s', work: z.scored, note: `${z.scored} probe tokens scored (${z.scored / probeIds(tok).length} score rows)`, growth: grow('IG scoring') }, per('ig'), null),
+        makeRow(
+          {
+            case: 'full step: rollout (sampling + tool responses)',
+            shape,
+            unit: 'tokens/s',
+            work: z.policy,
+            note: `${z.policy} policy tokens sampled; episodes ended: ${ends}`,
+            growth: grow('rollout'),
+          },
+          per('rollout'),
+          null,
+        ),
+        makeRow(
+          {
+            case: 'full step: IG scoring',
+            shape,
+            unit: 'tokens/s',
+            work: z.scored,
+            note: `${z.scored} probe tokens scored (${z.scored / probeIds(tok).length} score rows)`,
+            growth: grow('IG scoring'),
+          },
+          per('ig'),
+          null,
+        ),
         // No growth series: a phase of a few milliseconds, whose samples a GC pause can multiply.
-        makeRow({ case: 'full step: advantages + packing', shape, unit: 'rewards/s', work: z.turns, note: `${z.turns} turn rewards` }, per('adv'), null),
+        makeRow(
+          {
+            case: 'full step: advantages + packing',
+            shape,
+            unit: 'rewards/s',
+            work: z.turns,
+            note: `${z.turns} turn rewards`,
+          },
+          per('adv'),
+          null,
+        ),
         makeRow(
           {
             case: 'full step: update (2 minibatches)',
@@ -388,7 +513,18 @@ async function fullStep(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise
           per('update'),
           null,
         ),
-        makeRow({ case: 'full step: total', shape, unit: 'tokens/s', work: z.policy, note: 'policy tokens per second of the whole step', growth: grow('total') }, per('total'), null),
+        makeRow(
+          {
+            case: 'full step: total',
+            shape,
+            unit: 'tokens/s',
+            work: z.policy,
+            note: 'policy tokens per second of the whole step',
+            growth: grow('total'),
+          },
+          per('total'),
+          null,
+        ),
       );
     }
   } finally {

@@ -46,7 +46,12 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   const theirs: TfTensor[] = [];
   let seed = 1;
   const pair = (shape: number[], lo = -1, hi = 1) => {
-    const data = syntheticFloats(shape.reduce((p, d) => p * d, 1), seed++, lo, hi);
+    const data = syntheticFloats(
+      shape.reduce((p, d) => p * d, 1),
+      seed++,
+      lo,
+      hi,
+    );
     const e = E.tensor(data, shape, { device: 'webgpu' });
     const t = tf.tensor(data, shape, 'float32');
     ours.push(e);
@@ -79,7 +84,13 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   const agree = async (label: string, o: () => E.Tensor | E.Tensor[], p: () => TfTensor | TfTensor[], tol = 1e-4) => {
     const os = ([] as E.Tensor[]).concat(E.tidy(o));
     const ps = ([] as TfTensor[]).concat(tf.tidy(p));
-    for (let i = 0; i < os.length; i++) checkAgree(`${label}: ours and ${peer}${os.length > 1 ? ` (output ${i})` : ''}`, await os[i].data(), await ps[i].data(), tol);
+    for (let i = 0; i < os.length; i++)
+      checkAgree(
+        `${label}: ours and ${peer}${os.length > 1 ? ` (output ${i})` : ''}`,
+        await os[i].data(),
+        await ps[i].data(),
+        tol,
+      );
     E.dispose(os);
     tf.dispose(ps);
   };
@@ -98,10 +109,21 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       const [ea, ta] = pair([M, K]);
       const [eb, tb] = pair([K, N]);
       const shape = `${dims([M, K])}@${dims([K, N])}`;
-      await agree(`${label} ${shape}`, () => E.matmul(ea, eb), () => tf.matMul(ta, tb));
+      await agree(
+        `${label} ${shape}`,
+        () => E.matmul(ea, eb),
+        () => tf.matMul(ta, tb),
+      );
       const plan = planMatmul(backend, M, N, K, 1);
-      const note = `ours: ${plan.kind}${plan.subgroups ? ' + subgroups' : ''}, ${plan.tm} rows x ${4 * plan.nv} columns per thread, ${plan.wg} threads${plan.splitK > 1 ? `, split-K ${plan.splitK}` : ''}`;
-      await timed({ case: label, shape, unit: 'GFLOP/s', work: 2 * M * N * K, note }, () => E.matmul(ea, eb), () => tf.matMul(ta, tb), budget);
+      const note =
+        `ours: ${plan.kind}${plan.subgroups ? ' + subgroups' : ''}, ${plan.tm} rows x ${4 * plan.nv} ` +
+        `columns per thread, ${plan.wg} threads${plan.splitK > 1 ? `, split-K ${plan.splitK}` : ''}`;
+      await timed(
+        { case: label, shape, unit: 'GFLOP/s', work: 2 * M * N * K, note },
+        () => E.matmul(ea, eb),
+        () => tf.matMul(ta, tb),
+        budget,
+      );
     }
 
     // Streaming kernels: the bandwidth ceiling. A copy-like unary (one read, one write) and an add (two
@@ -111,11 +133,39 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       const n = 8 * 1024 * 1024;
       const [ex, tx] = pair([n]);
       const [ey, ty] = pair([n]);
-      await agree('neg', () => E.neg(ex), () => tf.neg(tx));
-      await timed({ case: 'neg (streaming copy)', shape: dims([n]), unit: 'GB/s', work: 8 * n, note: 'one read and one write per element: a copy with a sign flip' }, () => E.neg(ex), () => tf.neg(tx));
+      await agree(
+        'neg',
+        () => E.neg(ex),
+        () => tf.neg(tx),
+      );
+      await timed(
+        {
+          case: 'neg (streaming copy)',
+          shape: dims([n]),
+          unit: 'GB/s',
+          work: 8 * n,
+          note: 'one read and one write per element: a copy with a sign flip',
+        },
+        () => E.neg(ex),
+        () => tf.neg(tx),
+      );
       streaming.push(rows[rows.length - 1].ours.rate);
-      await agree('add', () => E.add(ex, ey), () => tf.add(tx, ty));
-      await timed({ case: 'add (streaming)', shape: `${dims([n])}+${dims([n])}`, unit: 'GB/s', work: 12 * n, note: 'two reads and one write per element' }, () => E.add(ex, ey), () => tf.add(tx, ty));
+      await agree(
+        'add',
+        () => E.add(ex, ey),
+        () => tf.add(tx, ty),
+      );
+      await timed(
+        {
+          case: 'add (streaming)',
+          shape: `${dims([n])}+${dims([n])}`,
+          unit: 'GB/s',
+          work: 12 * n,
+          note: 'two reads and one write per element',
+        },
+        () => E.add(ex, ey),
+        () => tf.add(tx, ty),
+      );
       streaming.push(rows[rows.length - 1].ours.rate);
     }
 
@@ -123,18 +173,32 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     const [R, V] = [1024, 8192];
     const [ex, tx] = pair([R, V], -8, 8);
     {
-      await agree('logSoftmax', () => E.logSoftmax(ex), () => tf.logSoftmax(tx));
-      const fused = E.fusedKernel(ex, 'logSoftmax') ? 'our fused kernel (kernels/logsoftmax.ts)' : 'our composed form (no fused kernel registered)';
+      await agree(
+        'logSoftmax',
+        () => E.logSoftmax(ex),
+        () => tf.logSoftmax(tx),
+      );
+      const fused = E.fusedKernel(ex, 'logSoftmax')
+        ? 'our fused kernel (kernels/logsoftmax.ts)'
+        : 'our composed form (no fused kernel registered)';
       await timed(
-        { case: 'log-softmax', shape: dims([R, V]), unit: 'GB/s', work: 8 * R * V, note: `${fused}; GB/s counts one read and one write` },
+        {
+          case: 'log-softmax',
+          shape: dims([R, V]),
+          unit: 'GB/s',
+          work: 8 * R * V,
+          note: `${fused}; GB/s counts one read and one write`,
+        },
         () => E.logSoftmax(ex),
         () => tf.logSoftmax(tx),
       );
       const ceiling = Math.max(...streaming);
       const ls = rows[rows.length - 1];
       opts.note(
-        `streaming ceiling: ${ceiling.toFixed(2)} GB/s (the better of our neg and add rows); our log-softmax moves ${ls.ours.rate.toFixed(2)} GB/s, ` +
-          `${((100 * ls.ours.rate) / ceiling).toFixed(0)}% of it (two passes over each row, the second from the cache, plus one exp per element)`,
+        `streaming ceiling: ${ceiling.toFixed(2)} GB/s (the better of our neg and add rows); our log-softmax moves ` +
+          `${ls.ours.rate.toFixed(2)} GB/s, ` +
+          `${((100 * ls.ours.rate) / ceiling).toFixed(0)}% of it (two passes over each row, the second from the ` +
+          `cache, plus one exp per element)`,
       );
     }
 
@@ -149,10 +213,22 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       theirs.push(onehot);
       const tfLp = (x: TfTensor) => tf.sum(tf.mul(tf.logSoftmax(x), onehot), -1);
       const tfLpGrad = tf.grad((x: TfTensor) => tf.sum(tf.mul(tfLp(x), tdout)));
-      const which = E.fusedKernel(ex, 'targetLogProb') ? 'our fused kernels (kernels/targetlogprob.ts)' : 'our composed form';
-      await agree('targetLogProb', () => E.targetLogProb(ex, et), () => tfLp(tx));
+      const which = E.fusedKernel(ex, 'targetLogProb')
+        ? 'our fused kernels (kernels/targetlogprob.ts)'
+        : 'our composed form';
+      await agree(
+        'targetLogProb',
+        () => E.targetLogProb(ex, et),
+        () => tfLp(tx),
+      );
       await timed(
-        { case: 'target log-prob forward', shape: `${dims([R, V])}, targets ${dims([R])}`, unit: 'GB/s', work: 4 * R * V, note: `${which}; GB/s counts one read of the logits` },
+        {
+          case: 'target log-prob forward',
+          shape: `${dims([R, V])}, targets ${dims([R])}`,
+          unit: 'GB/s',
+          work: 4 * R * V,
+          note: `${which}; GB/s counts one read of the logits`,
+        },
         () => E.targetLogProb(ex, et),
         () => tfLp(tx),
       );
@@ -206,16 +282,37 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
         return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), tw), tb);
       };
       const tfRmsNorm = (x: TfTensor) => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), tw);
-      const which = (k: 'layerNorm' | 'rmsNorm') => (E.fusedKernel(ex2, k) ? 'our fused kernel (kernels/norms.ts)' : 'our composed form');
-      await agree('layerNorm', () => E.layerNorm(ex2, ew, eb, eps), () => tfLayerNorm(tx2));
-      await timed(
-        { case: 'LayerNorm forward', shape: dims([N, C]), unit: 'GB/s', work: 8 * N * C, note: `${which('layerNorm')}; theirs: moments, normalise, scale, shift; GB/s counts one read and one write` },
+      const which = (k: 'layerNorm' | 'rmsNorm') =>
+        E.fusedKernel(ex2, k) ? 'our fused kernel (kernels/norms.ts)' : 'our composed form';
+      await agree(
+        'layerNorm',
         () => E.layerNorm(ex2, ew, eb, eps),
         () => tfLayerNorm(tx2),
       );
-      await agree('rmsNorm', () => E.rmsNorm(ex2, ew, eps), () => tfRmsNorm(tx2));
       await timed(
-        { case: 'RMSNorm forward', shape: dims([N, C]), unit: 'GB/s', work: 8 * N * C, note: `${which('rmsNorm')}; theirs: mean of squares, rsqrt, scale; GB/s counts one read and one write` },
+        {
+          case: 'LayerNorm forward',
+          shape: dims([N, C]),
+          unit: 'GB/s',
+          work: 8 * N * C,
+          note: `${which('layerNorm')}; theirs: moments, normalise, scale, shift; GB/s counts one read and one write`,
+        },
+        () => E.layerNorm(ex2, ew, eb, eps),
+        () => tfLayerNorm(tx2),
+      );
+      await agree(
+        'rmsNorm',
+        () => E.rmsNorm(ex2, ew, eps),
+        () => tfRmsNorm(tx2),
+      );
+      await timed(
+        {
+          case: 'RMSNorm forward',
+          shape: dims([N, C]),
+          unit: 'GB/s',
+          work: 8 * N * C,
+          note: `${which('rmsNorm')}; theirs: mean of squares, rsqrt, scale; GB/s counts one read and one write`,
+        },
         () => E.rmsNorm(ex2, ew, eps),
         () => tfRmsNorm(tx2),
       );
@@ -231,13 +328,29 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       const setUp = () => {
         const p = E.tensor(init, [n], { device: 'webgpu', requiresGrad: true });
         p.grad = E.tensor(grad, [n], { device: 'webgpu' });
-        const opt = new E.AdamW([p], { lr: hp.lr, betas: [hp.beta1, hp.beta2], eps: hp.eps, weightDecay: hp.weightDecay });
-        return { p, opt, free: () => { opt.dispose(); E.dispose([p.grad, p]); } };
+        const opt = new E.AdamW([p], {
+          lr: hp.lr,
+          betas: [hp.beta1, hp.beta2],
+          eps: hp.eps,
+          weightDecay: hp.weightDecay,
+        });
+        return {
+          p,
+          opt,
+          free: () => {
+            opt.dispose();
+            E.dispose([p.grad, p]);
+          },
+        };
       };
       const tg = tf.tensor1d(grad);
       const tfSetUp = () => {
         // tidy frees the initial values (a variable holds its own reference to the data).
-        const [p, m, v] = tf.tidy(() => [tf.variable(tf.tensor1d(init)), tf.variable(tf.zeros([n])), tf.variable(tf.zeros([n]))]);
+        const [p, m, v] = tf.tidy(() => [
+          tf.variable(tf.tensor1d(init)),
+          tf.variable(tf.zeros([n])),
+          tf.variable(tf.zeros([n])),
+        ]);
         let step = 0;
         const stepFn = () => {
           step++;
@@ -273,7 +386,9 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
               shape: `${dims([n])} parameters`,
               unit: 'GB/s',
               work: 28 * n,
-              note: `ours: ${E.fusedKernel(a.p, 'adamw') ? 'the fused kernel (kernels/adamw.ts)' : 'the composed form'} through E.AdamW; GB/s counts reads of p, g, m, v and writes of p, m, v`,
+              note:
+                `ours: ${E.fusedKernel(a.p, 'adamw') ? 'the fused kernel (kernels/adamw.ts)' : 'the composed form'} ` +
+                'through E.AdamW; GB/s counts reads of p, g, m, v and writes of p, m, v',
               ours: async () => {
                 a.opt.step();
                 const s = E.slice(a.p, [0], [1]);
@@ -309,8 +424,10 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     const PEER_FORWARD_MAX_T = 1024;
     const PEER_BACKWARD_MAX_T = 512;
     opts.note(
-      `attention over T: the peer is skipped above T = ${PEER_FORWARD_MAX_T} (forward) and T = ${PEER_BACKWARD_MAX_T} (forward+backward), ` +
-        'where its composite takes seconds per call (it materialises the T x T scores); ours keeps O(T * hs) memory per head',
+      `attention over T: the peer is skipped above T = ${PEER_FORWARD_MAX_T} (forward) and T = ` +
+        `${PEER_BACKWARD_MAX_T} (forward+backward), ` +
+        'where its composite takes seconds per call (it materialises the T x T scores); ours keeps O(T * hs) ' +
+        'memory per head',
     );
     for (const T of opts.quick ? [256] : [128, 256, 512, 1024, 2048]) {
       const shape = [BH, T, hs];
@@ -323,18 +440,26 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) maskData[i * T + j] = -Infinity;
       const mask = tf.tensor(maskData, [T, T]);
       theirs.push(mask);
-      const tfAttention = (q: TfTensor, k: TfTensor, v: TfTensor) => tf.matMul(tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask)), v);
+      const tfAttention = (q: TfTensor, k: TfTensor, v: TfTensor) =>
+        tf.matMul(tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask)), v);
       const tfGrads = tf.grads((q: TfTensor, k: TfTensor, v: TfTensor) => tfAttention(q, k, v));
       const which = (fwd: boolean) => {
         const f = E.fusedKernel(eq, 'attention');
         const b = E.fusedKernel(eq, 'attentionBackward');
-        return `ours: ${f ? 'fused forward' : 'composed forward'}${fwd ? '' : b ? ' + fused backward' : ' + composed backward'}`;
+        const backward = fwd ? '' : b ? ' + fused backward' : ' + composed backward';
+        return `ours: ${f ? 'fused forward' : 'composed forward'}${backward}`;
       };
       const flops = 4 * BH * T * T * hs; // q k^T and p v over the full T x T square
       const shapeLabel = `q, k, v ${dims(shape)}, causal`;
-      const budget: Budget | undefined = T >= 1024 ? { time: 500, iterations: 3 } : T >= 512 ? { time: 500, iterations: 5 } : undefined;
+      const budget: Budget | undefined =
+        T >= 1024 ? { time: 500, iterations: 3 } : T >= 512 ? { time: 500, iterations: 5 } : undefined;
       const withPeer = T <= PEER_FORWARD_MAX_T;
-      if (withPeer) await agree(`attention forward T=${T}`, () => E.scaledDotProductAttention(eq, ek, ev), () => tfAttention(tq, tk, tv));
+      if (withPeer)
+        await agree(
+          `attention forward T=${T}`,
+          () => E.scaledDotProductAttention(eq, ek, ev),
+          () => tfAttention(tq, tk, tv),
+        );
       rows.push(
         await compare(
           {
@@ -400,8 +525,10 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     const matmulRates = rows.filter((r) => r.case.startsWith('matmul')).map((r) => r.ours.rate);
     const attention = rows.filter((r) => r.case.startsWith('attention')).map((r) => r.ours.rate);
     opts.note(
-      `ceilings in this run: best matmul ${Math.max(...matmulRates).toFixed(1)} GFLOP/s (ours), streaming ${Math.max(...streaming).toFixed(2)} GB/s (ours); ` +
-        `attention reaches up to ${Math.max(...attention).toFixed(1)} GFLOP/s counted on the full square (half of it on the causal triangle)`,
+      `ceilings in this run: best matmul ${Math.max(...matmulRates).toFixed(1)} GFLOP/s (ours), streaming ` +
+        `${Math.max(...streaming).toFixed(2)} GB/s (ours); ` +
+        `attention reaches up to ${Math.max(...attention).toFixed(1)} GFLOP/s counted on the full square (half of it ` +
+        `on the causal triangle)`,
     );
   } finally {
     for (const t of ours) t.dispose();
@@ -410,7 +537,9 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   // Each job must free what it makes, or memory pressure would grow over the samples.
   const after = live();
   if (after[0] !== before[0] || after[1] !== before[1]) {
-    throw new Error(`kernels suite leaked tensors: engine ${before[0]} -> ${after[0]}, tfjs ${before[1]} -> ${after[1]}`);
+    throw new Error(
+      `kernels suite leaked tensors: engine ${before[0]} -> ${after[0]}, tfjs ${before[1]} -> ${after[1]}`,
+    );
   }
   return rows;
 }

@@ -18,9 +18,21 @@ export const name = 'model';
 export async function run(opts: SuiteOptions): Promise<Row[]> {
   const tok = defaultTokenizer();
   const cfg: GPTConfig = { vocabSize: tok.vocabSize, ropeBase: 10000, normEps: 1e-5, ...PRESETS.default.model };
-  opts.note(`model: PRESETS.default.model ${JSON.stringify(PRESETS.default.model)}, vocabulary ${tok.vocabSize}; weights random (seeded): speed does not depend on them.`);
-  opts.note('FLOP per token: training 6N + 12·L·C·T, decoding 2N + 4·L·C·S (N parameters with the tied embedding once, L layers, C width, T the sequence, S the keys a new token attends to). Attention is counted on the full T x T square, as the CPU kernel\'s two matmuls compute it (only its softmax skips the causal future).');
-  opts.note('No tfjs-layers peer: tfjs-layers has no RoPE, RMSNorm or KV cache, so the peer would be a second model written by us in custom layers, not a library measured as it ships; and on tfjs-backend-cpu its matmul is several times slower than ours (cpu suite), so it would repeat that finding at many times the run time.');
+  opts.note(
+    `model: PRESETS.default.model ${JSON.stringify(PRESETS.default.model)}, vocabulary ${tok.vocabSize}; weights ` +
+      `random (seeded): speed does not depend on them.`,
+  );
+  opts.note(
+    'FLOP per token: training 6N + 12·L·C·T, decoding 2N + 4·L·C·S (N parameters with the tied embedding ' +
+      'once, L layers, C width, T the sequence, S the keys a new token attends to). ' +
+      'Attention is counted on the full T x T ' +
+      "square, as the CPU kernel's two matmuls compute it (only its softmax skips the causal future).",
+  );
+  opts.note(
+    'No tfjs-layers peer: tfjs-layers has no RoPE, RMSNorm or KV cache, so the peer would be a second model written ' +
+      'by us in custom layers, not a library measured as it ships; and on tfjs-backend-cpu its matmul is several ' +
+      'times slower than ours (cpu suite), so it would repeat that finding at many times the run time.',
+  );
   const rows: Row[] = [];
   rows.push(...(await modelCases('cpu', cfg, tok.pad, opts)));
 
@@ -43,7 +55,13 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
   try {
     // Training: the inner step of trainSupervised (makeBatch, batchLoss, backward, clip, AdamW), every
     // position a target, B rows of T tokens.
-    const shapes: [number, number][] = opts.quick || slow ? [[4, 128]] : [[4, 128], [4, 256]];
+    const shapes: [number, number][] =
+      opts.quick || slow
+        ? [[4, 128]]
+        : [
+            [4, 128],
+            [4, 256],
+          ];
     for (const [B, T] of shapes) {
       const examples: Example[] = Array.from({ length: B }, (_, b) => {
         const ids = syntheticIds(T + 1, cfg.vocabSize, 100 + b);
@@ -105,7 +123,12 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
     await prefill();
     await generate();
     opts.log(`  sampling (${device}) batch ${B}, ${steps} tokens after ${P}`);
-    const t = await timeJobs(`sampling (${device})`, { ours: { fn: generate, async: true, beforeEach: prefill } }, opts, { time: 500, iterations: slow ? 2 : 3 });
+    const t = await timeJobs(
+      `sampling (${device})`,
+      { ours: { fn: generate, async: true, beforeEach: prefill } },
+      opts,
+      { time: 500, iterations: slow ? 2 : 3 },
+    );
     const S = P + (steps + 1) / 2; // keys seen by the average new token
     const flop = forwardFlopsPerToken(cfg, params, S);
     rows.push(
@@ -116,7 +139,9 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
           unit: 'tokens/s',
           work: B * steps,
           also: { unit: 'GFLOP/s', work: B * steps * flop },
-          note: `${(flop / 1e6).toFixed(2)} MFLOP/token at ${S} keys; one forward of [${B}, 1] and one read of the logits per step (${((t.ours.medianMs) / steps).toFixed(1)} ms/step); prefill not timed`,
+          note:
+            `${(flop / 1e6).toFixed(2)} MFLOP/token at ${S} keys; one forward of [${B}, 1] and one read of the ` +
+            `logits per step (${(t.ours.medianMs / steps).toFixed(1)} ms/step); prefill not timed`,
         },
         t.ours,
         null,
@@ -127,7 +152,8 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
     model.dispose();
   }
   const liveAfter = E.memory().liveTensors;
-  if (liveAfter !== liveBefore) throw new Error(`model suite (${device}) leaked tensors: ${liveBefore} -> ${liveAfter}`);
+  if (liveAfter !== liveBefore)
+    throw new Error(`model suite (${device}) leaked tensors: ${liveBefore} -> ${liveAfter}`);
   return rows;
 }
 
@@ -141,7 +167,11 @@ async function attentionGrowth(opts: SuiteOptions): Promise<Row[]> {
   const hs = 64;
   const Ts = opts.quick ? [128, 256, 512] : [128, 256, 512, 1024, 2048];
   const peerUpTo = 512;
-  opts.note(`attention: E.scaledDotProductAttention forward, q, k, v [1, ${BH}, T, ${hs}] on cpu; the peer (tfjs-cpu: matMul, band mask, softmax, matMul) runs up to T = ${peerUpTo}, beyond which one of its calls takes several seconds. FLOP = 4·(B·H)·T²·hs, the full square both sides\' matmuls compute.`);
+  opts.note(
+    `attention: E.scaledDotProductAttention forward, q, k, v [1, ${BH}, T, ${hs}] on cpu; the peer (tfjs-cpu: ` +
+      `matMul, band mask, softmax, matMul) runs up to T = ${peerUpTo}, beyond which one of its calls takes several ` +
+      `seconds. FLOP = 4·(B·H)·T²·hs, the full square both sides’ matmuls compute.`,
+  );
   const rows: Row[] = [];
   const before = [E.memory().liveTensors, tf.memory().numTensors];
   for (const T of Ts) {
@@ -187,7 +217,10 @@ async function attentionGrowth(opts: SuiteOptions): Promise<Row[]> {
     }
   }
   const after = [E.memory().liveTensors, tf.memory().numTensors];
-  if (after[0] !== before[0] || after[1] !== before[1]) throw new Error(`model suite (attention) leaked tensors: engine ${before[0]} -> ${after[0]}, tfjs ${before[1]} -> ${after[1]}`);
+  if (after[0] !== before[0] || after[1] !== before[1])
+    throw new Error(
+      `model suite (attention) leaked tensors: engine ${before[0]} -> ${after[0]}, tfjs ${before[1]} -> ${after[1]}`,
+    );
   return rows;
 }
 

@@ -22,7 +22,9 @@ const UNARY: Record<UnaryOp, string> = {
   relu: 'Math.max(a, 0)',
   gelu: `0.5 * a * (1 + Math.tanh(${GELU_C} * (a + 0.044715 * a * a * a)))`,
   silu: 'a / (1 + Math.exp(-a))',
-  geluGrad: `((t, u) => 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * ${GELU_C} * u)(Math.tanh(${GELU_C} * (a + 0.044715 * a * a * a)), 1 + 3 * 0.044715 * a * a)`,
+  geluGrad:
+    `((t, u) => 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * ${GELU_C} * u)(Math.tanh(${GELU_C} * (a + 0.044715 * ` +
+    `a * a * a)), 1 + 3 * 0.044715 * a * a)`,
   siluGrad: '((s) => s * (1 + a * (1 - s)))(1 / (1 + Math.exp(-a)))',
   abs: 'Math.abs(a)',
   sign: 'Math.sign(a)',
@@ -70,7 +72,11 @@ function binaryLoop(op: BinaryOp, path: 'same' | 'sa' | 'sb' | 'gen'): Loop {
     sb: 'const a = x[i], b = y[0];',
     gen: 'const a = x[ox[i]], b = y[oy[i]];',
   }[path];
-  return compile(`b:${op}:${path}`, 'x,y,out,n,ox,oy', `for (let i = 0; i < n; i++) { ${read} out[i] = ${BINARY[op]}; }`);
+  return compile(
+    `b:${op}:${path}`,
+    'x,y,out,n,ox,oy',
+    `for (let i = 0; i < n; i++) { ${read} out[i] = ${BINARY[op]}; }`,
+  );
 }
 
 const arr = (v: View) => v.handle as TypedArray;
@@ -118,7 +124,8 @@ function gatherOffsets(xShape: Shape, index: View, axis: number, mode: 'select' 
   const idx = arr(index);
   const N = xShape[axis];
   const check = (v: number) => {
-    if (v < 0 || v >= N) throw new Error(`gather: index ${v} is out of range for dimension ${axis} of size ${N} (x ${fmt(xShape)})`);
+    if (v < 0 || v >= N)
+      throw new Error(`gather: index ${v} is out of range for dimension ${axis} of size ${N} (x ${fmt(xShape)})`);
   };
   const xs = stridesOf(xShape);
   if (mode === 'along') {
@@ -205,7 +212,14 @@ export class CpuBackend implements Backend {
 
   permute(x: View, perm: readonly number[]): unknown {
     const xs = stridesOf(x.shape);
-    return copyOffsets(arr(x), stridedOffsets(perm.map((p) => x.shape[p]), perm.map((p) => xs[p])), x.dtype);
+    return copyOffsets(
+      arr(x),
+      stridedOffsets(
+        perm.map((p) => x.shape[p]),
+        perm.map((p) => xs[p]),
+      ),
+      x.dtype,
+    );
   }
 
   slice(x: View, begin: readonly number[], size: readonly number[]): unknown {
@@ -218,7 +232,11 @@ export class CpuBackend implements Backend {
     const outShape = x.shape.map((d, i) => d + before[i] + after[i]);
     const os = stridesOf(outShape);
     const out = arrayFor(x.dtype, sizeOf(outShape));
-    const dst = stridedOffsets(x.shape, os, before.reduce((s, b, i) => s + b * os[i], 0));
+    const dst = stridedOffsets(
+      x.shape,
+      os,
+      before.reduce((s, b, i) => s + b * os[i], 0),
+    );
     const src = arr(x);
     for (let i = 0; i < dst.length; i++) out[dst[i]] = src[i];
     return out;

@@ -30,10 +30,20 @@ type Floats = Float32Array | Float64Array;
 export const FEW_ROWS = 4;
 
 /** The forward's probabilities, keyed by the lse array it returned, with the inputs they belong to. */
-const savedProbs = new WeakMap<TypedArray, { q: TypedArray; k: TypedArray; keyBias: TypedArray | undefined; scale: number; p: Floats }>();
+const savedProbs = new WeakMap<
+  TypedArray,
+  { q: TypedArray; k: TypedArray; keyBias: TypedArray | undefined; scale: number; p: Floats }
+>();
 
 /** P from the saved logsumexp: p = exp(s * scale + bias - lse), 0 where masked. */
-function recomputeProbs(q: View, k: View, lse: View, scale: number, keyBias: View | undefined, sShape: number[]): Floats {
+function recomputeProbs(
+  q: View,
+  k: View,
+  lse: View,
+  scale: number,
+  keyBias: View | undefined,
+  sShape: number[],
+): Floats {
   const { T, S } = attnDims(q, k);
   const p = matmulCpu(q, k, false, true, sShape) as Floats;
   const L = arr(lse);
@@ -49,7 +59,12 @@ function recomputeProbs(q: View, k: View, lse: View, scale: number, keyBias: Vie
 }
 
 /** Calls fn(row, base, i, b) for each (T, S) score row: row = b * T + i, base = row * S. */
-function forEachScoreRow(s: Floats, T: number, S: number, fn: (row: number, base: number, i: number, b: number) => void): void {
+function forEachScoreRow(
+  s: Floats,
+  T: number,
+  S: number,
+  fn: (row: number, base: number, i: number, b: number) => void,
+): void {
   const rows = s.length / S;
   for (let row = 0; row < rows; row++) fn(row, row * S, row % T, Math.floor(row / T));
 }
@@ -58,7 +73,15 @@ function forEachScoreRow(s: Floats, T: number, S: number, fn: (row: number, base
  * Scores -> probabilities in place: scale, add keyBias, hide keys past S - T + i, softmax; writes each
  * row's logsumexp. A row with no visible key becomes all 0 with lse -Infinity.
  */
-function maskedSoftmax(s: Floats, T: number, S: number, scale: number, bias: TypedArray | undefined, perBias: number, lse: TypedArray): void {
+function maskedSoftmax(
+  s: Floats,
+  T: number,
+  S: number,
+  scale: number,
+  bias: TypedArray | undefined,
+  perBias: number,
+  lse: TypedArray,
+): void {
   forEachScoreRow(s, T, S, (row, base, i, b) => {
     const lim = S - T + i; // keys past it are in the causal future: probability 0, no exp taken
     const bo = bias ? Math.floor(b / perBias) * S : 0;
@@ -96,7 +119,16 @@ function attnDims(q: View, k: View) {
  * head), since the matmul route would make two tiny products per head. Same masking and outputs as the
  * general route; p receives the probabilities.
  */
-function attentionFewRows(q: View, k: View, v: View, scale: number, keyBias: View | undefined, p: Floats, out: Floats, lse: TypedArray): void {
+function attentionFewRows(
+  q: View,
+  k: View,
+  v: View,
+  scale: number,
+  keyBias: View | undefined,
+  p: Floats,
+  out: Floats,
+  lse: TypedArray,
+): void {
   const { B, T, S, hs } = attnDims(q, k);
   const [Q, K, Vv] = [arr(q), arr(k), arr(v)];
   const bias = keyBias && arr(keyBias);
@@ -219,7 +251,14 @@ export const cpuFused: FusedKernels = {
     const { T, S, hs } = attnDims(q, k);
     const sShape = [...q.shape.slice(0, -1), S];
     const saved = savedProbs.get(arr(lse));
-    const p = saved && saved.q === arr(q) && saved.k === arr(k) && saved.keyBias === (keyBias && arr(keyBias)) && saved.scale === scale ? saved.p : recomputeProbs(q, k, lse, scale, keyBias, sShape);
+    const p =
+      saved &&
+      saved.q === arr(q) &&
+      saved.k === arr(k) &&
+      saved.keyBias === (keyBias && arr(keyBias)) &&
+      saved.scale === scale
+        ? saved.p
+        : recomputeProbs(q, k, lse, scale, keyBias, sShape);
     const P = { handle: p, shape: sShape, dtype: q.dtype };
     const dv = matmulCpu(P, dout, true, false, v.shape); // P^T dO
     const ds = matmulCpu(dout, v, false, true, sShape) as Floats; // dP = dO V^T, turned into dS in place
@@ -329,7 +368,8 @@ export const cpuFused: FusedKernels = {
 
   adamw(param, grad, m, v, hp: AdamWParams) {
     const [P, G, Mm, Vv] = [arr(param), arr(grad), arr(m), arr(v)];
-    if (P.length !== G.length) throw new Error(`adamw: grad ${fmt(grad.shape)} does not match param ${fmt(param.shape)}`);
+    if (P.length !== G.length)
+      throw new Error(`adamw: grad ${fmt(grad.shape)} does not match param ${fmt(param.shape)}`);
     const { lr, beta1, beta2, eps, weightDecay, step } = hp;
     const bc1 = 1 - beta1 ** step;
     const bc2 = 1 - beta2 ** step;

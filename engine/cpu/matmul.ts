@@ -21,7 +21,16 @@ const NR = 8;
  * When k is not the contiguous axis, k goes in tiles of 32 across all panels, so the source rows
  * touched stay in L1 instead of striding through a page per element.
  */
-function packPanels(x: Floats, off: number, R: number, K: number, rs: number, ks: number, P: number, dst: Floats): void {
+function packPanels(
+  x: Floats,
+  off: number,
+  R: number,
+  K: number,
+  rs: number,
+  ks: number,
+  P: number,
+  dst: Floats,
+): void {
   const KT = ks === 1 ? K : 32;
   for (let k0 = 0; k0 < K; k0 += KT) {
     const k1 = Math.min(K, k0 + KT);
@@ -39,42 +48,172 @@ function packPanels(x: Floats, off: number, R: number, K: number, rs: number, ks
 }
 
 /** C[i0 : i0+MR, j0 : j0+NR] (clipped to M x N) = A panel at pa times B panel at pb, summed over K. */
-function kernel4x8(Ap: Floats, pa: number, Bp: Floats, pb: number, K: number, C: Floats, cOff: number, i0: number, j0: number, M: number, N: number): void {
-  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c04 = 0, c05 = 0, c06 = 0, c07 = 0;
-  let c10 = 0, c11 = 0, c12 = 0, c13 = 0, c14 = 0, c15 = 0, c16 = 0, c17 = 0;
-  let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c24 = 0, c25 = 0, c26 = 0, c27 = 0;
-  let c30 = 0, c31 = 0, c32 = 0, c33 = 0, c34 = 0, c35 = 0, c36 = 0, c37 = 0;
+function kernel4x8(
+  Ap: Floats,
+  pa: number,
+  Bp: Floats,
+  pb: number,
+  K: number,
+  C: Floats,
+  cOff: number,
+  i0: number,
+  j0: number,
+  M: number,
+  N: number,
+): void {
+  let c00 = 0,
+    c01 = 0,
+    c02 = 0,
+    c03 = 0,
+    c04 = 0,
+    c05 = 0,
+    c06 = 0,
+    c07 = 0;
+  let c10 = 0,
+    c11 = 0,
+    c12 = 0,
+    c13 = 0,
+    c14 = 0,
+    c15 = 0,
+    c16 = 0,
+    c17 = 0;
+  let c20 = 0,
+    c21 = 0,
+    c22 = 0,
+    c23 = 0,
+    c24 = 0,
+    c25 = 0,
+    c26 = 0,
+    c27 = 0;
+  let c30 = 0,
+    c31 = 0,
+    c32 = 0,
+    c33 = 0,
+    c34 = 0,
+    c35 = 0,
+    c36 = 0,
+    c37 = 0;
   for (let k = 0; k < K; k++, pa += MR, pb += NR) {
-    const b0 = Bp[pb], b1 = Bp[pb + 1], b2 = Bp[pb + 2], b3 = Bp[pb + 3];
-    const b4 = Bp[pb + 4], b5 = Bp[pb + 5], b6 = Bp[pb + 6], b7 = Bp[pb + 7];
+    const b0 = Bp[pb],
+      b1 = Bp[pb + 1],
+      b2 = Bp[pb + 2],
+      b3 = Bp[pb + 3];
+    const b4 = Bp[pb + 4],
+      b5 = Bp[pb + 5],
+      b6 = Bp[pb + 6],
+      b7 = Bp[pb + 7];
     let a = Ap[pa];
-    c00 += a * b0; c01 += a * b1; c02 += a * b2; c03 += a * b3; c04 += a * b4; c05 += a * b5; c06 += a * b6; c07 += a * b7;
+    c00 += a * b0;
+    c01 += a * b1;
+    c02 += a * b2;
+    c03 += a * b3;
+    c04 += a * b4;
+    c05 += a * b5;
+    c06 += a * b6;
+    c07 += a * b7;
     a = Ap[pa + 1];
-    c10 += a * b0; c11 += a * b1; c12 += a * b2; c13 += a * b3; c14 += a * b4; c15 += a * b5; c16 += a * b6; c17 += a * b7;
+    c10 += a * b0;
+    c11 += a * b1;
+    c12 += a * b2;
+    c13 += a * b3;
+    c14 += a * b4;
+    c15 += a * b5;
+    c16 += a * b6;
+    c17 += a * b7;
     a = Ap[pa + 2];
-    c20 += a * b0; c21 += a * b1; c22 += a * b2; c23 += a * b3; c24 += a * b4; c25 += a * b5; c26 += a * b6; c27 += a * b7;
+    c20 += a * b0;
+    c21 += a * b1;
+    c22 += a * b2;
+    c23 += a * b3;
+    c24 += a * b4;
+    c25 += a * b5;
+    c26 += a * b6;
+    c27 += a * b7;
     a = Ap[pa + 3];
-    c30 += a * b0; c31 += a * b1; c32 += a * b2; c33 += a * b3; c34 += a * b4; c35 += a * b5; c36 += a * b6; c37 += a * b7;
+    c30 += a * b0;
+    c31 += a * b1;
+    c32 += a * b2;
+    c33 += a * b3;
+    c34 += a * b4;
+    c35 += a * b5;
+    c36 += a * b6;
+    c37 += a * b7;
   }
   const rows = Math.min(MR, M - i0);
   const cols = Math.min(NR, N - j0);
   let c = cOff + i0 * N + j0;
   if (rows === MR && cols === NR) {
-    C[c] = c00; C[c + 1] = c01; C[c + 2] = c02; C[c + 3] = c03; C[c + 4] = c04; C[c + 5] = c05; C[c + 6] = c06; C[c + 7] = c07;
+    C[c] = c00;
+    C[c + 1] = c01;
+    C[c + 2] = c02;
+    C[c + 3] = c03;
+    C[c + 4] = c04;
+    C[c + 5] = c05;
+    C[c + 6] = c06;
+    C[c + 7] = c07;
     c += N;
-    C[c] = c10; C[c + 1] = c11; C[c + 2] = c12; C[c + 3] = c13; C[c + 4] = c14; C[c + 5] = c15; C[c + 6] = c16; C[c + 7] = c17;
+    C[c] = c10;
+    C[c + 1] = c11;
+    C[c + 2] = c12;
+    C[c + 3] = c13;
+    C[c + 4] = c14;
+    C[c + 5] = c15;
+    C[c + 6] = c16;
+    C[c + 7] = c17;
     c += N;
-    C[c] = c20; C[c + 1] = c21; C[c + 2] = c22; C[c + 3] = c23; C[c + 4] = c24; C[c + 5] = c25; C[c + 6] = c26; C[c + 7] = c27;
+    C[c] = c20;
+    C[c + 1] = c21;
+    C[c + 2] = c22;
+    C[c + 3] = c23;
+    C[c + 4] = c24;
+    C[c + 5] = c25;
+    C[c + 6] = c26;
+    C[c + 7] = c27;
     c += N;
-    C[c] = c30; C[c + 1] = c31; C[c + 2] = c32; C[c + 3] = c33; C[c + 4] = c34; C[c + 5] = c35; C[c + 6] = c36; C[c + 7] = c37;
+    C[c] = c30;
+    C[c + 1] = c31;
+    C[c + 2] = c32;
+    C[c + 3] = c33;
+    C[c + 4] = c34;
+    C[c + 5] = c35;
+    C[c + 6] = c36;
+    C[c + 7] = c37;
     return;
   }
   // An edge tile: the padded rows and columns of the panels are dropped.
   const tile = [
-    c00, c01, c02, c03, c04, c05, c06, c07,
-    c10, c11, c12, c13, c14, c15, c16, c17,
-    c20, c21, c22, c23, c24, c25, c26, c27,
-    c30, c31, c32, c33, c34, c35, c36, c37,
+    c00,
+    c01,
+    c02,
+    c03,
+    c04,
+    c05,
+    c06,
+    c07,
+    c10,
+    c11,
+    c12,
+    c13,
+    c14,
+    c15,
+    c16,
+    c17,
+    c20,
+    c21,
+    c22,
+    c23,
+    c24,
+    c25,
+    c26,
+    c27,
+    c30,
+    c31,
+    c32,
+    c33,
+    c34,
+    c35,
+    c36,
+    c37,
   ];
   for (let r = 0; r < rows; r++, c += N) {
     for (let s = 0; s < cols; s++) C[c + s] = tile[r * NR + s];
@@ -94,7 +233,21 @@ function gemmPacked(Ap: Floats, Bp: Floats, C: Floats, cOff: number, M: number, 
  * (element (i, k) of op(A) at aOff + i*ais + k*aks, (k, j) of op(B) at bOff + k*bks + j*bjs): packing
  * would cost as much as the work.
  */
-function gemmThin(A: Floats, aOff: number, ais: number, aks: number, B: Floats, bOff: number, bks: number, bjs: number, C: Floats, cOff: number, M: number, N: number, K: number): void {
+function gemmThin(
+  A: Floats,
+  aOff: number,
+  ais: number,
+  aks: number,
+  B: Floats,
+  bOff: number,
+  bks: number,
+  bjs: number,
+  C: Floats,
+  cOff: number,
+  M: number,
+  N: number,
+  K: number,
+): void {
   for (let i = 0; i < M; i++) {
     const a = aOff + i * ais;
     const c = cOff + i * N;
@@ -122,9 +275,24 @@ function gemmThin(A: Floats, aOff: number, ais: number, aks: number, B: Floats, 
  * C[batch, M, N] = op(A) op(B) for every batch entry, op(A)'s entry at aOffs[bi] with strides (ais, aks)
  * and op(B)'s at bOffs[bi] with strides (bks, bjs); the packed panels are of `dtype`.
  */
-function gemmBatched(dtype: DType, A: Floats, aOffs: Int32Array, ais: number, aks: number, B: Floats, bOffs: Int32Array, bks: number, bjs: number, C: Floats, M: number, N: number, K: number): void {
+function gemmBatched(
+  dtype: DType,
+  A: Floats,
+  aOffs: Int32Array,
+  ais: number,
+  aks: number,
+  B: Floats,
+  bOffs: Int32Array,
+  bks: number,
+  bjs: number,
+  C: Floats,
+  M: number,
+  N: number,
+  K: number,
+): void {
   if (M < MR) {
-    for (let bi = 0; bi < aOffs.length; bi++) gemmThin(A, aOffs[bi], ais, aks, B, bOffs[bi], bks, bjs, C, bi * M * N, M, N, K);
+    for (let bi = 0; bi < aOffs.length; bi++)
+      gemmThin(A, aOffs[bi], ais, aks, B, bOffs[bi], bks, bjs, C, bi * M * N, M, N, K);
     return;
   }
   const mp = Math.ceil(M / MR) * MR;
@@ -165,8 +333,14 @@ export function matmulCpu(a: View, b: View, transA: boolean, transB: boolean, ou
   const batch = outShape.slice(0, -2);
   const out = arrayFor(a.dtype, sizeOf(outShape)) as Floats;
   if (out.length === 0) return out;
-  const aOffs = stridedOffsets(batch, broadcastStrides(a.shape.slice(0, -2), batch).map((s) => s * M * K));
-  const bOffs = stridedOffsets(batch, broadcastStrides(b.shape.slice(0, -2), batch).map((s) => s * K * N));
+  const aOffs = stridedOffsets(
+    batch,
+    broadcastStrides(a.shape.slice(0, -2), batch).map((s) => s * M * K),
+  );
+  const bOffs = stridedOffsets(
+    batch,
+    broadcastStrides(b.shape.slice(0, -2), batch).map((s) => s * K * N),
+  );
   // Strides of op(A) [M, K] and op(B) [K, N] within one batch entry.
   const [ais, aks] = transA ? [1, M] : [K, 1];
   const [bks, bjs] = transB ? [1, K] : [N, 1];

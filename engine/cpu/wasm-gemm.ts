@@ -10,7 +10,8 @@ const WAT = `
   (memory (export "mem") 1)
   ;; C[mp, np] at cp = A panels at ap ((mp/4) x [k][4]) times B panels at bp ((np/8) x [k][8]).
   (func (export "gemm") (param $ap i32) (param $bp i32) (param $cp i32) (param $mp i32) (param $np i32) (param $k i32)
-    (local $i i32) (local $j i32) (local $kk i32) (local $pa i32) (local $pb i32) (local $pb0 i32) (local $out i32) (local $row i32)
+    (local $i i32) (local $j i32) (local $kk i32) (local $pa i32) (local $pb i32) (local $pb0 i32)
+    (local $out i32) (local $row i32)
     (local $a v128) (local $b0 v128) (local $b1 v128)
     (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
     (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
@@ -49,7 +50,8 @@ const WAT = `
           (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
           (local.set $kk (i32.sub (local.get $kk) (i32.const 1)))
           (br $kloop)))
-        (local.set $out (i32.add (local.get $cp) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $np)) (local.get $j)) (i32.const 2))))
+        (local.set $out (i32.add (local.get $cp)
+          (i32.shl (i32.add (i32.mul (local.get $i) (local.get $np)) (local.get $j)) (i32.const 2))))
         (v128.store (local.get $out) (local.get $c00)) (v128.store offset=16 (local.get $out) (local.get $c01))
         (local.set $out (i32.add (local.get $out) (local.get $row)))
         (v128.store (local.get $out) (local.get $c10)) (v128.store offset=16 (local.get $out) (local.get $c11))
@@ -95,7 +97,11 @@ const kernel = await load();
 export const wasmGemmAvailable = kernel !== null;
 
 /** Float32 views of the kernel's memory for the packed operands and the padded output, grown on demand. */
-export function wasmBuffers(aFloats: number, bFloats: number, cFloats: number): { Ap: Float32Array; Bp: Float32Array; Cp: Float32Array } {
+export function wasmBuffers(
+  aFloats: number,
+  bFloats: number,
+  cFloats: number,
+): { Ap: Float32Array; Bp: Float32Array; Cp: Float32Array } {
   const k = kernel!;
   const bytes = (aFloats + bFloats + cFloats) * 4;
   const have = k.mem.buffer.byteLength;
@@ -109,6 +115,13 @@ export function wasmBuffers(aFloats: number, bFloats: number, cFloats: number): 
 }
 
 /** Cp[mp, np] = panels of Ap times panels of Bp (mp a multiple of 4, np of 8), views from wasmBuffers. */
-export function wasmGemm(Ap: Float32Array, Bp: Float32Array, Cp: Float32Array, mp: number, np: number, K: number): void {
+export function wasmGemm(
+  Ap: Float32Array,
+  Bp: Float32Array,
+  Cp: Float32Array,
+  mp: number,
+  np: number,
+  K: number,
+): void {
   kernel!.gemm(Ap.byteOffset, Bp.byteOffset, Cp.byteOffset, mp, np, K);
 }

@@ -66,24 +66,37 @@ function unravel(i: number, shape: readonly number[]): number[] {
 }
 
 function leaves(inputs: readonly GradInput[], values: readonly ArrayLike<number>[], requiresGrad: boolean): E.Tensor[] {
-  return inputs.map((x, i) => E.tensor(Float64Array.from(values[i]), x.shape, { dtype: 'float64', device: 'cpu', requiresGrad }));
+  return inputs.map((x, i) =>
+    E.tensor(Float64Array.from(values[i]), x.shape, { dtype: 'float64', device: 'cpu', requiresGrad }),
+  );
 }
 
 function checkOutput(name: string, y: E.Tensor): void {
   if (y.dtype !== 'float64') throw new Error(`gradcheck ${name}: the function returned ${y.dtype}, expected float64`);
   const v = y.dataSync();
   for (let i = 0; i < v.length; i++) {
-    if (!Number.isFinite(v[i])) throw new Error(`gradcheck ${name}: output element ${i} ${fmt(unravel(i, y.shape))} of ${fmt(y.shape)} is ${v[i]}; keep inputs in the op's domain`);
+    if (!Number.isFinite(v[i]))
+      throw new Error(
+        `gradcheck ${name}: output element ${i} ${fmt(unravel(i, y.shape))} of ${fmt(y.shape)} is ${v[i]}; keep ` +
+          `inputs in the op's domain`,
+      );
   }
 }
 
 /** <fn(values), c> with fresh leaves that do not require grad and no tape. */
-function objective(name: string, fn: GradFn, inputs: readonly GradInput[], values: readonly ArrayLike<number>[], c: Float64Array): number {
+function objective(
+  name: string,
+  fn: GradFn,
+  inputs: readonly GradInput[],
+  values: readonly ArrayLike<number>[],
+  c: Float64Array,
+): number {
   return E.tidy(() =>
     E.noGrad(() => {
       const y = fn(...leaves(inputs, values, false));
       checkOutput(name, y);
-      if (y.size !== c.length) throw new Error(`gradcheck ${name}: output size changed between evaluations (${y.size} vs ${c.length})`);
+      if (y.size !== c.length)
+        throw new Error(`gradcheck ${name}: output size changed between evaluations (${y.size} vs ${c.length})`);
       return dot(y.dataSync(), c);
     }),
   );
@@ -101,7 +114,11 @@ interface Analytic {
 /** One forward with fresh requiresGrad leaves, then backward(c) for a random cotangent c. */
 function analytic(name: string, fn: GradFn, inputs: readonly GradInput[], rand: () => number): Analytic {
   return E.tidy(() => {
-    const xs = leaves(inputs, inputs.map((x) => x.data), true);
+    const xs = leaves(
+      inputs,
+      inputs.map((x) => x.data),
+      true,
+    );
     const y = fn(...xs);
     checkOutput(name, y);
     const c = draw(rand, y.size);
@@ -112,13 +129,19 @@ function analytic(name: string, fn: GradFn, inputs: readonly GradInput[], rand: 
       const g = x.grad;
       if (g === null) return new Float64Array(x.size);
       if (g.dtype !== 'float64' || g.shape.length !== x.ndim || g.shape.some((d, k) => d !== x.shape[k])) {
-        throw new Error(`gradcheck ${name}: gradient of input ${i} is ${fmt(g.shape)} ${g.dtype}, input is ${fmt(x.shape)} float64`);
+        throw new Error(
+          `gradcheck ${name}: gradient of input ${i} is ${fmt(g.shape)} ${g.dtype}, input is ${fmt(x.shape)} float64`,
+        );
       }
       const v = Float64Array.from(g.dataSync());
       g.dispose(); // .grad is kept beyond tidy
       x.grad = null;
       for (let j = 0; j < v.length; j++) {
-        if (!Number.isFinite(v[j])) throw new Error(`gradcheck ${name}: analytic gradient of input ${i} ${fmt(x.shape)} is ${v[j]} at element ${j} ${fmt(unravel(j, x.shape))}`);
+        if (!Number.isFinite(v[j]))
+          throw new Error(
+            `gradcheck ${name}: analytic gradient of input ${i} ${fmt(x.shape)} is ${v[j]} at element ${j} ` +
+              `${fmt(unravel(j, x.shape))}`,
+          );
       }
       return v;
     });
@@ -153,14 +176,18 @@ export function gradcheck(fn: GradFn, inputs: readonly GradInput[], opts: Gradch
       if (!close(got, numeric, atol, rtol)) {
         nBad++;
         if (bad.length < 5) {
-          bad.push(`input ${i} ${fmt(x.shape)} element ${j} ${fmt(unravel(j, x.shape))} (x = ${orig}): analytic ${got} vs numeric ${numeric} (diff ${Math.abs(got - numeric).toExponential(3)})`);
+          bad.push(
+            `input ${i} ${fmt(x.shape)} element ${j} ${fmt(unravel(j, x.shape))} (x = ${orig}): analytic ${got} vs ` +
+              `numeric ${numeric} (diff ${Math.abs(got - numeric).toExponential(3)})`,
+          );
         }
       }
     }
   });
   if (nBad > 0) {
     throw new Error(
-      `gradcheck ${name}: ${nBad} gradient element(s) differ (output ${fmt(a.outShape)}, inputs ${inputs.map((x) => fmt(x.shape)).join(' ')}, ` +
+      `gradcheck ${name}: ${nBad} gradient element(s) differ (output ${fmt(a.outShape)}, inputs ` +
+        `${inputs.map((x) => fmt(x.shape)).join(' ')}, ` +
         `cotangent seed ${seed}, eps ${eps}, atol ${atol}, rtol ${rtol}):\n  ${bad.join('\n  ')}`,
     );
   }
@@ -177,7 +204,10 @@ export function directionalCheck(fn: GradFn, inputs: readonly GradInput[], opts:
   const a = analytic(name, fn, inputs, rand);
   const dirs = inputs.map((x) => draw(rand, x.data.length));
   const along = (which: number | null): number => {
-    const moved = (s: number) => inputs.map((x, i) => (which === null || which === i ? Float64Array.from(x.data, (v, j) => v + s * eps * dirs[i][j]) : x.data));
+    const moved = (s: number) =>
+      inputs.map((x, i) =>
+        which === null || which === i ? Float64Array.from(x.data, (v, j) => v + s * eps * dirs[i][j]) : x.data,
+      );
     return (objective(name, fn, inputs, moved(1), a.c) - objective(name, fn, inputs, moved(-1), a.c)) / (2 * eps);
   };
   const numeric = along(null);
@@ -186,10 +216,14 @@ export function directionalCheck(fn: GradFn, inputs: readonly GradInput[], opts:
   const per = inputs.map((x, i) => {
     const n = along(i);
     const g = dot(dirs[i], a.grads[i]);
-    return `input ${i} ${fmt(x.shape)}: analytic <t, grad> ${g} vs numeric ${n}${close(g, n, atol, rtol) ? '' : '  <-- differs'}`;
+    return (
+      `input ${i} ${fmt(x.shape)}: analytic <t, grad> ${g} vs numeric ` +
+      `${n}${close(g, n, atol, rtol) ? '' : '  <-- differs'}`
+    );
   });
   throw new Error(
-    `directionalCheck ${name}: analytic <t, grad> ${got} vs numeric directional derivative ${numeric} (output ${fmt(a.outShape)}, seed ${seed}, eps ${eps}, atol ${atol}, rtol ${rtol}):\n  ${per.join('\n  ')}`,
+    `directionalCheck ${name}: analytic <t, grad> ${got} vs numeric directional derivative ${numeric} (output ` +
+      `${fmt(a.outShape)}, seed ${seed}, eps ${eps}, atol ${atol}, rtol ${rtol}):\n  ${per.join('\n  ')}`,
   );
 }
 
@@ -209,7 +243,10 @@ export const shapeArb = (minRank = 0, maxRank = 3, maxDim = 5): fc.Arbitrary<num
 /** A shape that broadcasts to `out`: some leading dimensions dropped, some others set to 1. */
 export const broadcastableTo = (out: readonly number[]): fc.Arbitrary<number[]> =>
   fc
-    .tuple(fc.integer({ min: 0, max: out.length }), fc.array(fc.boolean(), { minLength: out.length, maxLength: out.length }))
+    .tuple(
+      fc.integer({ min: 0, max: out.length }),
+      fc.array(fc.boolean(), { minLength: out.length, maxLength: out.length }),
+    )
     .map(([drop, ones]) => out.slice(drop).map((d, i) => (ones[i + drop] ? 1 : d)));
 
 /** [out, a, b]: two shapes that broadcast together to out (equal, size-1 and missing dimensions). */
@@ -225,7 +262,9 @@ export type Values = (n: number) => fc.Arbitrary<Float64Array>;
 export const floats =
   (min = -2, max = 2): Values =>
   (n) =>
-    fc.array(fc.integer({ min: 0, max: 2_000_000 }), { minLength: n, maxLength: n }).map((ks) => Float64Array.from(ks, (k) => min + ((max - min) * k) / 2_000_000));
+    fc
+      .array(fc.integer({ min: 0, max: 2_000_000 }), { minLength: n, maxLength: n })
+      .map((ks) => Float64Array.from(ks, (k) => min + ((max - min) * k) / 2_000_000));
 
 /** Floats with |x| in [gap, gap + span]: away from a kink or pole at 0. */
 export const awayFromZero =
@@ -251,4 +290,5 @@ export const indices = (n: number, size: number): fc.Arbitrary<Int32Array> =>
     return Int32Array.from(v);
   });
 
-export const int32 = (data: Int32Array, shape: readonly number[]): E.Tensor => E.tensor(data, shape, { dtype: 'int32', device: 'cpu' });
+export const int32 = (data: Int32Array, shape: readonly number[]): E.Tensor =>
+  E.tensor(data, shape, { dtype: 'int32', device: 'cpu' });

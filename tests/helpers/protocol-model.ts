@@ -24,7 +24,19 @@ const NEXT: readonly (readonly [string, string])[] = [
  */
 export function protocolModel(tok: Tokenizer, seed = 0, std = 0.3): GPT {
   const C = 32;
-  const model = new GPT({ vocabSize: tok.vocabSize, blockSize: 512, nLayer: 1, nHead: 2, nEmbd: C, ropeBase: 10000, normEps: 1e-5, initStd: std }, { generator: new E.Generator(seed) });
+  const model = new GPT(
+    {
+      vocabSize: tok.vocabSize,
+      blockSize: 512,
+      nLayer: 1,
+      nHead: 2,
+      nEmbd: C,
+      ropeBase: 10000,
+      normEps: 1e-5,
+      initStd: std,
+    },
+    { generator: new E.Generator(seed) },
+  );
   const names = [...new Set(NEXT.flat())];
   const coord = new Map(names.map((n, i) => [tok.id(n), i]));
   const K = names.length; // coordinates 0..K-1 are the protocol's

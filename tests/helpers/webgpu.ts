@@ -72,12 +72,23 @@ export function both(gpu: Backend, cpu: Backend, data: TypedArray, shape: readon
   return [view(gpu, data, shape), view(cpu, data, shape)];
 }
 
-export async function readHandle(backend: Backend, handle: unknown, shape: readonly number[], dtype: DType): Promise<TypedArray> {
+export async function readHandle(
+  backend: Backend,
+  handle: unknown,
+  shape: readonly number[],
+  dtype: DType,
+): Promise<TypedArray> {
   return backend.read({ handle, shape, dtype });
 }
 
 /** Reads a GPU result, frees it (and the given inputs), and returns the values. */
-export async function take(gpu: Backend, handle: unknown, shape: readonly number[], dtype: DType, free: readonly View[] = []): Promise<TypedArray> {
+export async function take(
+  gpu: Backend,
+  handle: unknown,
+  shape: readonly number[],
+  dtype: DType,
+  free: readonly View[] = [],
+): Promise<TypedArray> {
   const out = await gpu.read({ handle, shape, dtype });
   gpu.free(handle, dtype);
   for (const v of free) gpu.free(v.handle, v.dtype);
@@ -117,8 +128,12 @@ export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rto
   const err = den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
   if (!(err <= rtol)) {
     let worst = 0;
-    for (let i = 1; i < want.length; i++) if (Math.abs(got[i] - want[i]) > Math.abs(got[worst] - want[worst])) worst = i;
-    throw new Error(`${what}: relative error ${err.toExponential(3)} > ${rtol} (worst element ${worst}: got ${got[worst]}, expected ${want[worst]})`);
+    for (let i = 1; i < want.length; i++)
+      if (Math.abs(got[i] - want[i]) > Math.abs(got[worst] - want[worst])) worst = i;
+    throw new Error(
+      `${what}: relative error ${err.toExponential(3)} > ${rtol} (worst element ${worst}: got ${got[worst]}, ` +
+        `expected ${want[worst]})`,
+    );
   }
 }
 
@@ -144,21 +159,37 @@ export const ODD_SIZES = [1, 2, 3, 5, 7, 17, 33, 65, 127] as const;
 export const dim = (sizes: readonly number[] = ODD_SIZES): fc.Arbitrary<number> => fc.constantFrom(...sizes);
 
 /** A shape of rank in [minRank, maxRank] with at most maxSize elements (dimensions from `sizes`). */
-export function shapeArb(minRank: number, maxRank: number, maxSize = 20_000, sizes: readonly number[] = ODD_SIZES): fc.Arbitrary<number[]> {
-  return fc.array(dim(sizes), { minLength: minRank, maxLength: maxRank }).filter((s) => s.reduce((p, d) => p * d, 1) <= maxSize);
+export function shapeArb(
+  minRank: number,
+  maxRank: number,
+  maxSize = 20_000,
+  sizes: readonly number[] = ODD_SIZES,
+): fc.Arbitrary<number[]> {
+  return fc
+    .array(dim(sizes), { minLength: minRank, maxLength: maxRank })
+    .filter((s) => s.reduce((p, d) => p * d, 1) <= maxSize);
 }
 
 const f32 = Math.fround;
 
 /** n float32 values in [-bound, bound]: no NaN or Inf, and no subnormals (GPUs may flush them to zero). */
 export function floats(n: number, bound = 10, minMagnitude = 0): fc.Arbitrary<Float32Array> {
-  return fc.float32Array({ minLength: n, maxLength: n, min: f32(-bound), max: f32(bound), noNaN: true, noDefaultInfinity: true }).map((a) =>
-    a.map((v) => {
-      const m = Math.abs(v);
-      if (m < 1e-30) return minMagnitude > 0 ? minMagnitude : 0;
-      return m < minMagnitude ? Math.sign(v) * minMagnitude : v;
-    }),
-  );
+  return fc
+    .float32Array({
+      minLength: n,
+      maxLength: n,
+      min: f32(-bound),
+      max: f32(bound),
+      noNaN: true,
+      noDefaultInfinity: true,
+    })
+    .map((a) =>
+      a.map((v) => {
+        const m = Math.abs(v);
+        if (m < 1e-30) return minMagnitude > 0 ? minMagnitude : 0;
+        return m < minMagnitude ? Math.sign(v) * minMagnitude : v;
+      }),
+    );
 }
 
 /** n int32 values in [lo, hi]. */

@@ -50,7 +50,14 @@ const caseArb = fc
   .chain((c) => {
     const nq = sizeOfShape(qShape(c));
     const nk = sizeOfShape(kShape(c));
-    return fc.record({ c: fc.constant(c), q: floats(nq, 2), k: floats(nk, 2), v: floats(nk, 2), dout: floats(nq, 2), bias: biasArb(c.bias, c.B0 * c.S) });
+    return fc.record({
+      c: fc.constant(c),
+      q: floats(nq, 2),
+      k: floats(nk, 2),
+      v: floats(nk, 2),
+      dout: floats(nq, 2),
+      bias: biasArb(c.bias, c.B0 * c.S),
+    });
   });
 
 /**
@@ -61,7 +68,9 @@ function expectCloseGrad(got: ArrayLike<number>, want: ArrayLike<number>, rtol: 
   let ss = 0;
   for (let i = 0; i < want.length; i++) ss += want[i] * want[i];
   if (want.length > 0 && Math.sqrt(ss / want.length) < 1e-6) {
-    for (let i = 0; i < want.length; i++) if (!(Math.abs(got[i] - want[i]) <= 1e-5)) throw new Error(`${what}: element ${i} is ${got[i]}, expected ${want[i]} (a reference of rounding noise)`);
+    for (let i = 0; i < want.length; i++)
+      if (!(Math.abs(got[i] - want[i]) <= 1e-5))
+        throw new Error(`${what}: element ${i} is ${got[i]}, expected ${want[i]} (a reference of rounding noise)`);
     return;
   }
   expectClose(got, want, rtol, what);
@@ -76,7 +85,10 @@ describeWebGPU('attention kernels', (env) => {
   });
 
   /** Runs the forward and backward kernels on both backends (the backward from the CPU's out and lse). */
-  async function compareKernels(c: Case, data: { q: Float32Array; k: Float32Array; v: Float32Array; dout: Float32Array; bias: Float32Array | null }) {
+  async function compareKernels(
+    c: Case,
+    data: { q: Float32Array; k: Float32Array; v: Float32Array; dout: Float32Array; bias: Float32Array | null },
+  ) {
     const { gpu, cpu } = env;
     const what = describeCase(c);
     const qs = qShape(c);
@@ -102,46 +114,71 @@ describeWebGPU('attention kernels', (env) => {
     const [gl, cl] = both(gpu, cpu, wantLse, lseShape);
     const g = fg.attentionBackward(gq, gk, gv, go, gl, gd, scale, gb);
     const w = fc_.attentionBackward(cq, ck, cv, co, cl, cd, scale, cb);
-    for (const [name, h, hw, shape] of [['dq', g.dq, w.dq, qs], ['dk', g.dk, w.dk, ks], ['dv', g.dv, w.dv, ks]] as const) {
-      expectCloseGrad(await take(gpu, h, shape, 'float32'), cpu.readSync({ handle: hw, shape, dtype: 'float32' }), 1e-4, `${name} ${what}`);
+    for (const [name, h, hw, shape] of [
+      ['dq', g.dq, w.dq, qs],
+      ['dk', g.dk, w.dk, ks],
+      ['dv', g.dv, w.dv, ks],
+    ] as const) {
+      expectCloseGrad(
+        await take(gpu, h, shape, 'float32'),
+        cpu.readSync({ handle: hw, shape, dtype: 'float32' }),
+        1e-4,
+        `${name} ${what}`,
+      );
     }
     for (const x of [gq, gk, gv, gd, go, gl, ...(gb ? [gb] : [])]) gpu.free(x.handle);
     return { lse: wantLse };
   }
 
-  fcTest.prop([caseArb], { numRuns: 30 })('forward (tiled and decode) and backward match the CPU', async ({ c, ...data }) => {
-    await compareKernels(c, data);
-  });
+  fcTest.prop([caseArb], { numRuns: 30 })(
+    'forward (tiled and decode) and backward match the CPU',
+    async ({ c, ...data }) => {
+      await compareKernels(c, data);
+    },
+  );
 
   // On lavapipe (subgroups of 8) the default above is the subgroup kernels; these are the workgroup-memory
   // ones, which adapters without subgroups (and hardware adapters) take.
-  fcTest.prop([caseArb], { numRuns: 12 })('the workgroup-memory kernels (no subgroups) match the CPU too', async ({ c, ...data }) => {
-    attentionTuning.subgroups = false;
-    expect(useSubgroupKernels(env.gpu)).toBe(false);
-    await compareKernels(c, data);
-  });
+  fcTest.prop([caseArb], { numRuns: 12 })(
+    'the workgroup-memory kernels (no subgroups) match the CPU too',
+    async ({ c, ...data }) => {
+      attentionTuning.subgroups = false;
+      expect(useSubgroupKernels(env.gpu)).toBe(false);
+      await compareKernels(c, data);
+    },
+  );
 
   it('the subgroup kernels run by default on a software adapter with subgroups of 8 or more', () => {
     const gpu: WebGPUBackend = env.gpu;
     const info = (gpu.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
-    const expected = gpu.adapter.architecture === 'software' && gpu.features.has('subgroups') && (info?.subgroupMinSize ?? 0) >= 8;
+    const expected =
+      gpu.adapter.architecture === 'software' && gpu.features.has('subgroups') && (info?.subgroupMinSize ?? 0) >= 8;
     expect(useSubgroupKernels(gpu)).toBe(expected);
   });
 
-  it('rows that see no key (causal limit plus -Infinity bias) give out 0, lse -Infinity and zero gradients', async () => {
-    // Batch row 0 hides key 0, so its query 0 (which sees only key 0) sees nothing; batch row 1 hides every key.
-    const c: Case = { B0: 2, H: 2, T: 5, S: 5, hs: 5, bias: 'mask' };
-    const n = sizeOfShape(qShape(c));
-    const wave = (k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + k));
-    const bias = Float32Array.from([-Infinity, 0, 0, 0, 0, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity]);
-    for (const T of [5, 1]) {
-      const cc = { ...c, T, S: 5 };
-      const nq = sizeOfShape(qShape(cc));
-      const { lse } = await compareKernels(cc, { q: wave(1).subarray(0, nq), k: wave(2), v: wave(3), dout: wave(4).subarray(0, nq), bias });
-      // b0 = 1 (the second half of the rows) sees nothing at all.
-      expect([...lse.subarray(lse.length / 2)].every((x) => x === -Infinity)).toBe(true);
-    }
-  });
+  it(
+    'rows that see no key (causal limit plus -Infinity bias) give out 0, lse -Infinity and ' + 'zero gradients',
+    async () => {
+      // Batch row 0 hides key 0, so its query 0 (which sees only key 0) sees nothing; batch row 1 hides every key.
+      const c: Case = { B0: 2, H: 2, T: 5, S: 5, hs: 5, bias: 'mask' };
+      const n = sizeOfShape(qShape(c));
+      const wave = (k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + k));
+      const bias = Float32Array.from([-Infinity, 0, 0, 0, 0, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity]);
+      for (const T of [5, 1]) {
+        const cc = { ...c, T, S: 5 };
+        const nq = sizeOfShape(qShape(cc));
+        const { lse } = await compareKernels(cc, {
+          q: wave(1).subarray(0, nq),
+          k: wave(2),
+          v: wave(3),
+          dout: wave(4).subarray(0, nq),
+          bias,
+        });
+        // b0 = 1 (the second half of the rows) sees nothing at all.
+        expect([...lse.subarray(lse.length / 2)].every((x) => x === -Infinity)).toBe(true);
+      }
+    },
+  );
 
   it('the constant-bound (unrolled) variant, used on hardware adapters, matches the CPU too', async () => {
     attentionTuning.constantLoops = true;
@@ -152,14 +189,24 @@ describeWebGPU('attention kernels', (env) => {
     for (const T of [33, 1]) {
       const cc = { ...c, T };
       const m = sizeOfShape(qShape(cc));
-      await compareKernels(cc, { q: wave(nq, 1).subarray(0, m), k: wave(nk, 2), v: wave(nk, 3), dout: wave(nq, 4).subarray(0, m), bias: wave(c.B0 * c.S, 5) });
+      await compareKernels(cc, {
+        q: wave(nq, 1).subarray(0, m),
+        k: wave(nk, 2),
+        v: wave(nk, 3),
+        dout: wave(nq, 4).subarray(0, m),
+        bias: wave(c.B0 * c.S, 5),
+      });
     }
   });
 
   // ---------------------------------------------------------------------------------------------------
   // Through the engine: E.scaledDotProductAttention and its backward on both devices.
 
-  async function runOn(device: E.Device, c: Case, d: { q: TypedArray; k: TypedArray; v: TypedArray; cot: TypedArray; bias: TypedArray | null }) {
+  async function runOn(
+    device: E.Device,
+    c: Case,
+    d: { q: TypedArray; k: TypedArray; v: TypedArray; cot: TypedArray; bias: TypedArray | null },
+  ) {
     const opts = { device, requiresGrad: true };
     const [q, k, v] = [E.tensor(d.q, qShape(c), opts), E.tensor(d.k, kShape(c), opts), E.tensor(d.v, kShape(c), opts)];
     const keyBias = d.bias ? E.tensor(d.bias, [c.B0, c.S], { device }) : undefined;
@@ -186,48 +233,67 @@ describeWebGPU('attention kernels', (env) => {
       const [nq, nk] = [sizeOfShape(qShape(c)), sizeOfShape(kShape(c))];
       // Padding: the first keys of batch row 0 are hidden (a left-padded cache); finite: a smooth bias.
       const bias =
-        c.bias === 'none' ? null : Float32Array.from({ length: c.B0 * c.S }, (_, i) => (c.bias === 'mask' ? (i < 3 ? -Infinity : 0) : Math.cos(i)));
+        c.bias === 'none'
+          ? null
+          : Float32Array.from({ length: c.B0 * c.S }, (_, i) =>
+              c.bias === 'mask' ? (i < 3 ? -Infinity : 0) : Math.cos(i),
+            );
       const d = { q: wave(nq, 1), k: wave(nk, 2), v: wave(nk, 3), cot: wave(nq, 4), bias };
       const gpu = await runOn('webgpu', c, d);
       const cpu = await runOn('cpu', c, d);
-      ['out', 'dq', 'dk', 'dv'].forEach((name, i) => expectCloseGrad(gpu[i], cpu[i], 1e-4, `${name} ${describeCase(c)}`));
+      ['out', 'dq', 'dk', 'dv'].forEach((name, i) =>
+        expectCloseGrad(gpu[i], cpu[i], 1e-4, `${name} ${describeCase(c)}`),
+      );
     });
   }
 
   // ---------------------------------------------------------------------------------------------------
   // Memory.
 
-  it('the forward at T = 2048 (B*H = 2, hs = 64) allocates O(T * hs), never a T x T matrix, and matches the CPU', async () => {
-    const gpu: WebGPUBackend = env.gpu;
-    const [B0, H, T, hs] = [1, 2, 2048, 64];
-    const shape = [B0, H, T, hs];
-    const n = sizeOfShape(shape);
-    const wave = (k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.0137 * k + k));
-    const data = [wave(1), wave(2), wave(3)];
-    const [q, k, v] = data.map((a) => E.tensor(a, shape, { device: 'webgpu' }));
-    await q.data(); // uploads done
-    gpu.pool.resetPeak();
-    const before = gpu.memory().bytesLive;
-    const y = E.scaledDotProductAttention(q, k, v);
-    const got = await y.data();
-    const extra = gpu.memory().bytesPeak - before;
-    // out (B*H*T*hs floats) and lse (B*H*T floats), in pool size classes; T*T*4 = 16 MiB would be one score matrix.
-    expect(extra).toBeLessThanOrEqual(2 * (n + B0 * H * T) * 4);
-    expect(extra).toBeLessThan((T * T * 4) / 8);
-    const [cq, ck, cv] = data.map((a) => E.tensor(a, shape, { device: 'cpu' }));
-    const want = E.scaledDotProductAttention(cq, ck, cv);
-    expectClose(got, await want.data(), 1e-4, 'T = 2048');
-    E.dispose([q, k, v, y, cq, ck, cv, want]);
-  });
+  it(
+    'the forward at T = 2048 (B*H = 2, hs = 64) allocates O(T * hs), never a T x T matrix, and ' + 'matches the CPU',
+    async () => {
+      const gpu: WebGPUBackend = env.gpu;
+      const [B0, H, T, hs] = [1, 2, 2048, 64];
+      const shape = [B0, H, T, hs];
+      const n = sizeOfShape(shape);
+      const wave = (k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.0137 * k + k));
+      const data = [wave(1), wave(2), wave(3)];
+      const [q, k, v] = data.map((a) => E.tensor(a, shape, { device: 'webgpu' }));
+      await q.data(); // uploads done
+      gpu.pool.resetPeak();
+      const before = gpu.memory().bytesLive;
+      const y = E.scaledDotProductAttention(q, k, v);
+      const got = await y.data();
+      const extra = gpu.memory().bytesPeak - before;
+      // out (B*H*T*hs floats) and lse (B*H*T floats), in pool size classes; T*T*4 = 16 MiB would be one score matrix.
+      expect(extra).toBeLessThanOrEqual(2 * (n + B0 * H * T) * 4);
+      expect(extra).toBeLessThan((T * T * 4) / 8);
+      const [cq, ck, cv] = data.map((a) => E.tensor(a, shape, { device: 'cpu' }));
+      const want = E.scaledDotProductAttention(cq, ck, cv);
+      expectClose(got, await want.data(), 1e-4, 'T = 2048');
+      E.dispose([q, k, v, y, cq, ck, cv, want]);
+    },
+  );
 
   it('the backward at T = 1024 (hs = 64) allocates O(T * hs) too', async () => {
     const gpu: WebGPUBackend = env.gpu;
     const [T, hs] = [1024, 64];
     const shape = [1, 1, T, hs];
     const n = T * hs;
-    const [q, k, v] = [1, 2, 3].map((s) => E.tensor(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.0173 * s + s)), shape, { device: 'webgpu', requiresGrad: true }));
+    const [q, k, v] = [1, 2, 3].map((s) =>
+      E.tensor(
+        Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.0173 * s + s)),
+        shape,
+        { device: 'webgpu', requiresGrad: true },
+      ),
+    );
     const y = E.scaledDotProductAttention(q, k, v);
-    const seed = E.tensor(Float32Array.from({ length: n }, (_, i) => Math.cos(i)), shape, { device: 'webgpu' });
+    const seed = E.tensor(
+      Float32Array.from({ length: n }, (_, i) => Math.cos(i)),
+      shape,
+      { device: 'webgpu' },
+    );
     await y.data();
     gpu.pool.resetPeak();
     const before = gpu.memory().bytesLive;

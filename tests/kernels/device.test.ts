@@ -22,7 +22,9 @@ it("'auto' without an adapter falls back to the cpu and says so in one line", as
 });
 
 it("'webgpu' without an adapter throws, saying how to get one", async () => {
-  await expect(selectDevice('webgpu', { backend: 'no-such-backend' })).rejects.toThrow(/no WebGPU adapter.*GPU driver.*bash scripts\/setup-lavapipe\.sh/);
+  await expect(selectDevice('webgpu', { backend: 'no-such-backend' })).rejects.toThrow(
+    /no WebGPU adapter.*GPU driver.*bash scripts\/setup-lavapipe\.sh/,
+  );
   await expect(initWebGPU({ backend: 'no-such-backend' })).rejects.toThrow(/no WebGPU adapter/);
 });
 

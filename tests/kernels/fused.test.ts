@@ -22,7 +22,8 @@ const rowShape = (cols: readonly number[] = COLS, maxSize = 40_000) =>
     .map(([lead, c]) => [...lead, c])
     .filter((s) => sizeOfShape(s) <= maxSize);
 
-const readCpu = (env: { cpu: E.CpuBackend }, handle: unknown, shape: readonly number[]) => env.cpu.readSync({ handle, shape, dtype: 'float32' });
+const readCpu = (env: { cpu: E.CpuBackend }, handle: unknown, shape: readonly number[]) =>
+  env.cpu.readSync({ handle, shape, dtype: 'float32' });
 
 // -------------------------------------------------------------------------------------------------
 // Running an engine expression on both devices.
@@ -37,7 +38,12 @@ interface Input {
  * Builds the inputs on `device`, runs fn, backpropagates sum(y * cot) and returns y and the gradients of
  * the inputs marked grad, read back (everything is disposed).
  */
-async function runOn(device: E.Device, inputs: readonly Input[], fn: (xs: E.Tensor[]) => E.Tensor, cot: Float32Array): Promise<{ y: TypedArray; grads: TypedArray[] }> {
+async function runOn(
+  device: E.Device,
+  inputs: readonly Input[],
+  fn: (xs: E.Tensor[]) => E.Tensor,
+  cot: Float32Array,
+): Promise<{ y: TypedArray; grads: TypedArray[] }> {
   const xs = inputs.map((i) => E.tensor(i.data, i.shape, { device, requiresGrad: i.grad ?? false }));
   const y = fn(xs);
   const c = E.tensor(cot, y.shape, { device });
@@ -50,7 +56,13 @@ async function runOn(device: E.Device, inputs: readonly Input[], fn: (xs: E.Tens
 }
 
 /** fn's output and input gradients on webgpu match the CPU's within rtol. */
-async function expectSameOnBoth(inputs: readonly Input[], fn: (xs: E.Tensor[]) => E.Tensor, cot: Float32Array, rtol: number, what: string): Promise<void> {
+async function expectSameOnBoth(
+  inputs: readonly Input[],
+  fn: (xs: E.Tensor[]) => E.Tensor,
+  cot: Float32Array,
+  rtol: number,
+  what: string,
+): Promise<void> {
   const g = await runOn('webgpu', inputs, fn, cot);
   const c = await runOn('cpu', inputs, fn, cot);
   expectClose(g.y, c.y, rtol, `${what}: output`);
@@ -59,41 +71,67 @@ async function expectSameOnBoth(inputs: readonly Input[], fn: (xs: E.Tensor[]) =
 
 /** Targets for rows of V classes: about a quarter masked (-1), the rest in [0, V). */
 const targetsArb = (rows: number, V: number) =>
-  fc.array(fc.oneof({ weight: 1, arbitrary: fc.constant(-1) }, { weight: 3, arbitrary: fc.integer({ min: 0, max: V - 1 }) }), { minLength: rows, maxLength: rows }).map((a) => Int32Array.from(a));
+  fc
+    .array(
+      fc.oneof({ weight: 1, arbitrary: fc.constant(-1) }, { weight: 3, arbitrary: fc.integer({ min: 0, max: V - 1 }) }),
+      { minLength: rows, maxLength: rows },
+    )
+    .map((a) => Int32Array.from(a));
 
 describeWebGPU('fused kernels: log-softmax and target log-prob', (env) => {
   const fusedOf = (b: WebGPUBackend | E.CpuBackend) => b.fused as E.FusedKernels;
 
-  fcTest.prop([rowShape().chain((s) => fc.tuple(fc.constant(s), floats(sizeOfShape(s), 10), floats(sizeOfShape(s), 2)))], { numRuns: 30 })(
-    'logSoftmax and logSoftmaxBackward match the CPU',
-    async ([shape, x, dy]) => {
+  fcTest.prop(
+    [rowShape().chain((s) => fc.tuple(fc.constant(s), floats(sizeOfShape(s), 10), floats(sizeOfShape(s), 2)))],
+    { numRuns: 30 },
+  )('logSoftmax and logSoftmaxBackward match the CPU', async ([shape, x, dy]) => {
+    const { gpu, cpu } = env;
+    const [gx, cx] = both(gpu, cpu, x, shape);
+    const want = readCpu(env, fusedOf(cpu).logSoftmax(cx), shape);
+    expectClose(
+      await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32', [gx]),
+      want,
+      1e-5,
+      `logSoftmax ${JSON.stringify(shape)}`,
+    );
+    // The backward from the CPU's y, so that only the backward kernel is compared.
+    const [gy, cy] = both(gpu, cpu, want as Float32Array, shape);
+    const [gd, cd] = both(gpu, cpu, dy, shape);
+    const got = await take(gpu, fusedOf(gpu).logSoftmaxBackward(gy, gd), shape, 'float32', [gy, gd]);
+    expectClose(
+      got,
+      readCpu(env, fusedOf(cpu).logSoftmaxBackward(cy, cd), shape),
+      1e-5,
+      `logSoftmaxBackward ${JSON.stringify(shape)}`,
+    );
+  });
+
+  it(
+    'logSoftmax: -Infinity entries drop out, an all -Infinity row is NaN, +Infinity and ' + 'NaN as on the CPU',
+    async () => {
       const { gpu, cpu } = env;
-      const [gx, cx] = both(gpu, cpu, x, shape);
-      const want = readCpu(env, fusedOf(cpu).logSoftmax(cx), shape);
-      expectClose(await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32', [gx]), want, 1e-5, `logSoftmax ${JSON.stringify(shape)}`);
-      // The backward from the CPU's y, so that only the backward kernel is compared.
-      const [gy, cy] = both(gpu, cpu, want as Float32Array, shape);
-      const [gd, cd] = both(gpu, cpu, dy, shape);
-      const got = await take(gpu, fusedOf(gpu).logSoftmaxBackward(gy, gd), shape, 'float32', [gy, gd]);
-      expectClose(got, readCpu(env, fusedOf(cpu).logSoftmaxBackward(cy, cd), shape), 1e-5, `logSoftmaxBackward ${JSON.stringify(shape)}`);
+      for (const cols of [5, 40, 300]) {
+        const rows = [
+          [],
+          [-Infinity],
+          [-Infinity, -Infinity, -Infinity],
+          'all',
+          [Infinity],
+          [Infinity, Infinity],
+          [NaN],
+        ] as const;
+        const data = new Float32Array(rows.length * cols);
+        rows.forEach((specials, r) => {
+          for (let j = 0; j < cols; j++) data[r * cols + j] = specials === 'all' ? -Infinity : Math.sin(r * 31 + j) * 4;
+          if (specials !== 'all') specials.forEach((v, k) => (data[r * cols + ((k * 7 + 1) % cols)] = v));
+        });
+        const shape = [rows.length, cols];
+        const [gx, cx] = both(gpu, cpu, data, shape);
+        const got = await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32', [gx]);
+        expectClose(got, readCpu(env, fusedOf(cpu).logSoftmax(cx), shape), 1e-5, `cols ${cols}`);
+      }
     },
   );
-
-  it('logSoftmax: -Infinity entries drop out, an all -Infinity row is NaN, +Infinity and NaN as on the CPU', async () => {
-    const { gpu, cpu } = env;
-    for (const cols of [5, 40, 300]) {
-      const rows = [[], [-Infinity], [-Infinity, -Infinity, -Infinity], 'all', [Infinity], [Infinity, Infinity], [NaN]] as const;
-      const data = new Float32Array(rows.length * cols);
-      rows.forEach((specials, r) => {
-        for (let j = 0; j < cols; j++) data[r * cols + j] = specials === 'all' ? -Infinity : Math.sin(r * 31 + j) * 4;
-        if (specials !== 'all') specials.forEach((v, k) => (data[r * cols + ((k * 7 + 1) % cols)] = v));
-      });
-      const shape = [rows.length, cols];
-      const [gx, cx] = both(gpu, cpu, data, shape);
-      const got = await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32', [gx]);
-      expectClose(got, readCpu(env, fusedOf(cpu).logSoftmax(cx), shape), 1e-5, `cols ${cols}`);
-    }
-  });
 
   // kernels/logsoftmax.ts's layouts: one thread per row (parts = 1, one kernel) and several per row (states,
   // then a merge), each with vec4 units (cols % 4 == 0) and scalar ones; some rows hold NaN / +-Inf, in the
@@ -106,44 +144,60 @@ describeWebGPU('fused kernels: log-softmax and target log-prob', (env) => {
             fc.constant([rows, cols]),
             fc.constantFrom(1, 100_000),
             floats(rows * cols, 10),
-            fc.array(fc.tuple(fc.nat(rows * cols - 1), fc.constantFrom(NaN, Infinity, -Infinity)), { maxLength: 3 }),
+            fc.array(fc.tuple(fc.nat(rows * cols - 1), fc.constantFrom(NaN, Infinity, -Infinity)), {
+              maxLength: 3,
+            }),
           ),
         ),
       ),
     ],
     { numRuns: 40 },
-  )('logSoftmax and target log-prob: one thread or several per row, vec4 or scalar units, specials anywhere, match the CPU', async ([shape, minThreads, x, specials]) => {
-    const { gpu, cpu } = env;
-    const data = Float32Array.from(x);
-    for (const [at, v] of specials) data[at] = v;
-    const [rows, cols] = shape;
-    rowPartsTuning.minThreads = minThreads;
-    try {
-      const plan = planLogSoftmax(gpu, rows, cols);
-      expect(plan.width).toBe(cols % 4 === 0 ? 4 : 1);
-      // minThreads 1 always gives one part; 100000 gives several wherever a row has 32 units or more.
-      expect(plan.parts > 1).toBe(minThreads > 1 && plan.units >= 32);
-      const what = `${JSON.stringify(shape)} parts ${plan.parts} width ${plan.width} specials ${JSON.stringify(specials)}`;
-      const [gx, cx] = both(gpu, cpu, data, shape);
-      const got = await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32');
-      expectClose(got, readCpu(env, fusedOf(cpu).logSoftmax(cx), shape), 1e-5, `logSoftmax ${what}`);
-      // Targets: row 0 masked, the others spread over the row (first, last and inner columns).
-      const t = Int32Array.from({ length: rows }, (_, r) => (r === 0 && rows > 1 ? -1 : (r * 37) % cols));
-      const dout = Float32Array.from({ length: rows }, (_, r) => Math.cos(r) + 0.1);
-      const [gt, ct] = both(gpu, cpu, t, [rows]);
-      const [gd, cd] = both(gpu, cpu, dout, [rows]);
-      const lp = await take(gpu, fusedOf(gpu).targetLogProb(gx, gt), [rows], 'float32');
-      expectClose(lp, readCpu(env, fusedOf(cpu).targetLogProb(cx, ct), [rows]), 1e-5, `targetLogProb ${what}`);
-      const dl = await take(gpu, fusedOf(gpu).targetLogProbBackward(gx, gt, gd), shape, 'float32', [gx, gt, gd]);
-      expectClose(dl, readCpu(env, fusedOf(cpu).targetLogProbBackward(cx, ct, cd), shape), 1e-5, `targetLogProbBackward ${what}`);
-    } finally {
-      rowPartsTuning.minThreads = 'auto';
-    }
-  });
+  )(
+    'logSoftmax and target log-prob: one thread or several per row, vec4 or scalar units, specials ' +
+      'anywhere, match the CPU',
+    async ([shape, minThreads, x, specials]) => {
+      const { gpu, cpu } = env;
+      const data = Float32Array.from(x);
+      for (const [at, v] of specials) data[at] = v;
+      const [rows, cols] = shape;
+      rowPartsTuning.minThreads = minThreads;
+      try {
+        const plan = planLogSoftmax(gpu, rows, cols);
+        expect(plan.width).toBe(cols % 4 === 0 ? 4 : 1);
+        // minThreads 1 always gives one part; 100000 gives several wherever a row has 32 units or more.
+        expect(plan.parts > 1).toBe(minThreads > 1 && plan.units >= 32);
+        const what =
+          `${JSON.stringify(shape)} parts ${plan.parts} width ${plan.width} specials ` + `${JSON.stringify(specials)}`;
+        const [gx, cx] = both(gpu, cpu, data, shape);
+        const got = await take(gpu, fusedOf(gpu).logSoftmax(gx), shape, 'float32');
+        expectClose(got, readCpu(env, fusedOf(cpu).logSoftmax(cx), shape), 1e-5, `logSoftmax ${what}`);
+        // Targets: row 0 masked, the others spread over the row (first, last and inner columns).
+        const t = Int32Array.from({ length: rows }, (_, r) => (r === 0 && rows > 1 ? -1 : (r * 37) % cols));
+        const dout = Float32Array.from({ length: rows }, (_, r) => Math.cos(r) + 0.1);
+        const [gt, ct] = both(gpu, cpu, t, [rows]);
+        const [gd, cd] = both(gpu, cpu, dout, [rows]);
+        const lp = await take(gpu, fusedOf(gpu).targetLogProb(gx, gt), [rows], 'float32');
+        expectClose(lp, readCpu(env, fusedOf(cpu).targetLogProb(cx, ct), [rows]), 1e-5, `targetLogProb ${what}`);
+        const dl = await take(gpu, fusedOf(gpu).targetLogProbBackward(gx, gt, gd), shape, 'float32', [gx, gt, gd]);
+        expectClose(
+          dl,
+          readCpu(env, fusedOf(cpu).targetLogProbBackward(cx, ct, cd), shape),
+          1e-5,
+          `targetLogProbBackward ${what}`,
+        );
+      } finally {
+        rowPartsTuning.minThreads = 'auto';
+      }
+    },
+  );
 
   it('large magnitudes (|x| up to 1e4) stay finite in log-softmax and target log-prob', async () => {
     const { gpu, cpu } = env;
-    for (const [bound, cols] of [[80, 33], [80, 1000], [1e4, 129]] as const) {
+    for (const [bound, cols] of [
+      [80, 33],
+      [80, 1000],
+      [1e4, 129],
+    ] as const) {
       const rows = 17;
       const x = Float32Array.from({ length: rows * cols }, (_, i) => Math.fround(Math.sin(i * 12.9898) * bound));
       const t = Int32Array.from({ length: rows }, (_, r) => (r * 13) % cols);
@@ -154,7 +208,12 @@ describeWebGPU('fused kernels: log-softmax and target log-prob', (env) => {
       const checks: [string, unknown, unknown, number[]][] = [
         ['logSoftmax', fusedOf(gpu).logSoftmax(gx), fusedOf(cpu).logSoftmax(cx), [rows, cols]],
         ['targetLogProb', fusedOf(gpu).targetLogProb(gx, gt), fusedOf(cpu).targetLogProb(cx, ct), [rows]],
-        ['targetLogProbBackward', fusedOf(gpu).targetLogProbBackward(gx, gt, gd), fusedOf(cpu).targetLogProbBackward(cx, ct, cd), [rows, cols]],
+        [
+          'targetLogProbBackward',
+          fusedOf(gpu).targetLogProbBackward(gx, gt, gd),
+          fusedOf(cpu).targetLogProbBackward(cx, ct, cd),
+          [rows, cols],
+        ],
       ];
       for (const [name, g, c, shape] of checks) {
         const got = await take(gpu, g, shape, 'float32');
@@ -187,9 +246,21 @@ describeWebGPU('fused kernels: log-softmax and target log-prob', (env) => {
     expectClose(lp, readCpu(env, fusedOf(cpu).targetLogProb(cx, ct), rowsShape), 1e-5, `targetLogProb ${what}`);
     t.forEach((v, r) => v < 0 && expect(lp[r], `masked row ${r}`).toBe(0));
     const dl = await take(gpu, fusedOf(gpu).targetLogProbBackward(gx, gt, gd), shape, 'float32', [gx, gt, gd]);
-    expectClose(dl, readCpu(env, fusedOf(cpu).targetLogProbBackward(cx, ct, cd), shape), 1e-5, `targetLogProbBackward ${what}`);
+    expectClose(
+      dl,
+      readCpu(env, fusedOf(cpu).targetLogProbBackward(cx, ct, cd), shape),
+      1e-5,
+      `targetLogProbBackward ${what}`,
+    );
     const V = shape[shape.length - 1];
-    t.forEach((v, r) => v < 0 && expect(dl.subarray(r * V, (r + 1) * V).every((g) => g === 0), `masked row ${r} has zero gradient`).toBe(true));
+    t.forEach(
+      (v, r) =>
+        v < 0 &&
+        expect(
+          dl.subarray(r * V, (r + 1) * V).every((g) => g === 0),
+          `masked row ${r} has zero gradient`,
+        ).toBe(true),
+    );
   });
 
   it('a target out of range gives NaN on its row (the CPU throws), other rows are unaffected', async () => {
@@ -209,15 +280,36 @@ describeWebGPU('fused kernels: log-softmax and target log-prob', (env) => {
         .chain((s) => {
           const rows = sizeOfShape(s.slice(0, -1));
           const V = s[s.length - 1];
-          return fc.tuple(fc.constant(s), floats(rows * V, 8), targetsArb(rows, V), floats(rows * V, 2), floats(rows, 2));
+          return fc.tuple(
+            fc.constant(s),
+            floats(rows * V, 8),
+            targetsArb(rows, V),
+            floats(rows * V, 2),
+            floats(rows, 2),
+          );
         }),
     ],
     { numRuns: 12 },
   )('gradients through E.logSoftmax and E.targetLogProb match the CPU', async ([shape, x, t, cotLs, cotLp]) => {
     const rowsShape = shape.slice(0, -1);
     const what = JSON.stringify(shape);
-    await expectSameOnBoth([{ data: x, shape, grad: true }], ([a]) => E.logSoftmax(a), cotLs, 1e-5, `logSoftmax ${what}`);
-    await expectSameOnBoth([{ data: x, shape, grad: true }, { data: t, shape: rowsShape }], ([a, tg]) => E.targetLogProb(a, tg), cotLp, 1e-5, `targetLogProb ${what}`);
+    await expectSameOnBoth(
+      [{ data: x, shape, grad: true }],
+      ([a]) => E.logSoftmax(a),
+      cotLs,
+      1e-5,
+      `logSoftmax ${what}`,
+    );
+    await expectSameOnBoth(
+      [
+        { data: x, shape, grad: true },
+        { data: t, shape: rowsShape },
+      ],
+      ([a, tg]) => E.targetLogProb(a, tg),
+      cotLp,
+      1e-5,
+      `targetLogProb ${what}`,
+    );
   });
 });
 
@@ -227,20 +319,33 @@ describeWebGPU('fused kernels: LayerNorm and RMSNorm', (env) => {
   const normCase = fc
     .tuple(fc.constantFrom(1, 3, 17, 65, 127, 300), fc.constantFrom(...COLS))
     .filter(([r, c]) => r * c <= 40_000)
-    .chain(([rows, C]) => fc.tuple(fc.constant<number[]>([rows, C]), floats(rows * C, 5), floats(C, 2), floats(C, 2), floats(rows * C, 2)));
+    .chain(([rows, C]) =>
+      fc.tuple(fc.constant<number[]>([rows, C]), floats(rows * C, 5), floats(C, 2), floats(C, 2), floats(rows * C, 2)),
+    );
 
   // minThreads 1: the forward's one-thread-per-row kernel (kernels/norms.ts), vec4 or scalar units by C;
   // 100000: the workgroup-per-row kernel wherever a row has 32 units or more.
-  fcTest.prop([normCase, fc.constantFrom(1e-5, 1e-6, 0.1), fc.constantFrom(1, 100_000)], { numRuns: 40 })('layerNorm and rmsNorm forward and backward match the CPU', async ([shape, x, w, b, dy], eps, minThreads) => {
-    rowPartsTuning.minThreads = minThreads;
-    try {
-      await normForwardBackward([shape, x, w, b, dy], eps, `parts ${planRowParts(env.gpu, shape[0], shape[1]).parts}`);
-    } finally {
-      rowPartsTuning.minThreads = 'auto';
-    }
-  });
+  fcTest.prop([normCase, fc.constantFrom(1e-5, 1e-6, 0.1), fc.constantFrom(1, 100_000)], { numRuns: 40 })(
+    'layerNorm and rmsNorm forward and backward match the CPU',
+    async ([shape, x, w, b, dy], eps, minThreads) => {
+      rowPartsTuning.minThreads = minThreads;
+      try {
+        await normForwardBackward(
+          [shape, x, w, b, dy],
+          eps,
+          `parts ${planRowParts(env.gpu, shape[0], shape[1]).parts}`,
+        );
+      } finally {
+        rowPartsTuning.minThreads = 'auto';
+      }
+    },
+  );
 
-  async function normForwardBackward([shape, x, w, b, dy]: [number[], Float32Array, Float32Array, Float32Array, Float32Array], eps: number, layout: string): Promise<void> {
+  async function normForwardBackward(
+    [shape, x, w, b, dy]: [number[], Float32Array, Float32Array, Float32Array, Float32Array],
+    eps: number,
+    layout: string,
+  ): Promise<void> {
     const { gpu, cpu } = env;
     const [rows, C] = shape;
     const what = `${JSON.stringify(shape)} eps ${eps} ${layout}`;
@@ -252,37 +357,87 @@ describeWebGPU('fused kernels: LayerNorm and RMSNorm', (env) => {
     const ln = fusedOf(gpu).layerNorm(gx, gw, gb, eps);
     const lnC = fusedOf(cpu).layerNorm(cx, cw, cb, eps);
     expectClose(await take(gpu, ln.y, shape, 'float32'), readCpu(env, lnC.y, shape), 1e-5, `layerNorm y ${what}`);
-    expectClose(await take(gpu, ln.mean, [rows], 'float32'), readCpu(env, lnC.mean, [rows]), 1e-5, `layerNorm mean ${what}`);
-    expectClose(await take(gpu, ln.rstd, [rows], 'float32'), readCpu(env, lnC.rstd, [rows]), 1e-5, `layerNorm rstd ${what}`);
+    expectClose(
+      await take(gpu, ln.mean, [rows], 'float32'),
+      readCpu(env, lnC.mean, [rows]),
+      1e-5,
+      `layerNorm mean ${what}`,
+    );
+    expectClose(
+      await take(gpu, ln.rstd, [rows], 'float32'),
+      readCpu(env, lnC.rstd, [rows]),
+      1e-5,
+      `layerNorm rstd ${what}`,
+    );
     // Backward from the CPU's statistics, so only the backward kernels are compared.
     const [gm, cm] = both(gpu, cpu, readCpu(env, lnC.mean, [rows]), [rows]);
     const [gr, cr] = both(gpu, cpu, readCpu(env, lnC.rstd, [rows]), [rows]);
     const lb = fusedOf(gpu).layerNormBackward(gx, gw, gm, gr, gdy);
     const lbC = fusedOf(cpu).layerNormBackward(cx, cw, cm, cr, cdy);
     expectClose(await take(gpu, lb.dx, shape, 'float32'), readCpu(env, lbC.dx, shape), 1e-5, `layerNorm dx ${what}`);
-    expectClose(await take(gpu, lb.dweight, [C], 'float32'), readCpu(env, lbC.dweight, [C]), 1e-5, `layerNorm dweight ${what}`);
-    expectClose(await take(gpu, lb.dbias, [C], 'float32'), readCpu(env, lbC.dbias, [C]), 1e-5, `layerNorm dbias ${what}`);
+    expectClose(
+      await take(gpu, lb.dweight, [C], 'float32'),
+      readCpu(env, lbC.dweight, [C]),
+      1e-5,
+      `layerNorm dweight ${what}`,
+    );
+    expectClose(
+      await take(gpu, lb.dbias, [C], 'float32'),
+      readCpu(env, lbC.dbias, [C]),
+      1e-5,
+      `layerNorm dbias ${what}`,
+    );
 
     const rms = fusedOf(gpu).rmsNorm(gx, gw, eps);
     const rmsC = fusedOf(cpu).rmsNorm(cx, cw, eps);
     expectClose(await take(gpu, rms.y, shape, 'float32'), readCpu(env, rmsC.y, shape), 1e-5, `rmsNorm y ${what}`);
-    expectClose(await take(gpu, rms.rstd, [rows], 'float32'), readCpu(env, rmsC.rstd, [rows]), 1e-5, `rmsNorm rstd ${what}`);
+    expectClose(
+      await take(gpu, rms.rstd, [rows], 'float32'),
+      readCpu(env, rmsC.rstd, [rows]),
+      1e-5,
+      `rmsNorm rstd ${what}`,
+    );
     const [gr2, cr2] = both(gpu, cpu, readCpu(env, rmsC.rstd, [rows]), [rows]);
     const rb = fusedOf(gpu).rmsNormBackward(gx, gw, gr2, gdy);
     const rbC = fusedOf(cpu).rmsNormBackward(cx, cw, cr2, cdy);
     expectClose(await take(gpu, rb.dx, shape, 'float32'), readCpu(env, rbC.dx, shape), 1e-5, `rmsNorm dx ${what}`);
-    expectClose(await take(gpu, rb.dweight, [C], 'float32'), readCpu(env, rbC.dweight, [C]), 1e-5, `rmsNorm dweight ${what}`);
+    expectClose(
+      await take(gpu, rb.dweight, [C], 'float32'),
+      readCpu(env, rbC.dweight, [C]),
+      1e-5,
+      `rmsNorm dweight ${what}`,
+    );
     for (const v of [gx, gw, gb, gdy, gm, gr, gr2]) gpu.free(v.handle);
   }
 
   it('dweight and dbias are deterministic: the same bits on every run', async () => {
     const { gpu } = env;
     const [rows, C] = [1000, 33];
-    const x = view(gpu, Float32Array.from({ length: rows * C }, (_, i) => Math.sin(i)), [rows, C]);
-    const w = view(gpu, Float32Array.from({ length: C }, (_, i) => Math.cos(i)), [C]);
-    const m = view(gpu, Float32Array.from({ length: rows }, (_, i) => Math.sin(i) / 10), [rows]);
-    const r = view(gpu, Float32Array.from({ length: rows }, (_, i) => 1 + Math.cos(i) / 10), [rows]);
-    const dy = view(gpu, Float32Array.from({ length: rows * C }, (_, i) => Math.cos(i * 3)), [rows, C]);
+    const x = view(
+      gpu,
+      Float32Array.from({ length: rows * C }, (_, i) => Math.sin(i)),
+      [rows, C],
+    );
+    const w = view(
+      gpu,
+      Float32Array.from({ length: C }, (_, i) => Math.cos(i)),
+      [C],
+    );
+    const m = view(
+      gpu,
+      Float32Array.from({ length: rows }, (_, i) => Math.sin(i) / 10),
+      [rows],
+    );
+    const r = view(
+      gpu,
+      Float32Array.from({ length: rows }, (_, i) => 1 + Math.cos(i) / 10),
+      [rows],
+    );
+    const dy = view(
+      gpu,
+      Float32Array.from({ length: rows * C }, (_, i) => Math.cos(i * 3)),
+      [rows, C],
+    );
     const runs: Uint32Array[] = [];
     for (let k = 0; k < 3; k++) {
       const g = fusedOf(gpu).layerNormBackward(x, w, m, r, dy);
@@ -296,13 +451,20 @@ describeWebGPU('fused kernels: LayerNorm and RMSNorm', (env) => {
     for (const v of [x, w, m, r, dy]) gpu.free(v.handle);
   });
 
-  fcTest.prop([normCase], { numRuns: 12 })('gradients through E.layerNorm and E.rmsNorm match the CPU', async ([shape, x, w, b, cot]) => {
-    const C = shape[1];
-    const what = JSON.stringify(shape);
-    const inputs = [{ data: x, shape, grad: true }, { data: w, shape: [C], grad: true }, { data: b, shape: [C], grad: true }];
-    await expectSameOnBoth(inputs, ([a, wt, bs]) => E.layerNorm(a, wt, bs), cot, 1e-5, `layerNorm ${what}`);
-    await expectSameOnBoth(inputs.slice(0, 2), ([a, wt]) => E.rmsNorm(a, wt), cot, 1e-5, `rmsNorm ${what}`);
-  });
+  fcTest.prop([normCase], { numRuns: 12 })(
+    'gradients through E.layerNorm and E.rmsNorm match the CPU',
+    async ([shape, x, w, b, cot]) => {
+      const C = shape[1];
+      const what = JSON.stringify(shape);
+      const inputs = [
+        { data: x, shape, grad: true },
+        { data: w, shape: [C], grad: true },
+        { data: b, shape: [C], grad: true },
+      ];
+      await expectSameOnBoth(inputs, ([a, wt, bs]) => E.layerNorm(a, wt, bs), cot, 1e-5, `layerNorm ${what}`);
+      await expectSameOnBoth(inputs.slice(0, 2), ([a, wt]) => E.rmsNorm(a, wt), cot, 1e-5, `rmsNorm ${what}`);
+    },
+  );
 });
 
 describeWebGPU('fused kernels: AdamW', (env) => {
@@ -315,15 +477,33 @@ describeWebGPU('fused kernels: AdamW', (env) => {
     step: fc.constantFrom(1, 2, 10, 1000),
   });
 
-  fcTest.prop([fc.constantFrom(1, 3, 17, 127, 1000, 5000).chain((n) => fc.tuple(fc.constant(n), floats(n, 2), floats(n, 1), floats(n, 0.1), floats(n, 0.01).map((a) => a.map(Math.abs)))), hpArb], {
-    numRuns: 25,
-  })('one step updates param, m and v in place like the CPU', async ([n, p, g, m, v], hp: AdamWParams) => {
+  fcTest.prop(
+    [
+      fc.constantFrom(1, 3, 17, 127, 1000, 5000).chain((n) =>
+        fc.tuple(
+          fc.constant(n),
+          floats(n, 2),
+          floats(n, 1),
+          floats(n, 0.1),
+          floats(n, 0.01).map((a) => a.map(Math.abs)),
+        ),
+      ),
+      hpArb,
+    ],
+    {
+      numRuns: 25,
+    },
+  )('one step updates param, m and v in place like the CPU', async ([n, p, g, m, v], hp: AdamWParams) => {
     const { gpu, cpu } = env;
     const views = [p, g, m, v].map((a) => both(gpu, cpu, a, [n]));
     const [G, C] = [views.map((x) => x[0]), views.map((x) => x[1])] as [View[], View[]];
     (gpu.fused as E.FusedKernels).adamw(G[0], G[1], G[2], G[3], hp);
     (cpu.fused as E.FusedKernels).adamw(C[0], C[1], C[2], C[3], hp);
-    for (const [k, name] of [[0, 'param'], [2, 'm'], [3, 'v']] as const) {
+    for (const [k, name] of [
+      [0, 'param'],
+      [2, 'm'],
+      [3, 'v'],
+    ] as const) {
       expectClose(await gpu.read(G[k]), cpu.readSync(C[k]), 1e-5, `adamw ${name} n ${n} ${JSON.stringify(hp)}`);
     }
     for (const x of G) gpu.free(x.handle);
@@ -332,11 +512,20 @@ describeWebGPU('fused kernels: AdamW', (env) => {
   it('E.AdamW steps on webgpu track the CPU over several steps', async () => {
     const shapes = [[17, 33], [65], [3, 5, 7]];
     const run = async (device: E.Device) => {
-      const params = shapes.map((s, k) => E.tensor(Float32Array.from({ length: sizeOfShape(s) }, (_, i) => Math.sin(i + k)), s, { device, requiresGrad: true }));
+      const params = shapes.map((s, k) =>
+        E.tensor(
+          Float32Array.from({ length: sizeOfShape(s) }, (_, i) => Math.sin(i + k)),
+          s,
+          { device, requiresGrad: true },
+        ),
+      );
       const opt = new E.AdamW(params, { lr: 0.05, weightDecay: 0.1, betas: [0.9, 0.99] });
       for (let step = 0; step < 4; step++) {
         E.tidy(() => {
-          const loss = params.reduce((acc, p, k) => E.add(acc, E.sum(E.mul(E.mul(p, p), Math.cos(step + k)))), E.tensor(0, { device }));
+          const loss = params.reduce(
+            (acc, p, k) => E.add(acc, E.sum(E.mul(E.mul(p, p), Math.cos(step + k)))),
+            E.tensor(0, { device }),
+          );
           loss.backward();
         });
         opt.step();

@@ -9,7 +9,14 @@ import { fc, test as fcTest } from '@fast-check/vitest';
 import { expect, it } from 'vitest';
 import type { CpuBackend, DType, TypedArray, View } from '../../engine/index.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
-import { canUseSubgroups, matmul, packF16, planMatmul, type MatmulConfig, type MatmulOptions } from '../../kernels/matmul.js';
+import {
+  canUseSubgroups,
+  matmul,
+  packF16,
+  planMatmul,
+  type MatmulConfig,
+  type MatmulOptions,
+} from '../../kernels/matmul.js';
 import { both, describeWebGPU, expectClose, expectSame, floats, ints, sizeOfShape, take } from '../helpers/webgpu.js';
 
 const RTOL = 1e-4;
@@ -46,7 +53,11 @@ interface Case {
 }
 
 /** A case and its data; floats stay away from 0 so that no product is subnormal (GPUs flush those). */
-function caseArb(mnk: fc.Arbitrary<[number, number, number]>, dtypes: DType[] = ['float32'], maxWork = 400_000): fc.Arbitrary<[Case, TypedArray, TypedArray]> {
+function caseArb(
+  mnk: fc.Arbitrary<[number, number, number]>,
+  dtypes: DType[] = ['float32'],
+  maxWork = 400_000,
+): fc.Arbitrary<[Case, TypedArray, TypedArray]> {
   return fc
     .tuple(mnk, fc.boolean(), fc.boolean(), batchPair, fc.constantFrom(...dtypes))
     .filter(([[M, N, K], , , bp]) => sizeOfShape(bp.out) * M * N * Math.max(K, 1) <= maxWork)
@@ -72,10 +83,18 @@ const layoutArb: fc.Arbitrary<Partial<MatmulConfig>> = fc.record({
 });
 
 const what = (c: Case, extra = '') =>
-  `${JSON.stringify(c.aShape)}${c.transA ? '^T' : ''} @ ${JSON.stringify(c.bShape)}${c.transB ? '^T' : ''} ${c.dtype}${extra}`;
+  `${JSON.stringify(c.aShape)}${c.transA ? '^T' : ''} @ ${JSON.stringify(c.bShape)}${c.transB ? '^T' : ''} ` +
+  `${c.dtype}${extra}`;
 
 /** Runs the GPU kernel and the CPU reference on the same data and compares (int32 exactly). */
-async function check(gpu: WebGPUBackend, cpu: CpuBackend, c: Case, a: TypedArray, b: TypedArray, opts: MatmulOptions = {}): Promise<void> {
+async function check(
+  gpu: WebGPUBackend,
+  cpu: CpuBackend,
+  c: Case,
+  a: TypedArray,
+  b: TypedArray,
+  opts: MatmulOptions = {},
+): Promise<void> {
   const [ga, ca] = both(gpu, cpu, a, c.aShape);
   const [gb, cb] = both(gpu, cpu, b, c.bShape);
   const got = await take(gpu, matmul(gpu, ga, gb, c.transA, c.transB, c.out, opts), c.out, c.dtype, [ga, gb]);
@@ -113,7 +132,11 @@ describeWebGPU('matmul kernel', (env) => {
     COMPILING,
   );
 
-  const skinnyMNK = fc.tuple(fc.integer({ min: 1, max: 64 }), fc.constantFrom(...DIMS, 64, 256, 260), fc.constantFrom(...DIMS, 64, 256, 301));
+  const skinnyMNK = fc.tuple(
+    fc.integer({ min: 1, max: 64 }),
+    fc.constantFrom(...DIMS, 64, 256, 260),
+    fc.constantFrom(...DIMS, 64, 256, 301),
+  );
   fcTest.prop([caseArb(skinnyMNK, ['float32'], 600_000)], { numRuns: 20 })(
     'skinny M = 1..64 (decoding, sampling) takes the skinny layout',
     async ([c, a, b]) => {
@@ -136,33 +159,66 @@ describeWebGPU('matmul kernel', (env) => {
     COMPILING,
   );
 
-  fcTest.prop([caseArb(anyMNK, ['float32'], 200_000), fc.boolean()], { numRuns: 12 })('f16 inputs (converted on load, f32 sums) match the CPU on the rounded values', async ([c, a, b], sg) => {
-    const { gpu, cpu } = env;
-    if (!gpu.features.has('shader-f16')) {
-      expect(() => matmul(gpu, { handle: null, shape: c.aShape, dtype: 'float32' }, { handle: null, shape: c.bShape, dtype: 'float32' }, false, false, c.out, { inputs: 'f16' })).toThrow(/shader-f16/);
-      return;
-    }
-    const [pa, pb] = [packF16(a), packF16(b)];
-    const round = (p: Int32Array, n: number) => Float32Array.from(new Uint16Array(p.buffer).subarray(0, n), f16Value);
-    const [ra, rb] = [round(pa, a.length), round(pb, b.length)];
-    const ga: View = { handle: gpu.upload(pa), shape: c.aShape, dtype: 'float32' };
-    const gb: View = { handle: gpu.upload(pb), shape: c.bShape, dtype: 'float32' };
-    const config = { subgroups: sg && canUseSubgroups(gpu) };
-    const got = await take(gpu, matmul(gpu, ga, gb, c.transA, c.transB, c.out, { inputs: 'f16', config }), c.out, 'float32');
-    for (const v of [ga, gb]) gpu.free(v.handle, 'int32');
-    const [ca, cb] = [{ handle: cpu.upload(ra), shape: c.aShape, dtype: 'float32' as const }, { handle: cpu.upload(rb), shape: c.bShape, dtype: 'float32' as const }];
-    const want = cpu.readSync({ handle: cpu.matmul(ca, cb, c.transA, c.transB, c.out), shape: c.out, dtype: 'float32' });
-    expectClose(got, want, RTOL, what(c, ' f16 inputs'));
-  }, COMPILING);
+  fcTest.prop([caseArb(anyMNK, ['float32'], 200_000), fc.boolean()], { numRuns: 12 })(
+    'f16 inputs (converted on load, f32 sums) match the CPU on the rounded values',
+    async ([c, a, b], sg) => {
+      const { gpu, cpu } = env;
+      if (!gpu.features.has('shader-f16')) {
+        expect(() =>
+          matmul(
+            gpu,
+            { handle: null, shape: c.aShape, dtype: 'float32' },
+            { handle: null, shape: c.bShape, dtype: 'float32' },
+            false,
+            false,
+            c.out,
+            { inputs: 'f16' },
+          ),
+        ).toThrow(/shader-f16/);
+        return;
+      }
+      const [pa, pb] = [packF16(a), packF16(b)];
+      const round = (p: Int32Array, n: number) => Float32Array.from(new Uint16Array(p.buffer).subarray(0, n), f16Value);
+      const [ra, rb] = [round(pa, a.length), round(pb, b.length)];
+      const ga: View = { handle: gpu.upload(pa), shape: c.aShape, dtype: 'float32' };
+      const gb: View = { handle: gpu.upload(pb), shape: c.bShape, dtype: 'float32' };
+      const config = { subgroups: sg && canUseSubgroups(gpu) };
+      const got = await take(
+        gpu,
+        matmul(gpu, ga, gb, c.transA, c.transB, c.out, { inputs: 'f16', config }),
+        c.out,
+        'float32',
+      );
+      for (const v of [ga, gb]) gpu.free(v.handle, 'int32');
+      const [ca, cb] = [
+        { handle: cpu.upload(ra), shape: c.aShape, dtype: 'float32' as const },
+        { handle: cpu.upload(rb), shape: c.bShape, dtype: 'float32' as const },
+      ];
+      const want = cpu.readSync({
+        handle: cpu.matmul(ca, cb, c.transA, c.transB, c.out),
+        shape: c.out,
+        dtype: 'float32',
+      });
+      expectClose(got, want, RTOL, what(c, ' f16 inputs'));
+    },
+    COMPILING,
+  );
 
   /** Data with NaN, +Inf and -Inf sprinkled in, at moderate magnitudes (no overflow, whatever the order). */
   const withSpecials = (n: number) =>
-    fc.tuple(floats(n, 2, 1e-3), fc.array(fc.tuple(fc.nat(), fc.constantFrom(NaN, Infinity, -Infinity)), { maxLength: 3 })).map(([v, sp]) => {
-      const out = Float32Array.from(v);
-      for (const [i, x] of sp) if (n > 0) out[i % n] = x;
-      return out;
-    });
-  const specialCase = caseArb(anyMNK, ['float32'], 100_000).chain(([c]) => fc.tuple(fc.constant(c), withSpecials(sizeOfShape(c.aShape)), withSpecials(sizeOfShape(c.bShape))));
+    fc
+      .tuple(
+        floats(n, 2, 1e-3),
+        fc.array(fc.tuple(fc.nat(), fc.constantFrom(NaN, Infinity, -Infinity)), { maxLength: 3 }),
+      )
+      .map(([v, sp]) => {
+        const out = Float32Array.from(v);
+        for (const [i, x] of sp) if (n > 0) out[i % n] = x;
+        return out;
+      });
+  const specialCase = caseArb(anyMNK, ['float32'], 100_000).chain(([c]) =>
+    fc.tuple(fc.constant(c), withSpecials(sizeOfShape(c.aShape)), withSpecials(sizeOfShape(c.bShape))),
+  );
   fcTest.prop([specialCase, fc.boolean()], { numRuns: 12 })(
     'NaN and Inf propagate as on the CPU, with and without subgroups (masked K tails never make 0 * Inf)',
     async ([c, a, b], sg) => {
@@ -171,31 +227,39 @@ describeWebGPU('matmul kernel', (env) => {
     COMPILING,
   );
 
-  fcTest.prop([fc.constantFrom(1, 3, 17, 65), fc.constantFrom(0, 5)])('K = 0 gives zeros, and empty outputs are fine', async (M, N) => {
-    const { gpu } = env;
-    const a = { handle: gpu.fill([M, 0], 'float32', 1), shape: [M, 0], dtype: 'float32' as const };
-    const b = { handle: gpu.fill([0, N], 'float32', 1), shape: [0, N], dtype: 'float32' as const };
-    const got = await take(gpu, gpu.matmul(a, b, false, false, [M, N]), [M, N], 'float32', [a, b]);
-    expectSame(got, new Float32Array(M * N), 'K = 0');
-  });
+  fcTest.prop([fc.constantFrom(1, 3, 17, 65), fc.constantFrom(0, 5)])(
+    'K = 0 gives zeros, and empty outputs are fine',
+    async (M, N) => {
+      const { gpu } = env;
+      const a = { handle: gpu.fill([M, 0], 'float32', 1), shape: [M, 0], dtype: 'float32' as const };
+      const b = { handle: gpu.fill([0, N], 'float32', 1), shape: [0, N], dtype: 'float32' as const };
+      const got = await take(gpu, gpu.matmul(a, b, false, false, [M, N]), [M, N], 'float32', [a, b]);
+      expectSame(got, new Float32Array(M * N), 'K = 0');
+    },
+  );
 
-  it('every transpose flag combination, aligned (vec4) and odd, with a broadcast batch', async () => {
-    const { gpu, cpu } = env;
-    for (const [M, N, K] of [
-      [36, 20, 68],
-      [33, 17, 65],
-    ]) {
-      for (const transA of [false, true]) {
-        for (const transB of [false, true]) {
-          const aShape = [2, 1, ...(transA ? [K, M] : [M, K])];
-          const bShape = [3, ...(transB ? [N, K] : [K, N])];
-          const c: Case = { M, N, K, transA, transB, aShape, bShape, out: [2, 3, M, N], dtype: 'float32' };
-          const rnd = (n: number, s: number) => Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.731 + s) + 0.05);
-          await check(gpu, cpu, c, rnd(sizeOfShape(aShape), 1), rnd(sizeOfShape(bShape), 2));
+  it(
+    'every transpose flag combination, aligned (vec4) and odd, with a broadcast batch',
+    async () => {
+      const { gpu, cpu } = env;
+      for (const [M, N, K] of [
+        [36, 20, 68],
+        [33, 17, 65],
+      ]) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            const aShape = [2, 1, ...(transA ? [K, M] : [M, K])];
+            const bShape = [3, ...(transB ? [N, K] : [K, N])];
+            const c: Case = { M, N, K, transA, transB, aShape, bShape, out: [2, 3, M, N], dtype: 'float32' };
+            const rnd = (n: number, s: number) =>
+              Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.731 + s) + 0.05);
+            await check(gpu, cpu, c, rnd(sizeOfShape(aShape), 1), rnd(sizeOfShape(bShape), 2));
+          }
         }
       }
-    }
-  }, COMPILING);
+    },
+    COMPILING,
+  );
 
   it('the benchmark shapes take the tuned layouts and match the CPU', async () => {
     const { gpu, cpu } = env;
@@ -205,7 +269,17 @@ describeWebGPU('matmul kernel', (env) => {
       [4096, 64, 64],
       [8, 256, 64],
     ]) {
-      const c: Case = { M, N, K, transA: false, transB: false, aShape: [M, K], bShape: [K, N], out: [M, N], dtype: 'float32' };
+      const c: Case = {
+        M,
+        N,
+        K,
+        transA: false,
+        transB: false,
+        aShape: [M, K],
+        bShape: [K, N],
+        out: [M, N],
+        dtype: 'float32',
+      };
       const rnd = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + M) * 0.5 + 0.01);
       expect(planMatmul(gpu, M, N, K, 1).kind).toBe(M <= 64 ? 'skinny' : 'tiled');
       await check(gpu, cpu, c, rnd(M * K), rnd(K * N));
@@ -217,7 +291,8 @@ describeWebGPU('matmul kernel', (env) => {
     const a = { handle: gpu.fill([2, 2], 'float32', 1), shape: [2, 2], dtype: 'float32' as const };
     const b = { handle: gpu.fill([2, 2], 'int32', 1), shape: [2, 2], dtype: 'int32' as const };
     expect(() => matmul(gpu, a, b, false, false, [2, 2])).toThrow(/share a dtype/);
-    if (!canUseSubgroups(gpu)) expect(() => matmul(gpu, a, a, false, false, [2, 2], { config: { subgroups: true } })).toThrow(/subgroups/);
+    if (!canUseSubgroups(gpu))
+      expect(() => matmul(gpu, a, a, false, false, [2, 2], { config: { subgroups: true } })).toThrow(/subgroups/);
     gpu.free(a.handle);
     gpu.free(b.handle);
   });

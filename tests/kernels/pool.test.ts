@@ -5,7 +5,15 @@
 import { create } from 'webgpu';
 import { expect, it } from 'vitest';
 import * as E from '../../engine/index.js';
-import { POISON_BITS, sizeClass, Uniforms, WebGPUBackend, grid1d, type GpuHandle, type Program } from '../../kernels/index.js';
+import {
+  POISON_BITS,
+  sizeClass,
+  Uniforms,
+  WebGPUBackend,
+  grid1d,
+  type GpuHandle,
+  type Program,
+} from '../../kernels/index.js';
 import { describeWebGPU, take, view } from '../helpers/webgpu.js';
 
 it('size classes: powers of two up to 1 MiB, then steps of at most 12.5%', () => {
@@ -82,8 +90,16 @@ describeWebGPU('WebGPU backend plumbing', (env) => {
 
   it('a training-like loop inside tidy() keeps bytesLive flat from step to step', async () => {
     const { gpu } = env;
-    const w = E.tensor(Float32Array.from({ length: 33 * 17 }, (_, i) => Math.sin(i)), [33, 17], { device: 'webgpu', requiresGrad: true });
-    const x = E.tensor(Float32Array.from({ length: 5 * 33 }, (_, i) => Math.cos(i)), [5, 33], { device: 'webgpu' });
+    const w = E.tensor(
+      Float32Array.from({ length: 33 * 17 }, (_, i) => Math.sin(i)),
+      [33, 17],
+      { device: 'webgpu', requiresGrad: true },
+    );
+    const x = E.tensor(
+      Float32Array.from({ length: 5 * 33 }, (_, i) => Math.cos(i)),
+      [5, 33],
+      { device: 'webgpu' },
+    );
     const live: number[] = [];
     const tensors: number[] = [];
     for (let step = 0; step < 6; step++) {
@@ -168,7 +184,9 @@ describeWebGPU('WebGPU backend plumbing', (env) => {
     const y = other.unary('exp', x);
     device.destroy(); // as a driver reset would
     const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('read hung')), 10_000));
-    await expect(Promise.race([other.read({ ...x, handle: y }), timeout])).rejects.toThrow(/webgpu|destroyed|lost|abort/i);
+    await expect(Promise.race([other.read({ ...x, handle: y }), timeout])).rejects.toThrow(
+      /webgpu|destroyed|lost|abort/i,
+    );
     await new Promise((r) => setTimeout(r, 50));
     expect(() => other.unary('exp', x)).toThrow(/device (lost|was destroyed)/);
     expect(instance).toBeDefined();

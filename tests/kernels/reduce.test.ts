@@ -5,7 +5,17 @@
 import { fc, test } from '@fast-check/vitest';
 import { expect, it } from 'vitest';
 import type { ReduceOp } from '../../engine/index.js';
-import { both, describeWebGPU, expectClose, expectSame, floats, ints, shapeArb, sizeOfShape, take } from '../helpers/webgpu.js';
+import {
+  both,
+  describeWebGPU,
+  expectClose,
+  expectSame,
+  floats,
+  ints,
+  shapeArb,
+  sizeOfShape,
+  take,
+} from '../helpers/webgpu.js';
 
 const OPS: ReduceOp[] = ['sum', 'max', 'min'];
 const keepdim = (shape: readonly number[], axes: readonly number[]) => shape.map((d, i) => (axes.includes(i) ? 1 : d));
@@ -13,28 +23,39 @@ const keepdim = (shape: readonly number[], axes: readonly number[]) => shape.map
 /** A shape and a sorted subset of its axes (possibly empty, possibly all). */
 const shapeAndAxes = (sizes?: number[]) =>
   shapeArb(1, 4, 30_000, sizes).chain((s) =>
-    fc.tuple(fc.constant(s), fc.subarray(s.map((_, i) => i)).map((a) => [...a].sort((x, y) => x - y))),
+    fc.tuple(
+      fc.constant(s),
+      fc.subarray(s.map((_, i) => i)).map((a) => [...a].sort((x, y) => x - y)),
+    ),
   );
 
 describeWebGPU('reduce kernels', (env) => {
-  test.prop([fc.constantFrom(...OPS), shapeAndAxes().chain(([s, axes]) => fc.tuple(fc.constant(s), fc.constant(axes), floats(sizeOfShape(s))))], { numRuns: 60 })(
-    'float32 over random axes matches the CPU',
-    async (op, [shape, axes, data]) => {
-      const { gpu, cpu } = env;
-      const [g, c] = both(gpu, cpu, data, shape);
-      const out = keepdim(shape, axes);
-      const got = await take(gpu, gpu.reduce(op, g, axes), out, 'float32', [g]);
-      expectClose(got, cpu.readSync({ handle: cpu.reduce(op, c, axes), shape: out, dtype: 'float32' }), 1e-5, `${op} ${JSON.stringify(shape)} axes ${axes}`);
-    },
-  );
+  test.prop(
+    [
+      fc.constantFrom(...OPS),
+      shapeAndAxes().chain(([s, axes]) => fc.tuple(fc.constant(s), fc.constant(axes), floats(sizeOfShape(s)))),
+    ],
+    { numRuns: 60 },
+  )('float32 over random axes matches the CPU', async (op, [shape, axes, data]) => {
+    const { gpu, cpu } = env;
+    const [g, c] = both(gpu, cpu, data, shape);
+    const out = keepdim(shape, axes);
+    const got = await take(gpu, gpu.reduce(op, g, axes), out, 'float32', [g]);
+    expectClose(
+      got,
+      cpu.readSync({ handle: cpu.reduce(op, c, axes), shape: out, dtype: 'float32' }),
+      1e-5,
+      `${op} ${JSON.stringify(shape)} axes ${axes}`,
+    );
+  });
 
   // Trailing rows from 64 elements up take the workgroup-per-row kernel: lengths around the workgroup size.
   test.prop(
     [
       fc.constantFrom(...OPS),
-      fc.tuple(fc.constantFrom(1, 3, 17), fc.constantFrom(63, 64, 65, 127, 255, 256, 257, 1000, 4099)).chain(([rows, cols]) =>
-        fc.tuple(fc.constant([rows, cols]), floats(rows * cols)),
-      ),
+      fc
+        .tuple(fc.constantFrom(1, 3, 17), fc.constantFrom(63, 64, 65, 127, 255, 256, 257, 1000, 4099))
+        .chain(([rows, cols]) => fc.tuple(fc.constant([rows, cols]), floats(rows * cols))),
     ],
     { numRuns: 30 },
   )('float32 along long last rows (the row kernel) matches the CPU', async (op, [shape, data]) => {
@@ -42,19 +63,33 @@ describeWebGPU('reduce kernels', (env) => {
     const [g, c] = both(gpu, cpu, data, shape);
     const out = [shape[0], 1];
     const got = await take(gpu, gpu.reduce(op, g, [1]), out, 'float32', [g]);
-    expectClose(got, cpu.readSync({ handle: cpu.reduce(op, c, [1]), shape: out, dtype: 'float32' }), 1e-5, `${op} ${JSON.stringify(shape)}`);
+    expectClose(
+      got,
+      cpu.readSync({ handle: cpu.reduce(op, c, [1]), shape: out, dtype: 'float32' }),
+      1e-5,
+      `${op} ${JSON.stringify(shape)}`,
+    );
   });
 
-  test.prop([fc.constantFrom(...OPS), shapeAndAxes().chain(([s, axes]) => fc.tuple(fc.constant(s), fc.constant(axes), ints(sizeOfShape(s), -1000, 1000)))], { numRuns: 40 })(
-    'int32 over random axes matches the CPU exactly',
-    async (op, [shape, axes, data]) => {
-      const { gpu, cpu } = env;
-      const [g, c] = both(gpu, cpu, data, shape);
-      const out = keepdim(shape, axes);
-      const got = await take(gpu, gpu.reduce(op, g, axes), out, 'int32', [g]);
-      expectSame(got, cpu.readSync({ handle: cpu.reduce(op, c, axes), shape: out, dtype: 'int32' }), `${op} ${JSON.stringify(shape)} axes ${axes}`);
-    },
-  );
+  test.prop(
+    [
+      fc.constantFrom(...OPS),
+      shapeAndAxes().chain(([s, axes]) =>
+        fc.tuple(fc.constant(s), fc.constant(axes), ints(sizeOfShape(s), -1000, 1000)),
+      ),
+    ],
+    { numRuns: 40 },
+  )('int32 over random axes matches the CPU exactly', async (op, [shape, axes, data]) => {
+    const { gpu, cpu } = env;
+    const [g, c] = both(gpu, cpu, data, shape);
+    const out = keepdim(shape, axes);
+    const got = await take(gpu, gpu.reduce(op, g, axes), out, 'int32', [g]);
+    expectSame(
+      got,
+      cpu.readSync({ handle: cpu.reduce(op, c, axes), shape: out, dtype: 'int32' }),
+      `${op} ${JSON.stringify(shape)} axes ${axes}`,
+    );
+  });
 
   it('NaN propagates through sum, max and min; infinities add up like the CPU', async () => {
     const { gpu, cpu } = env;
@@ -69,7 +104,12 @@ describeWebGPU('reduce kernels', (env) => {
       for (const op of OPS) {
         const [g, c] = both(gpu, cpu, data, [rows.length, cols]);
         const got = await take(gpu, gpu.reduce(op, g, [1]), [rows.length, 1], 'float32', [g]);
-        expectClose(got, cpu.readSync({ handle: cpu.reduce(op, c, [1]), shape: [rows.length, 1], dtype: 'float32' }), 1e-6, `${op} cols ${cols}`);
+        expectClose(
+          got,
+          cpu.readSync({ handle: cpu.reduce(op, c, [1]), shape: [rows.length, 1], dtype: 'float32' }),
+          1e-6,
+          `${op} cols ${cols}`,
+        );
       }
     }
   });
@@ -81,7 +121,12 @@ describeWebGPU('reduce kernels', (env) => {
     for (let i = 0; i < data.length; i++) data[i] = ((i * 7919) % 101) / 10 - 5;
     const [g, c] = both(gpu, cpu, data, shape);
     const got = await take(gpu, gpu.reduce('sum', g, [1]), [shape[0], 1], 'float32', [g]);
-    expectClose(got, cpu.readSync({ handle: cpu.reduce('sum', c, [1]), shape: [shape[0], 1], dtype: 'float32' }), 1e-5, 'sum');
+    expectClose(
+      got,
+      cpu.readSync({ handle: cpu.reduce('sum', c, [1]), shape: [shape[0], 1], dtype: 'float32' }),
+      1e-5,
+      'sum',
+    );
   });
 
   it('a sum over an empty axis is 0', async () => {
