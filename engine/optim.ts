@@ -3,7 +3,7 @@
 
 import * as ops from './ops.js';
 import { fusedKernel } from './fused.js';
-import { dispose, full, keep, noGrad, tidy, zerosLike, type Tensor } from './tensor.js';
+import { dispose, full, keep, noGrad, tensor, tidy, zerosLike, type Tensor } from './tensor.js';
 
 function checkParams(op: string, params: readonly Tensor[]): void {
   if (params.length === 0) throw new Error(`${op}: no parameters given`);
@@ -149,6 +149,51 @@ export class AdamW implements Optimizer {
     for (const s of this.state.values()) dispose([s.m, s.v]);
     this.state.clear();
   }
+
+  /**
+   * The optimizer's state, to save with a run and resume it exactly (loadState): the step count, the
+   * learning rate, and each parameter's moments in `params` order (null for one never stepped).
+   */
+  async saveState(): Promise<AdamWState> {
+    const moments = [];
+    for (const p of this.params) {
+      const s = this.state.get(p);
+      moments.push(s ? { m: await s.m.data(), v: await s.v.data() } : null);
+    }
+    return { stepCount: this.stepCount, lr: this.lr, moments };
+  }
+
+  /** Restores a state from saveState, checked against this optimizer's parameters. */
+  loadState(state: AdamWState): void {
+    if (state.moments.length !== this.params.length) {
+      throw new Error(
+        `AdamW.loadState: the state has ${state.moments.length} parameters' moments, the optimizer ` +
+          `${this.params.length}`,
+      );
+    }
+    this.dispose();
+    this.stepCount = state.stepCount;
+    this.lr = state.lr;
+    state.moments.forEach((mv, i) => {
+      if (!mv) return;
+      const p = this.params[i];
+      if (mv.m.length !== p.size || mv.v.length !== p.size) {
+        throw new Error(
+          `AdamW.loadState: parameter ${i} has ${p.size} values, its moments ${mv.m.length} and ` + `${mv.v.length}`,
+        );
+      }
+      const values = (a: ArrayLike<number>) => (p.dtype === 'float64' ? Float64Array.from(a) : Float32Array.from(a));
+      const make = (a: ArrayLike<number>) => keep(tensor(values(a), p.shape, { device: p.device, dtype: p.dtype }));
+      this.state.set(p, { m: make(mv.m), v: make(mv.v) });
+    });
+  }
+}
+
+/** An AdamW's state (AdamW.saveState). */
+export interface AdamWState {
+  stepCount: number;
+  lr: number;
+  moments: ({ m: ArrayLike<number>; v: ArrayLike<number> } | null)[];
 }
 
 /**

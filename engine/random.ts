@@ -5,6 +5,12 @@ import { arrayFor } from './dtype.js';
 import { checkShape, sizeOf } from './shape.js';
 import { tensor, type Tensor, type TensorOptions } from './tensor.js';
 
+/** A Generator's state: xoshiro128**'s four words and the normal draw kept for the next call. */
+export interface GeneratorState {
+  s: number[];
+  spare: number | null;
+}
+
 export class Generator {
   private s = new Uint32Array(4);
   private spare: number | null = null;
@@ -67,6 +73,27 @@ export class Generator {
     const r = Math.sqrt(-2 * Math.log(u));
     this.spare = r * Math.sin(2 * Math.PI * v);
     return r * Math.cos(2 * Math.PI * v);
+  }
+
+  /** The generator's whole state, to save with a run and resume exactly (setState). */
+  getState(): GeneratorState {
+    return { s: Array.from(this.s), spare: this.spare };
+  }
+
+  /** Restores a state from getState. */
+  setState(state: GeneratorState): this {
+    if (
+      !Array.isArray(state?.s) ||
+      state.s.length !== 4 ||
+      !state.s.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32)
+    ) {
+      throw new Error(`Generator.setState: expected { s: four uint32s, spare }, got ${JSON.stringify(state)}`);
+    }
+    if (state.spare !== null && !Number.isFinite(state.spare))
+      throw new Error(`Generator.setState: spare must be a ` + `number or null, got ${state.spare}`);
+    this.s.set(state.s);
+    this.spare = state.spare;
+    return this;
   }
 
   /** Fisher-Yates shuffle of a copy. */

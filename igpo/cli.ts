@@ -5,7 +5,10 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { availableParallelism } from 'node:os';
 import * as E from '../engine/index.js';
-import { ALGOS, defaultRLOptions, type Algo, type RLOptions } from './algorithms.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ALGOS, type Algo } from './algorithms.js';
+import { fromConfig, readConfig, resolveConfig, type PartialConfig, type RunConfig } from './config.js';
 import { PROBES, resolveProbe, type Probe } from './reward.js';
 import { PRESETS, runTraining } from './trainer.js';
 
@@ -39,9 +42,11 @@ function number(name: string) {
   };
 }
 
-const program = new Command('igpo').description(
-  'Information Gain-based Policy Optimization on a tiny search agent, in TypeScript',
-);
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('igpo')
+  .description('Information Gain-based Policy Optimization on a tiny search agent, in TypeScript')
+  .version(pkg.version);
 
 /** A bad combination of flags: one line, exit 1 (commander's own error). */
 const usageError = (msg: string): never => program.error(`error: ${msg}`);
@@ -82,9 +87,14 @@ interface RLFlags extends ProbeFlags {
   norm: 'joint' | 'separate';
   igLogSpace?: boolean;
   formatPenalty?: number;
+  config?: string;
+  algo?: string;
+  preset: string;
+  seed?: number;
+  initFrom?: string;
 }
 
-/** What the paper and the authors' released script vary, on train and compare alike. */
+/** What the paper and the authors' released script vary, on train and compare alike; and --config. */
 function withRLOptions(cmd: Command): Command {
   return withProbe(cmd, { value: 'think' })
     .addOption(
@@ -97,11 +107,53 @@ function withRLOptions(cmd: Command): Command {
       '--format-penalty <r>',
       'outcome reward of a malformed or answerless episode instead of 0 (the authors\u2019 code: -2); off by default',
       number('--format-penalty'),
-    );
+    )
+    .addOption(
+      new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'),
+    )
+    .option('--config <file>', 'a YAML or JSON file of settings (every key of a preset; README.md); flags override it')
+    .option('--init-from <checkpoint>', 'start RL from this checkpoint instead of a warm-up');
 }
 
-function rlOptionsOf(o: RLFlags): Omit<RLOptions, 'algo' | 'loss' | 'baselines' | 'gamma'> {
-  return { norm: o.norm, logSpace: o.igLogSpace ?? false, probe: probeOf(o), formatPenalty: o.formatPenalty ?? null };
+/**
+ * The flags a user gave, as configuration keys: they override a --config file, which overrides the preset.
+ * Defaults commander fills in are not given flags.
+ */
+function flagConfig(cmd: Command, o: RLFlags & { evalEvery?: number; budget?: number }): PartialConfig {
+  const given = (k: string) => cmd.getOptionValueSource(k) === 'cli';
+  const pick = <T>(k: string, v: T) => (given(k) ? v : undefined);
+  return {
+    preset: pick('preset', o.preset),
+    algo: pick('algo', o.algo as Algo),
+    seed: pick('seed', o.seed),
+    rl: {
+      probe: pick('probe', o.probe),
+      probe_prefix: pick('probePrefix', o.probePrefix),
+      probe_close: pick('probeClose', o.probeClose),
+      norm: pick('norm', o.norm),
+      ig_log_space: pick('igLogSpace', o.igLogSpace),
+      format_penalty: pick('formatPenalty', o.formatPenalty),
+      eval_every: pick('evalEvery', o.evalEvery),
+    },
+    compare: { budget: pick('budget', o.budget) },
+  };
+}
+
+/** The run's configuration from its file and flags, checked before any work; a bad one is a usage error. */
+async function configOfFlags(cmd: Command, o: RLFlags & { evalEvery?: number; budget?: number }): Promise<RunConfig> {
+  const file = o.config ? await readConfig(o.config) : {};
+  try {
+    const config = resolveConfig(file, flagConfig(cmd, o));
+    fromConfig(config); // the probe's options, checked
+    return config;
+  } catch (e) {
+    return usageError((e as Error).message);
+  }
+}
+
+/** Fails before any work when a checkpoint to read is not there. */
+function checkReadable(flag: string, file: string | undefined): void {
+  if (file !== undefined && !existsSync(file)) usageError(`${flag} ${file}: no such file`);
 }
 
 const train = program
@@ -113,24 +165,66 @@ const train = program
   .addOption(
     new Option(
       '--algo <algo>',
-      'igpo (F1 + IG), grpo (F1 only), ig (IG only), or a baseline: rloo, ppo, reinforce++, gspo, gigpo',
+      'igpo (F1 + IG), grpo (F1 only), ig (IG only), or a baseline: rloo, ppo, reinforce++, gspo, gigpo, stepsearch',
     )
       .choices(ALGOS)
       .default('igpo'),
   )
-  .addOption(new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'))
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
-  .option('--seed <n>', 'random seed', int('--seed'), 0)
-  .option('--out <dir>', 'output directory', 'runs/train');
+  .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+  .option('--out <dir>', 'output directory', 'runs/train')
+  .option('--overwrite', 'replace the run already in --out')
+  .option('--resume <dir>', 'continue the interrupted run in DIR from its last saved step, with its own config.json')
+  .option(
+    '--checkpoint-every <n>',
+    'save the run\u2019s state every n RL steps, for --resume (0: never)',
+    int('--checkpoint-every', 0),
+    4,
+  );
 withRLOptions(train).action(
-  async (o: RLFlags & { algo: Algo; preset: keyof typeof PRESETS; device: DeviceFlag; seed: number; out: string }) => {
-    const rl = rlOptionsOf(o);
+  async (
+    o: RLFlags & { device: DeviceFlag; out: string; overwrite?: boolean; resume?: string; checkpointEvery: number },
+    cmd: Command,
+  ) => {
+    let config: RunConfig;
+    if (o.resume !== undefined) {
+      const flags = [
+        'algo',
+        'seed',
+        'preset',
+        'config',
+        'probe',
+        'probePrefix',
+        'probeClose',
+        'norm',
+        'igLogSpace',
+        'formatPenalty',
+        'initFrom',
+        'out',
+      ];
+      const clash = flags.find((k) => cmd.getOptionValueSource(k) === 'cli');
+      if (clash)
+        usageError(
+          `--resume continues a run with its own config.json; ` +
+            `--${clash.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} cannot change it`,
+        );
+      config = resolveConfig(await readConfig(join(o.resume, 'config.json')), {});
+    } else {
+      checkReadable('--init-from', o.initFrom);
+      config = await configOfFlags(cmd, o);
+    }
+    const { preset, rl, seed } = fromConfig(config);
     await runTraining({
-      preset: PRESETS[o.preset],
-      rl: { ...defaultRLOptions(o.algo), ...rl },
-      seed: o.seed,
+      preset,
+      rl,
+      seed,
+      config,
       device: await resolveDevice(o.device),
-      outDir: o.out,
+      outDir: o.resume ?? o.out,
+      resume: o.resume !== undefined,
+      overwrite: o.overwrite,
+      initFrom: o.initFrom,
+      checkpointEvery: o.checkpointEvery,
       progress: process.stderr.isTTY,
       log: (line) => console.log(line),
     });
@@ -152,7 +246,6 @@ const compare = program
   )
   .option('--algos <list>', `comma-separated algorithms (${ALGOS.join(', ')})`, 'igpo,grpo,ig')
   .option('--seeds <n>', 'seeds 0 .. n-1 per algorithm', int('--seeds', 1), 3)
-  .addOption(new Option('--preset <preset>', 'sizes and step counts').choices(Object.keys(PRESETS)).default('default'))
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
   .option('--out <dir>', 'the study\u2019s directory (result files, report.md, figures)', 'runs/compare')
   .option(
@@ -182,7 +275,6 @@ withRLOptions(compare).action(
     o: RLFlags & {
       algos: string;
       seeds: number;
-      preset: keyof typeof PRESETS;
       device: DeviceFlag;
       out: string;
       jobs: number;
@@ -191,14 +283,18 @@ withRLOptions(compare).action(
       rlSteps?: number;
       evalEvery?: number;
     },
+    cmd: Command,
   ) => {
     const { runCompare, studyOf } = await import('./compare.js');
     const { runReport } = await import('./report.js');
     const algos = o.algos.split(',').map((a) => a.trim());
     const unknown = algos.filter((a) => !(ALGOS as readonly string[]).includes(a));
     if (unknown.length) usageError(`--algos: unknown algorithm '${unknown[0]}' (known: ${ALGOS.join(', ')})`);
-    const { algo: _, ...shared } = { ...defaultRLOptions(), ...rlOptionsOf(o) };
-    const study = studyOf(PRESETS[o.preset], shared, { rlSteps: o.rlSteps, budget: o.budget, evalEvery: o.evalEvery });
+    checkReadable('--init-from', o.initFrom);
+    const config = await configOfFlags(cmd, o);
+    const { preset, rl } = fromConfig(config);
+    const { algo: _, ...shared } = rl;
+    const study = studyOf(preset, shared, { rlSteps: o.rlSteps, initFrom: o.initFrom });
     const t0 = performance.now();
     await runCompare({
       study,

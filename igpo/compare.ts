@@ -12,6 +12,8 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as E from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
+import type { GPT } from '../model/gpt.js';
+import type { Tokenizer } from '../model/tokenizer.js';
 import { algorithm, type Algo } from './algorithms.js';
 import { presetSplit, type Preset } from './presets.js';
 import {
@@ -86,7 +88,9 @@ export async function executeTask(
   const preset = study.preset;
   const rl = preset.rl;
   if (task.kind === 'warm') {
-    const { model, tok, losses } = await warmStart(preset, task.seed, device);
+    const { model, tok, losses } = study.initFrom
+      ? await readWarmStart(study.initFrom, device)
+      : await warmStart(preset, task.seed, device);
     try {
       const evalSet = makeSplit(presetSplit(preset, 'eval'), task.seed, rl.evalEpisodes);
       const oodSet = makeSplit(presetSplit(preset, 'ood'), task.seed, rl.evalEpisodes);
@@ -106,8 +110,8 @@ export async function executeTask(
         seed: task.seed,
         code,
         warmupSteps: losses.length,
-        lossFirst: losses[0],
-        lossLast: losses[losses.length - 1],
+        lossFirst: losses[0] ?? null,
+        lossLast: losses.at(-1) ?? null,
         eval: evals,
         seconds: (performance.now() - t0) / 1000,
       };
@@ -147,6 +151,19 @@ export async function executeTask(
   } finally {
     model.dispose();
   }
+}
+
+/** A checkpoint as every seed's warm start (`--init-from`). */
+async function readWarmStart(
+  path: string,
+  device: E.Device,
+): Promise<{ model: GPT; tok: Tokenizer; losses: number[] }> {
+  const { model, tokenizer } = await loadCheckpoint(path, { device });
+  if (!tokenizer) {
+    model.dispose();
+    throw new Error(`checkpoint ${path}: no tokenizer in its metadata (was it written by igpo?)`);
+  }
+  return { model, tok: tokenizer, losses: [] };
 }
 
 /** Whether a finished, valid file is already there (a broken one is redone, and says so). */
@@ -289,14 +306,24 @@ export async function runCompare(job: CompareJob): Promise<number> {
   return tasks.length;
 }
 
-/** The study a preset and the shared RL options make: the preset's budget, or `rlSteps` steps' worth of it. */
+/**
+ * The study a preset and the shared RL options make: the preset's compare budget (or `rlSteps` steps'
+ * worth of it), and the warm starts trained per seed or read from `initFrom`.
+ */
 export function studyOf(
   preset: Preset,
   rl: StudySpec['rl'],
-  opts: { rlSteps?: number; budget?: number; evalEvery?: number } = {},
+  opts: { rlSteps?: number; initFrom?: string } = {},
 ): StudySpec {
   const steps = opts.rlSteps ?? preset.rl.steps;
-  const budget = opts.budget ?? Math.round((preset.compare.budget * steps) / preset.rl.steps);
-  const evalEvery = opts.evalEvery ?? Math.min(preset.rl.evalEvery, steps);
-  return { version: 1, preset: { ...preset, rl: { ...preset.rl, evalEvery } }, rl, budget, maxSteps: 3 * steps };
+  const budget = Math.round((preset.compare.budget * steps) / preset.rl.steps);
+  const evalEvery = Math.min(preset.rl.evalEvery, steps);
+  return {
+    version: 1,
+    preset: { ...preset, rl: { ...preset.rl, evalEvery } },
+    rl,
+    budget,
+    maxSteps: 3 * steps,
+    ...(opts.initFrom ? { initFrom: opts.initFrom } : {}),
+  };
 }

@@ -1,6 +1,5 @@
 // Curves as SVG files, drawn with Vega-Lite (rendered headless by Vega). Plumbing, not the project's point.
 
-import { writeFile } from 'node:fs/promises';
 import * as vega from 'vega';
 import writeFileAtomic from 'write-file-atomic';
 import { compile, type TopLevelSpec } from 'vega-lite';
@@ -8,15 +7,23 @@ import { compile, type TopLevelSpec } from 'vega-lite';
 export interface Series {
   /** Panel title. */
   title: string;
-  /** x axis name. */
+  /** Axis titles. */
   x: string;
-  /** Points; `series` separates lines in one panel (an algorithm, a split). */
+  y: string;
+  /** Points; `series` separates lines in one panel (an algorithm, a split), each named in its legend. */
   points: { x: number; y: number; series: string }[];
 }
 
-/** Writes panels stacked vertically into one SVG file. */
+/** Vega-Lite specs as SVG, written atomically. */
+async function render(path: string, spec: unknown): Promise<void> {
+  const view = new vega.View(vega.parse(compile(spec as TopLevelSpec).spec), { renderer: 'none' });
+  await writeFileAtomic(path, await view.toSVG());
+  view.finalize();
+}
+
+/** Writes panels stacked vertically into one SVG file, each with its own legend and axis titles. */
 export async function writeCurves(path: string, panels: readonly Series[]): Promise<void> {
-  const spec = {
+  await render(path, {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     vconcat: panels.map((p) => ({
       title: p.title,
@@ -26,14 +33,12 @@ export async function writeCurves(path: string, panels: readonly Series[]): Prom
       mark: { type: 'line', point: true },
       encoding: {
         x: { field: 'x', type: 'quantitative', title: p.x },
-        y: { field: 'y', type: 'quantitative', title: null },
+        y: { field: 'y', type: 'quantitative', title: p.y },
         color: { field: 'series', type: 'nominal', title: null },
       },
     })),
-  } as unknown as TopLevelSpec;
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
-  await writeFile(path, await view.toSVG());
-  view.finalize();
+    resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
+  });
 }
 
 export interface BandPanel {
@@ -50,7 +55,7 @@ export interface BandPanel {
  * shaded band from lo to hi; each panel has its own legend and axis titles.
  */
 export async function writeBands(path: string, panels: readonly BandPanel[]): Promise<void> {
-  const spec = {
+  await render(path, {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     vconcat: panels.map((p) => ({
       title: p.title,
@@ -71,8 +76,5 @@ export async function writeBands(path: string, panels: readonly BandPanel[]): Pr
       ],
     })),
     resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
-  } as unknown as TopLevelSpec;
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
-  await writeFileAtomic(path, await view.toSVG());
-  view.finalize();
+  });
 }

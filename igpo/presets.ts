@@ -34,7 +34,8 @@ export interface Preset {
     maxTurnTokens: number;
     temperature: number;
     miniBatches: number;
-    clip: number;
+    /** Global gradient-norm clip of each update (TRL's max_grad_norm; not the ratio clip). */
+    maxGradNorm: number;
     evalEvery: number;
     evalEpisodes: number;
     /** Stop RL once this many policy tokens were sampled; 0: no limit. */
@@ -77,7 +78,7 @@ const DEFAULT: Preset = {
     maxTurnTokens: 64,
     temperature: 1,
     miniBatches: 2,
-    clip: 1,
+    maxGradNorm: 1,
     evalEvery: 8,
     evalEpisodes: 128,
     tokenBudget: 0,
@@ -102,8 +103,8 @@ export const PRESETS: Record<'default' | 'sparse' | 'smoke', Preset> = {
   },
   smoke: {
     name: 'smoke',
-    model: { nLayer: 1, nHead: 2, nEmbd: 16, blockSize: 512, prevTokens: 3 },
-    warmup: { steps: 4, batchSize: 4, lr: 3e-3, minLr: 3e-4, warmupSteps: 1, imperfect: 0.3 },
+    model: { nLayer: 1, nHead: 2, nEmbd: 16, blockSize: 512, initStd: 0.02, prevTokens: 3 },
+    warmup: { steps: 4, batchSize: 4, lr: 3e-3, minLr: 3e-4, warmupSteps: 1, imperfect: 0.3, hasty: 0 },
     rl: {
       steps: 2,
       questions: 2,
@@ -113,7 +114,7 @@ export const PRESETS: Record<'default' | 'sparse' | 'smoke', Preset> = {
       maxTurnTokens: 24,
       temperature: 1,
       miniBatches: 2,
-      clip: 1,
+      maxGradNorm: 1,
       evalEvery: 2,
       evalEpisodes: 4,
       tokenBudget: 0,

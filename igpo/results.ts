@@ -27,14 +27,17 @@ export interface StudySpec {
   budget: number;
   /** The most RL steps a run may take to reach the budget. */
   maxSteps: number;
+  /** Every seed's warm start is this checkpoint (no warm-up), when set. */
+  initFrom?: string;
 }
 
 export interface WarmFile {
   seed: number;
   code: string;
   warmupSteps: number;
-  lossFirst: number;
-  lossLast: number;
+  /** The warm-up's first and last loss; null without a warm-up (--init-from). */
+  lossFirst: number | null;
+  lossLast: number | null;
   /** The warm start's greedy evaluation in each inference-only mode (trainer.ts's EvalMode). */
   eval: Record<EvalMode, { inDomain: EvalResult; ood: EvalResult }>;
   seconds: number;
@@ -80,8 +83,8 @@ const warmSchema = z.looseObject({
   seed: z.number().int(),
   code: z.string(),
   warmupSteps: num,
-  lossFirst: num,
-  lossLast: num,
+  lossFirst: nullableNum,
+  lossLast: nullableNum,
   eval: z.looseObject({ agent: bothSplits, cot: bothSplits, rag: bothSplits }),
   seconds: num,
 });
@@ -139,7 +142,19 @@ async function readJson<T>(path: string, schema: z.ZodType, what: string): Promi
   return raw as T;
 }
 
-export const readStudy = (path: string): Promise<StudySpec> => readJson(path, studySchema, 'study settings file');
+/**
+ * A study's settings as today's code names them: files written before the gradient-norm clip was named
+ * maxGradNorm call it `clip` (the same setting).
+ */
+function upgradeStudy(spec: StudySpec): StudySpec {
+  const rl = spec.preset.rl as Preset['rl'] & { clip?: number };
+  if (rl.clip === undefined || rl.maxGradNorm !== undefined) return spec;
+  const { clip, ...rest } = rl;
+  return { ...spec, preset: { ...spec.preset, rl: { ...rest, maxGradNorm: clip } } };
+}
+
+export const readStudy = async (path: string): Promise<StudySpec> =>
+  upgradeStudy(await readJson<StudySpec>(path, studySchema, 'study settings file'));
 export const readWarm = (path: string): Promise<WarmFile> => readJson(path, warmSchema, 'warm-start result file');
 export const readRun = (path: string): Promise<RunFile> => readJson(path, runSchema, 'run result file');
 

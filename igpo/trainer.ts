@@ -4,11 +4,12 @@
 // metrics.jsonl, the checkpoint, curves and report.md; `igpo eval` (runEval) reads a checkpoint back.
 
 import cliProgress from 'cli-progress';
-import { mkdir, writeFile, appendFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import * as E from '../engine/index.js';
-import { saveCheckpoint } from '../model/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
 import { defaultTokenizer, type Tokenizer } from '../model/tokenizer.js';
 import { lengthBuckets, trainSupervised, type Example } from '../model/train.js';
@@ -36,9 +37,11 @@ import {
 } from './metrics.js';
 import { THINK_PROBE, type Probe } from './reward.js';
 import { collectRollouts, type Rollout } from './rollout.js';
-import { frozenCopy, groupMinibatches, packRollouts, tokenLogProbs, updatePolicy } from './update.js';
+import { frozenCopy, groupMinibatches, packRollouts, tokenLogProbs, updatePolicy, type UpdateStats } from './update.js';
 import { Critic } from './value.js';
+import type { RunConfig } from './config.js';
 import { PRESETS, presetSplit, type Preset } from './presets.js';
+import { loadRunState, saveRunState } from './runstate.js';
 
 export { PRESETS, type Preset } from './presets.js';
 export { defaultRLOptions, type RLOptions } from './algorithms.js';
@@ -84,6 +87,7 @@ export async function warmStart(
   device: E.Device,
   progress = false,
   log?: (line: string) => void,
+  onStep?: (step: number, loss: number, lr: number) => void | Promise<void>,
 ): Promise<WarmStart> {
   const tok = defaultTokenizer();
   const cfg: GPTConfig = { vocabSize: tok.vocabSize, ropeBase: 10000, normEps: 1e-5, ...preset.model };
@@ -101,12 +105,13 @@ export async function warmStart(
     {
       ...w,
       weightDecay: 0.01,
-      clip: 1,
+      maxGradNorm: 1,
       padId: tok.pad,
       progress,
-      onStep: (step, loss) => {
+      onStep: async (step, loss, lr) => {
         if (log && !progress && (step + 1) % 50 === 0)
           log(`warm-up step ${step + 1}/${w.steps}: loss ${loss.toFixed(4)}`);
+        await onStep?.(step, loss, lr);
       },
     },
   );
@@ -219,6 +224,8 @@ export interface StepMetrics {
   step: number;
   algo: Algo;
   seed: number;
+  /** When the step ended (ISO 8601). */
+  timestamp: string;
   trainF1: number;
   /**
    * The paper's advantage collapse: the fraction of the step's groups whose outcome rewards are all equal
@@ -227,8 +234,15 @@ export interface StepMetrics {
   collapsedGroups: number;
   /** The fraction of groups whose advantages are all exactly 0; about 0 for IGPO by construction. */
   zeroAdvantageGroups: number;
-  /** Mean over rollouts of the algorithm's return (its turn rewards summed). */
+  /** Mean and population std over rollouts of the algorithm's return (its turn rewards summed). */
   rewardMean: number;
+  rewardStd: number;
+  /** Over the step's policy tokens: their advantages' mean, population std, min and max. */
+  advantages: { mean: number; std: number; min: number; max: number };
+  /** Policy tokens per rollout (all its turns), and turns per rollout. */
+  responseLength: { mean: number; min: number; max: number };
+  turnsPerEpisode: number;
+  learningRate: number;
   /** Mean IG per search turn that got a tool response (probability space). */
   meanIG: number | null;
   /** IG turns' share of the group-normalised turn rewards' sum of squares; null for estimators without turn rewards. */
@@ -242,7 +256,8 @@ export interface StepMetrics {
   igFactTurn: number | null;
   igOtherTurns: number | null;
   /**
-   * Mean over rollouts of log p_last - log p_0: the drop in the ground truth's entropy (-log p), the paper's Fig. 4.
+   * Mean over rollouts of log p_last - log p_0: the drop in the ground truth's entropy (-log p), the
+   * paper's Fig. 4.
    */
   gtEntropyReduction: number | null;
   policyTokens: number;
@@ -267,11 +282,37 @@ export interface RLResult {
   evalAfter: { inDomain: EvalResult; ood: EvalResult };
 }
 
+type BothEvals = RLResult['evalBefore'];
+
+/**
+ * Everything a run needs, beyond the model's weights and the reference (the warm start), to continue
+ * from a step exactly as it would have gone on: the counters, the generators, the optimizers.
+ */
+export interface RLState {
+  /** The next step to run. */
+  step: number;
+  policyTokens: number;
+  steps: StepMetrics[];
+  evalBefore: BothEvals;
+  lastEval: { step: number; result: BothEvals } | null;
+  gen: E.GeneratorState;
+  shuffle: E.GeneratorState;
+  optimizer: E.AdamWState;
+  /** PPO's value head: its weights and its optimizer. */
+  critic?: { w: ArrayLike<number>; b: ArrayLike<number>; optimizer: E.AdamWState };
+}
+
 export interface RLHooks {
   onStep?: (m: StepMetrics) => void | Promise<void>;
   progress?: boolean;
   /** The warm-started model's evaluation, when the caller already has it (compare runs several algorithms from one). */
-  evalBefore?: { inDomain: EvalResult; ood: EvalResult };
+  evalBefore?: BothEvals;
+  /** Continue a run from its saved state (the model given is then the run's policy at that step). */
+  resume?: RLState;
+  /** The warm start, when the model given is not it (a resumed run): the KL's reference. */
+  reference?: GPT;
+  /** Called every `every` steps, after the step's metrics, with the state to save. */
+  checkpoint?: { every: number; save: (state: RLState) => Promise<void> };
 }
 
 /**
@@ -291,31 +332,48 @@ export async function trainRL(
   const algo = algorithm(opts.algo);
   const estimator = algo.estimator(opts);
   const loss = lossOptionsOf(opts);
+  const resume = hooks.resume;
   const evalSet = makeSplit(presetSplit(preset, 'eval'), seed, rl.evalEpisodes);
   const oodSet = makeSplit(presetSplit(preset, 'ood'), seed, rl.evalEpisodes);
   const evalBoth = async () => ({
     inDomain: await evaluate(model, tok, evalSet, preset, { probe: opts.probe }),
     ood: await evaluate(model, tok, oodSet, preset, { probe: opts.probe }),
   });
-  const evalBefore = hooks.evalBefore ?? (await evalBoth());
-  const ref = loss.klCoef > 0 || estimator.needsRefLogp ? frozenCopy(model) : null;
+  const evalBefore = resume?.evalBefore ?? hooks.evalBefore ?? (await evalBoth());
+  const ref = loss.klCoef > 0 || estimator.needsRefLogp ? frozenCopy(hooks.reference ?? model) : null;
   const critic = estimator.needsValues ? new Critic(model, rl.lr, opts.baselines.ppo, seed + 3000) : null;
   const opt = new E.AdamW(model.parameters(), { lr: rl.lr, weightDecay: 0, betas: [0.9, 0.999] });
   const stream = episodeStream(presetSplit(preset, 'train'), seed + 1000);
   const gen = new E.Generator(seed + 2000);
   const shuffle = new E.Generator(seed + 4000); // minibatch order: its own stream, so sampling sees the same draws
-  const steps: StepMetrics[] = [];
-  let policyTokens = 0;
-  let lastEval: { step: number; result: { inDomain: EvalResult; ood: EvalResult } } | null = null;
+  const steps: StepMetrics[] = [...(resume?.steps ?? [])];
+  let policyTokens = resume?.policyTokens ?? 0;
+  let lastEval = resume?.lastEval ?? null;
+  if (resume) {
+    if (!!resume.critic !== !!critic)
+      throw new Error(
+        `trainRL: the saved state ${resume.critic ? 'has' : 'lacks'} a critic, ${opts.algo} ` +
+          `${critic ? 'needs' : 'has'} none`,
+      );
+    opt.loadState(resume.optimizer);
+    if (critic && resume.critic) critic.loadState(resume.critic);
+    gen.setState(resume.gen);
+    shuffle.setState(resume.shuffle);
+    for (let i = 0; i < resume.step * rl.questions; i++) stream.next(); // the questions the run has seen
+  }
   const bar = hooks.progress
     ? new cliProgress.SingleBar(
         { format: `RL ${opts.algo} |{bar}| {value}/{total} steps  F1 {f1}  eval {eval}`, hideCursor: true },
         cliProgress.Presets.shades_classic,
       )
     : null;
-  bar?.start(rl.steps, 0, { f1: '-', eval: evalBefore.inDomain.f1.toFixed(3) });
+  bar?.start(rl.steps, resume?.step ?? 0, { f1: '-', eval: (lastEval?.result ?? evalBefore).inDomain.f1.toFixed(3) });
   try {
-    for (let step = 0; step < rl.steps && (rl.tokenBudget === 0 || policyTokens < rl.tokenBudget); step++) {
+    for (
+      let step = resume?.step ?? 0;
+      step < rl.steps && (rl.tokenBudget === 0 || policyTokens < rl.tokenBudget);
+      step++
+    ) {
       // Rollouts: G per question, p_t scored at the temperature the loss trains.
       const specs = Array.from({ length: rl.questions }, () => stream.next().value as EpisodeSpec);
       const eps = specs.flatMap((s) =>
@@ -324,20 +382,15 @@ export async function trainRL(
       const tasks = eps.map((ep) => ({ prompt: ep.prompt, gold: ep.gold, step: (t: string) => ep.step(t) }));
       const timings = { generateMs: 0, scoreMs: 0 };
       const t0 = performance.now();
-      const rollouts = await collectRollouts(
-        model,
-        tok,
-        tasks,
-        {
-          maxTurns: rl.maxTurns,
-          maxTurnTokens: rl.maxTurnTokens,
-          sampling: { temperature: rl.temperature },
-          probe: opts.probe,
-          scoreTemperature: rl.temperature,
-        },
-        gen,
-        timings,
-      );
+      const sampling = { temperature: rl.temperature };
+      const rolloutOpts = {
+        maxTurns: rl.maxTurns,
+        maxTurnTokens: rl.maxTurnTokens,
+        sampling,
+        probe: opts.probe,
+        scoreTemperature: rl.temperature,
+      };
+      const rollouts = await collectRollouts(model, tok, tasks, rolloutOpts, gen, timings);
       const t1 = performance.now();
       // Rewards and advantages.
       const packed = packRollouts(rollouts, null, tok.pad);
@@ -367,44 +420,22 @@ export async function trainRL(
         lossFn: algo.lossFn,
         critic: critic ?? undefined,
         minibatches,
-        clip: rl.clip,
+        maxGradNorm: rl.maxGradNorm,
         temperature: rl.temperature,
       });
       const t3 = performance.now();
       // Metrics.
-      const gains = rollouts.map(rolloutGains);
-      const fact = igByAnswerFact(
-        rollouts,
-        eps.map((ep) => ep.answerFactTurn),
-      );
-      const ends: Record<string, number> = {};
-      for (const r of rollouts) ends[r.endReason] = (ends[r.endReason] ?? 0) + 1;
       const m: StepMetrics = {
-        step,
-        algo: opts.algo,
-        seed,
-        trainF1: mean(rollouts.map((r) => r.outcome)),
-        collapsedGroups: collapsedGroups(batch.outcomes),
-        zeroAdvantageGroups: zeroAdvantageGroups(packed, packed.advantages, rl.group) / rl.questions,
-        rewardMean: mean(
-          batch.groups.flatMap((g, q) =>
-            g.map((r, i) => algo.turnRewards(r, batch.outcomes[q][i], opts).reduce((s, x) => s + x, 0)),
-          ),
-        ),
-        meanIG: meanOrNull(gains.flat()),
-        igShare: est.normalizedTurnRewards ? igShare(est.normalizedTurnRewards, rollouts) : null,
-        igF1Corr: pearson(
-          gains.map((g) => g.reduce((s, x) => s + x, 0)),
-          rollouts.map((r) => r.outcome),
-        ),
-        igFound: fact.found,
-        igNotFound: fact.notFound,
-        igFactTurn: fact.factTurn,
-        igOtherTurns: fact.otherTurns,
-        gtEntropyReduction: gtEntropyReduction(rollouts),
+        ...measureStep(batch, est.normalizedTurnRewards, eps, {
+          algo: opts.algo,
+          opts,
+          seed,
+          step,
+          groupSize: rl.group,
+        }),
         policyTokens,
+        learningRate: opt.lr,
         ...stats,
-        ends,
         ms: { rollout: t1 - t0 - timings.scoreMs, igScoring: timings.scoreMs, update: t3 - t2 },
       };
       if ((step + 1) % rl.evalEvery === 0) {
@@ -415,6 +446,19 @@ export async function trainRL(
       }
       steps.push(m);
       await hooks.onStep?.(m);
+      if (hooks.checkpoint && (step + 1) % hooks.checkpoint.every === 0) {
+        await hooks.checkpoint.save({
+          step: step + 1,
+          policyTokens,
+          steps: [...steps],
+          evalBefore,
+          lastEval,
+          gen: gen.getState(),
+          shuffle: shuffle.getState(),
+          optimizer: await opt.saveState(),
+          ...(critic ? { critic: await critic.saveState() } : {}),
+        });
+      }
       bar?.update(step + 1, { f1: m.trainF1.toFixed(3), eval: m.evalF1?.toFixed(3) ?? '-' });
     }
   } finally {
@@ -428,8 +472,64 @@ export async function trainRL(
   return { steps, evalBefore, evalAfter };
 }
 
+/** A step's measurements of its rollouts, rewards and advantages (metrics.ts's functions, once each). */
+function measureStep(
+  batch: StepBatch,
+  normalized: number[][] | undefined,
+  eps: readonly Episode[],
+  at: { algo: Algo; opts: RLOptions; seed: number; step: number; groupSize: number },
+): Omit<StepMetrics, 'policyTokens' | 'learningRate' | keyof UpdateStats | 'ms'> {
+  const rollouts = batch.groups.flat();
+  const { packed } = batch;
+  const gains = rollouts.map(rolloutGains);
+  const fact = igByAnswerFact(
+    rollouts,
+    eps.map((ep) => ep.answerFactTurn),
+  );
+  const ends: Record<string, number> = {};
+  for (const r of rollouts) ends[r.endReason] = (ends[r.endReason] ?? 0) + 1;
+  const algo = algorithm(at.algo);
+  const returns = batch.groups.flatMap((g, q) =>
+    g.map((r, i) => algo.turnRewards(r, batch.outcomes[q][i], at.opts).reduce((s, x) => s + x, 0)),
+  );
+  const onPolicy = Array.from(packed.advantages).filter((_, i) => packed.mask[i] === 1);
+  const lengths = rollouts.map((r) => r.turns.reduce((n, t) => n + t.tokens.length, 0));
+  return {
+    step: at.step,
+    algo: at.algo,
+    seed: at.seed,
+    timestamp: new Date().toISOString(),
+    trainF1: mean(rollouts.map((r) => r.outcome)),
+    collapsedGroups: collapsedGroups(batch.outcomes),
+    zeroAdvantageGroups: zeroAdvantageGroups(packed, packed.advantages, at.groupSize) / batch.groups.length,
+    rewardMean: mean(returns),
+    rewardStd: std(returns),
+    advantages: { mean: mean(onPolicy), std: std(onPolicy), min: Math.min(...onPolicy), max: Math.max(...onPolicy) },
+    responseLength: { mean: mean(lengths), min: Math.min(...lengths), max: Math.max(...lengths) },
+    turnsPerEpisode: mean(rollouts.map((r) => r.turns.length)),
+    meanIG: meanOrNull(gains.flat()),
+    igShare: normalized ? igShare(normalized, rollouts) : null,
+    igF1Corr: pearson(
+      gains.map((g) => g.reduce((s, x) => s + x, 0)),
+      rollouts.map((r) => r.outcome),
+    ),
+    igFound: fact.found,
+    igNotFound: fact.notFound,
+    igFactTurn: fact.factTurn,
+    igOtherTurns: fact.otherTurns,
+    gtEntropyReduction: gtEntropyReduction(rollouts),
+    ends,
+  };
+}
+
 function mean(xs: readonly number[]): number {
   return meanOrNull(xs) ?? 0;
+}
+
+/** Population standard deviation; 0 for no values. */
+function std(xs: readonly number[]): number {
+  const m = mean(xs);
+  return xs.length ? Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / xs.length) : 0;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -443,77 +543,277 @@ export interface TrainJob {
   outDir: string;
   progress?: boolean;
   log?: (line: string) => void;
+  /** The resolved configuration (config.ts), written into the run directory as config.json. */
+  config?: RunConfig;
+  /** Start RL from this checkpoint instead of a warm-up. */
+  initFrom?: string;
+  /** Continue the run in outDir from its last saved step (checkpoint.safetensors). */
+  resume?: boolean;
+  /** Replace the run in outDir; without it (or resume) a directory that holds a run is refused. */
+  overwrite?: boolean;
+  /** Save the run's state every n RL steps, for resume (0: never). */
+  checkpointEvery?: number;
 }
+
+/** The files of a run directory; `--overwrite` removes these and nothing else. */
+export const RUN_FILES = [
+  'config.json',
+  'metrics.jsonl',
+  'warmstart.safetensors',
+  'checkpoint.safetensors',
+  'model.safetensors',
+  'curves.svg',
+  'report.md',
+];
+
+/**
+ * Checks a run directory before any work: a path that is a file is refused, a directory that holds a run
+ * is refused unless the run is to be resumed (then its state must be there) or replaced.
+ */
+export async function prepareRunDir(dir: string, opts: { resume?: boolean; overwrite?: boolean } = {}): Promise<void> {
+  if (opts.resume && opts.overwrite) throw new Error('--resume and --overwrite exclude each other');
+  const info = await stat(dir).catch(() => null);
+  if (info && !info.isDirectory()) throw new Error(`${dir}: the output path is a file, not a directory`);
+  const present = info ? RUN_FILES.filter((f) => existsSync(join(dir, f))) : [];
+  if (opts.resume) {
+    for (const f of ['config.json', 'warmstart.safetensors', 'checkpoint.safetensors']) {
+      if (present.includes(f)) continue;
+      const why =
+        f === 'checkpoint.safetensors'
+          ? ' (the run stopped before its first saved step; start it again ' + 'with --overwrite)'
+          : '';
+      throw new Error(`${dir}: cannot resume: ${f} is missing${why}`);
+    }
+    return;
+  }
+  if (present.length > 0 && !opts.overwrite)
+    throw new Error(
+      `${dir} holds a run (${present.join(', ')}); pass --overwrite to replace it, or --resume to continue it`,
+    );
+  for (const f of present) await rm(join(dir, f));
+  await mkdir(dir, { recursive: true });
+}
+
+/** A metrics.jsonl line of an RL step, in TRL's and verl's vocabulary where they have a name (README.md). */
+export function metricsLine(m: StepMetrics): Record<string, unknown> {
+  return {
+    phase: 'rl',
+    step: m.step,
+    timestamp: m.timestamp,
+    algo: m.algo,
+    seed: m.seed,
+    num_tokens: m.policyTokens,
+    reward: m.rewardMean,
+    reward_std: m.rewardStd,
+    frac_reward_zero_std: m.collapsedGroups,
+    frac_advantage_zero: m.zeroAdvantageGroups,
+    'advantages/mean': m.advantages.mean,
+    'advantages/std': m.advantages.std,
+    'advantages/min': m.advantages.min,
+    'advantages/max': m.advantages.max,
+    'response_length/mean': m.responseLength.mean,
+    'response_length/min': m.responseLength.min,
+    'response_length/max': m.responseLength.max,
+    'turns/mean': m.turnsPerEpisode,
+    'f1/train': m.trainF1,
+    loss: m.loss,
+    kl: m.kl,
+    entropy: m.entropy,
+    grad_norm: m.gradNorm,
+    learning_rate: m.learningRate,
+    clip_ratio: m.clipFrac,
+    'clip_ratio/minibatches': m.clipFracs,
+    ...(m.valueLoss !== undefined ? { value_loss: m.valueLoss } : {}),
+    'ig/mean': m.meanIG,
+    'ig/share': m.igShare,
+    'ig/f1_corr': m.igF1Corr,
+    'ig/found': m.igFound,
+    'ig/not_found': m.igNotFound,
+    'ig/fact_turn': m.igFactTurn,
+    'ig/other_turns': m.igOtherTurns,
+    gt_entropy_reduction: m.gtEntropyReduction,
+    ...Object.fromEntries(Object.entries(m.ends).map(([k, v]) => [`ends/${k}`, v])),
+    'timing_s/rollout': m.ms.rollout / 1000,
+    'timing_s/ig_scoring': m.ms.igScoring / 1000,
+    'timing_s/update': m.ms.update / 1000,
+    ...(m.evalF1 !== undefined ? { 'eval/f1': m.evalF1, 'eval/ood_f1': m.oodF1 } : {}),
+  };
+}
+
+/** A metrics.jsonl line of a warm-up step. */
+const warmupLine = (step: number, loss: number, lr: number) => ({
+  phase: 'warmup',
+  step,
+  timestamp: new Date().toISOString(),
+  loss,
+  learning_rate: lr,
+});
+
+/** The warm-up lines of a metrics.jsonl (a run being resumed), a cut-off last line left out. */
+async function warmupLines(path: string): Promise<Record<string, unknown>[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').flatMap((l) => {
+    try {
+      const x = JSON.parse(l) as Record<string, unknown>;
+      return x.phase === 'warmup' ? [x] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+const jsonl = (lines: readonly unknown[]) => lines.map((l) => JSON.stringify(l) + '\n').join('');
 
 export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLosses: number[] }> {
   const log = job.log ?? (() => {});
-  await mkdir(job.outDir, { recursive: true });
-  const metricsPath = join(job.outDir, 'metrics.jsonl');
-  await writeFile(metricsPath, '');
+  const dir = job.outDir;
+  await prepareRunDir(dir, job);
+  const path = (f: string) => join(dir, f);
+  const metricsPath = path('metrics.jsonl');
+  if (job.config && !job.resume) await writeFileAtomic(path('config.json'), JSON.stringify(job.config, null, 2) + '\n');
   const t0 = performance.now();
-  log(`warm-up: ${job.preset.warmup.steps} supervised steps on expert demonstrations (${job.device})`);
-  const { model, tok, losses } = await warmStart(job.preset, job.seed, job.device, job.progress, log);
-  log(
-    `warm-up loss ${losses[0]?.toFixed(3)} -> ${losses[losses.length - 1]?.toFixed(3)} in ` +
-      `${((performance.now() - t0) / 1000).toFixed(0)} s; ${model.numParams()} parameters`,
-  );
-  const res = await trainRL(model, tok, job.preset, job.rl, job.seed, {
-    progress: job.progress,
-    onStep: async (m) => {
-      await appendFile(metricsPath, JSON.stringify(m) + '\n');
-      if (!job.progress)
-        log(
-          `step ${m.step}: train F1 ${m.trainF1.toFixed(3)}, collapsed groups ${m.collapsedGroups.toFixed(2)}, IG ` +
-            `share ${fmt(m.igShare, 2)}, mean IG ${fmt(m.meanIG, 4)}, KL ` +
-            `${m.kl.toExponential(2)}${m.evalF1 !== undefined ? `, eval F1 ${m.evalF1.toFixed(3)}` : ''}`,
-        );
-    },
-  });
-  await saveCheckpoint(join(job.outDir, 'model.safetensors'), model, {
-    tokenizer: tok,
-    metadata: {
-      algo: job.rl.algo,
-      seed: String(job.seed),
-      preset: job.preset.name,
-      probe: JSON.stringify(job.rl.probe),
-    },
-  });
+  let model: GPT;
+  let tok: Tokenizer;
+  let warm: GPT | undefined;
+  let state: RLState | undefined;
+  let warmup: Record<string, unknown>[];
+  if (job.resume) {
+    // The reference is the warm start; the policy and everything else come from the last saved step.
+    warm = (await loadCheckpoint(path('warmstart.safetensors'), { device: job.device })).model;
+    ({ model, tok, state } = await loadRunState(path('checkpoint.safetensors'), job.device));
+    warmup = await warmupLines(metricsPath);
+    await writeFileAtomic(metricsPath, jsonl([...warmup, ...state.steps.map(metricsLine)]));
+    log(`resuming ${dir} at RL step ${state.step} of ${job.preset.rl.steps}`);
+  } else {
+    await writeFileAtomic(metricsPath, '');
+    if (job.initFrom) {
+      const loaded = await loadCheckpoint(job.initFrom, { device: job.device });
+      if (!loaded.tokenizer)
+        throw new Error(`checkpoint ${job.initFrom}: no tokenizer in its metadata (was it written by igpo?)`);
+      [model, tok, warmup] = [loaded.model, loaded.tokenizer, []];
+      log(`warm start: ${job.initFrom} (no warm-up)`);
+    } else {
+      log(`warm-up: ${job.preset.warmup.steps} supervised steps on expert demonstrations (${job.device})`);
+      warmup = [];
+      const onStep = async (step: number, loss: number, lr: number) => {
+        const line = warmupLine(step, loss, lr);
+        warmup.push(line);
+        await appendFile(metricsPath, JSON.stringify(line) + '\n');
+      };
+      ({ model, tok } = await warmStart(job.preset, job.seed, job.device, job.progress, log, onStep));
+      log(
+        `warm-up loss ${fmt(warmup[0]?.loss as number)} -> ${fmt(warmup.at(-1)?.loss as number)} in ` +
+          `${((performance.now() - t0) / 1000).toFixed(0)} s; ${model.numParams()} parameters`,
+      );
+    }
+    await saveCheckpoint(path('warmstart.safetensors'), model, {
+      tokenizer: tok,
+      metadata: { seed: String(job.seed), preset: job.preset.name },
+    });
+  }
+  const losses = warmup.map((l) => l.loss as number);
+  const runMetadata = {
+    algo: job.rl.algo,
+    seed: String(job.seed),
+    preset: job.preset.name,
+    probe: JSON.stringify(job.rl.probe),
+  };
+  try {
+    const every = job.checkpointEvery ?? 0;
+    const res = await trainRL(model, tok, job.preset, job.rl, job.seed, {
+      progress: job.progress,
+      resume: state,
+      reference: warm,
+      onStep: async (m) => {
+        await appendFile(metricsPath, JSON.stringify(metricsLine(m)) + '\n');
+        if (!job.progress)
+          log(
+            `step ${m.step}: train F1 ${m.trainF1.toFixed(3)}, collapsed groups ${m.collapsedGroups.toFixed(2)}, IG ` +
+              `share ${fmt(m.igShare, 2)}, mean IG ${fmt(m.meanIG, 4)}, KL ` +
+              `${m.kl.toExponential(2)}${m.evalF1 !== undefined ? `, eval F1 ${m.evalF1.toFixed(3)}` : ''}`,
+          );
+      },
+      ...(every > 0
+        ? {
+            checkpoint: {
+              every,
+              save: (s: RLState) => saveRunState(path('checkpoint.safetensors'), model, tok, s, runMetadata),
+            },
+          }
+        : {}),
+    });
+    await saveCheckpoint(path('model.safetensors'), model, { tokenizer: tok, metadata: runMetadata });
+    await writeRunCurves(path('curves.svg'), res, losses, job.rl.algo);
+    await writeFileAtomic(path('report.md'), report(job, losses, res, (performance.now() - t0) / 1000));
+    log(
+      `eval F1 ${res.evalBefore.inDomain.f1.toFixed(3)} -> ${res.evalAfter.inDomain.f1.toFixed(3)} (in-domain), ` +
+        `${res.evalBefore.ood.f1.toFixed(3)} -> ${res.evalAfter.ood.f1.toFixed(3)} (out-of-domain); wrote ${dir}`,
+    );
+    return { ...res, warmupLosses: losses };
+  } finally {
+    model.dispose();
+    warm?.dispose();
+  }
+}
+
+/**
+ * curves.svg: F1 (the warm start's evaluation at step 0), advantage collapse, IG, the entropy reduction,
+ * the loss, the KL, the entropy, and the warm-up's loss; every panel with its own legend and axis titles.
+ */
+async function writeRunCurves(
+  file: string,
+  res: RLResult,
+  warmupLosses: readonly number[],
+  algo: string,
+): Promise<void> {
   const { writeCurves } = await import('./plot.js');
-  const series = (title: string, f: (m: StepMetrics) => number | null | undefined, name: string = job.rl.algo) => ({
+  const x = 'RL steps done (0: the warm start)';
+  // Step k's rollouts were sampled after k updates; its evaluation came after k + 1.
+  const line = (series: string, f: (m: StepMetrics) => number | null | undefined, after = 0) =>
+    res.steps.flatMap((m) => (f(m) === undefined || f(m) === null ? [] : [{ x: m.step + after, y: f(m)!, series }]));
+  const panel = (title: string, y: string, points: { x: number; y: number; series: string }[]) => ({
     title,
-    x: 'RL step',
-    points: res.steps.flatMap((m) =>
-      f(m) === undefined || f(m) === null ? [] : [{ x: m.step, y: f(m)!, series: name }],
-    ),
+    x,
+    y,
+    points,
   });
-  await writeCurves(join(job.outDir, 'curves.svg'), [
+  await writeCurves(file, [
+    panel('F1', 'F1', [
+      ...line('train (sampled)', (m) => m.trainF1),
+      { x: 0, y: res.evalBefore.inDomain.f1, series: 'eval (greedy)' },
+      ...line('eval (greedy)', (m) => m.evalF1, 1),
+      { x: 0, y: res.evalBefore.ood.f1, series: 'out-of-domain (greedy)' },
+      ...line('out-of-domain (greedy)', (m) => m.oodF1, 1),
+    ]),
+    panel('Advantage collapse', 'fraction of groups', [
+      ...line('outcomes all equal', (m) => m.collapsedGroups),
+      ...line('advantages all 0', (m) => m.zeroAdvantageGroups),
+    ]),
+    panel('Information gain', 'per search turn / share', [
+      ...line('mean IG', (m) => m.meanIG),
+      ...line('IG share of the normalised rewards', (m) => m.igShare),
+    ]),
+    panel(
+      'Ground-truth entropy reduction',
+      'log p_last - log p_0 (nats)',
+      line(algo, (m) => m.gtEntropyReduction),
+    ),
+    panel(
+      'Policy loss',
+      'loss',
+      line(algo, (m) => m.loss),
+    ),
+    panel('KL to the reference and entropy', 'nats per token', [
+      ...line('KL (k3)', (m) => m.kl),
+      ...line('entropy', (m) => m.entropy),
+    ]),
     {
-      ...series('train F1', (m) => m.trainF1, 'train'),
-      points: [
-        ...series('', (m) => m.trainF1, 'train').points,
-        ...series('', (m) => m.evalF1, 'eval').points,
-        ...series('', (m) => m.oodF1, 'ood').points,
-      ],
+      title: 'Warm-up loss',
+      x: 'warm-up step',
+      y: 'cross-entropy (nats per token)',
+      points: warmupLosses.map((y, i) => ({ x: i, y, series: 'warm-up' })),
     },
-    {
-      ...series('advantage collapse', (m) => m.collapsedGroups, 'outcomes all equal'),
-      points: [
-        ...series('', (m) => m.collapsedGroups, 'outcomes all equal').points,
-        ...series('', (m) => m.zeroAdvantageGroups, 'advantages all 0').points,
-      ],
-    },
-    series('IG share of the normalised rewards', (m) => m.igShare),
-    series('mean information gain', (m) => m.meanIG),
-    series('ground-truth entropy reduction', (m) => m.gtEntropyReduction),
-    series('KL to reference', (m) => m.kl),
   ]);
-  await writeFile(join(job.outDir, 'report.md'), report(job, losses, res, (performance.now() - t0) / 1000));
-  log(
-    `eval F1 ${res.evalBefore.inDomain.f1.toFixed(3)} -> ${res.evalAfter.inDomain.f1.toFixed(3)} (in-domain), ` +
-      `${res.evalBefore.ood.f1.toFixed(3)} -> ${res.evalAfter.ood.f1.toFixed(3)} (out-of-domain); wrote ${job.outDir}`,
-  );
-  for (const p of model.parameters()) p.dispose();
-  return { ...res, warmupLosses: losses };
 }
 
 /** The RL options of a run in one line, for its report. */

@@ -185,7 +185,7 @@ export interface CriticHook {
   opt: E.Optimizer;
   coef: number;
   /** Global gradient-norm clip of the critic's own parameters. */
-  clip: number;
+  maxGradNorm: number;
   /** The loss on rows [from, to) of the packed batch, from the policy's final hidden states (to - from, L, C). */
   loss(hidden: Tensor, packed: Packed, from: number, to: number): Tensor;
 }
@@ -220,7 +220,8 @@ export interface UpdateOptions {
    * ratio != 1; every row exactly once (groupMinibatches gives whole groups).
    */
   minibatches: readonly (readonly number[])[];
-  clip: number;
+  /** Global gradient-norm clip of the policy (TRL's max_grad_norm; not the ratio clip). */
+  maxGradNorm: number;
   /** The rollouts' sampling temperature (see tempered); 1 when absent. */
   temperature?: number;
 }
@@ -286,11 +287,11 @@ export async function updatePolicy(
       );
       const valueLoss = critic ? critic.loss(hidden!, part, from, to) : null;
       (valueLoss ? loss.add(valueLoss.mul(critic!.coef)) : loss).backward();
-      const gradNorm = E.clipGradNorm(params, opts.clip);
+      const gradNorm = E.clipGradNorm(params, opts.maxGradNorm);
       opt.step();
       opt.zeroGrad();
       if (critic) {
-        E.clipGradNorm(critic.params, critic.clip).dispose();
+        E.clipGradNorm(critic.params, critic.maxGradNorm).dispose();
         critic.opt.step();
         critic.opt.zeroGrad();
       }

@@ -169,7 +169,7 @@ export class Critic implements CriticHook {
   readonly head: ValueHead;
   readonly opt: E.AdamW;
   readonly coef: number;
-  readonly clip = 1;
+  readonly maxGradNorm = 1;
 
   constructor(
     model: GPT,
@@ -210,6 +210,35 @@ export class Critic implements CriticHook {
       rowsOf(packed, packed.mask, from, to, d),
       this.opts.clipRange,
     );
+  }
+
+  /** The head's weights and its optimizer's state, to resume a run (loadState). */
+  async saveState(): Promise<{
+    w: Float32Array | Float64Array;
+    b: Float32Array | Float64Array;
+    optimizer: E.AdamWState;
+  }> {
+    return {
+      w: (await this.head.w.data()) as Float32Array,
+      b: (await this.head.b.data()) as Float32Array,
+      optimizer: await this.opt.saveState(),
+    };
+  }
+
+  loadState(state: { w: ArrayLike<number>; b: ArrayLike<number>; optimizer: E.AdamWState }): void {
+    for (const [p, values] of [
+      [this.head.w, state.w],
+      [this.head.b, state.b],
+    ] as const) {
+      if (values.length !== p.size)
+        throw new Error(`Critic.loadState: ${values.length} values for a head parameter of ${p.size}`);
+      const t = E.tensor(p.dtype === 'float64' ? Float64Array.from(values) : Float32Array.from(values), p.shape, {
+        device: p.device,
+      });
+      p.assign(t);
+      t.dispose();
+    }
+    this.opt.loadState(state.optimizer);
   }
 
   dispose(): void {

@@ -2,7 +2,9 @@
 // and limits the kernels use, and registers the WebGPU backend with the engine; selectDevice() picks a
 // backend for a run. Not the backend itself (backend.ts) nor any kernel.
 
+import { existsSync, readdirSync } from 'node:fs';
 import os from 'node:os';
+import { join } from 'node:path';
 import { create } from 'webgpu';
 import { registerBackend, setDefaultDevice, type Device } from '../engine/index.js';
 import { WebGPUBackend, type AdapterSummary, type WebGPUBackendOptions } from './backend.js';
@@ -38,6 +40,26 @@ export const NO_ADAPTER_HINT =
 // Dawn's instance: while referenced, Node stays alive; destroyWebGPU() drops it.
 let gpu: GPU | null = null;
 let current: Promise<{ backend: WebGPUBackend; adapter: AdapterSummary }> | null = null;
+
+/**
+ * Whether the Vulkan loader can find a driver (an ICD manifest) on Linux: the files the VK_* variables
+ * name, or any manifest in the loader's search directories. Without one, Dawn would print the loader's
+ * native warnings and find no adapter; the caller says so in one line of its own instead.
+ */
+export function vulkanDriverFound(env: NodeJS.ProcessEnv = process.env): boolean {
+  const named = [env.VK_DRIVER_FILES, env.VK_ICD_FILENAMES, env.VK_ADD_DRIVER_FILES].filter((v): v is string => !!v);
+  if (named.length) return named.flatMap((v) => v.split(':')).some((f) => f !== '' && existsSync(f));
+  const data = (env.XDG_DATA_DIRS || '/usr/local/share:/usr/share').split(':');
+  const home = env.XDG_DATA_HOME || (env.HOME ? join(env.HOME, '.local/share') : '');
+  const dirs = ['/etc/vulkan/icd.d', ...[home, ...data].filter(Boolean).map((d) => join(d, 'vulkan/icd.d'))];
+  return dirs.some((d) => {
+    try {
+      return readdirSync(d).some((f) => f.endsWith('.json'));
+    } catch {
+      return false;
+    }
+  });
+}
 
 function envFlag(name: string): boolean {
   const v = process.env[name];
@@ -81,6 +103,9 @@ async function createBackend(opts: InitWebGPUOptions): Promise<{ backend: WebGPU
       .map((t) => t.trim())
       .filter(Boolean);
   if (toggles.length) dawnOptions.push(`enable-dawn-features=${toggles.join(',')}`);
+  if (backendName === 'vulkan' && process.platform === 'linux' && !vulkanDriverFound()) {
+    throw new Error(`webgpu: no Vulkan driver found (no ICD manifest in the loader's directories); ${NO_ADAPTER_HINT}`);
+  }
   let adapter: GPUAdapter | null;
   try {
     gpu ??= create(dawnOptions);

@@ -6,14 +6,21 @@ import { GPT, checkConfig, type GPTConfig } from './gpt.js';
 import { loadSafetensors, saveSafetensors, type SafeTensor } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 
-/** Writes the model atomically (temporary file, fsync, rename). */
+/**
+ * Writes the model atomically (temporary file, fsync, rename). `extra` tensors ride along under names of
+ * their own (a training run's optimizer state, say); loadCheckpoint returns them when asked by prefix.
+ */
 export async function saveCheckpoint(
   path: string,
   model: GPT,
-  opts: { tokenizer?: Tokenizer; metadata?: Record<string, string> } = {},
+  opts: { tokenizer?: Tokenizer; metadata?: Record<string, string>; extra?: Record<string, SafeTensor> } = {},
 ): Promise<void> {
   const tensors: Record<string, SafeTensor> = {};
   for (const [name, t] of model.params) tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: await t.data() };
+  for (const [name, t] of Object.entries(opts.extra ?? {})) {
+    if (name in tensors) throw new Error(`saveCheckpoint: extra tensor '${name}' has a parameter's name`);
+    tensors[name] = t;
+  }
   const metadata: Record<string, string> = {
     ...opts.metadata,
     format: 'igpo-ts/gpt',
@@ -27,11 +34,24 @@ export interface LoadedCheckpoint {
   model: GPT;
   tokenizer?: Tokenizer;
   metadata: Record<string, string>;
+  /** The tensors whose names start with opts.extra, when asked for. */
+  extra: Record<string, SafeTensor>;
 }
 
-/** Reads a checkpoint and rebuilds the model on `device`, rejecting a file that does not match its config. */
-export async function loadCheckpoint(path: string, opts: { device?: E.Device } = {}): Promise<LoadedCheckpoint> {
-  const { tensors, metadata } = await loadSafetensors(path);
+/**
+ * Reads a checkpoint and rebuilds the model on `device`, rejecting a file that does not match its config.
+ * Tensors whose names start with `opts.extra` are returned as they are; any other unknown tensor is refused.
+ */
+export async function loadCheckpoint(
+  path: string,
+  opts: { device?: E.Device; extra?: string } = {},
+): Promise<LoadedCheckpoint> {
+  const all = await loadSafetensors(path);
+  const { metadata } = all;
+  const extra: Record<string, SafeTensor> = {};
+  const tensors: Record<string, SafeTensor> = {};
+  for (const [name, t] of Object.entries(all.tensors))
+    (opts.extra !== undefined && name.startsWith(opts.extra) ? extra : tensors)[name] = t;
   const fail = (msg: string): never => {
     throw new Error(`checkpoint ${path}: ${msg}`);
   };
@@ -62,5 +82,5 @@ export async function loadCheckpoint(path: string, opts: { device?: E.Device } =
   }
   if (names.size > 0) fail(`unexpected tensors: ${[...names].join(', ')}`);
   const tokenizer = metadata.tokenizer ? Tokenizer.fromJSON(metadata.tokenizer) : undefined;
-  return { model, tokenizer, metadata };
+  return { model, tokenizer, metadata, extra };
 }

@@ -88,7 +88,8 @@ export function batchLoss(model: GPT, batch: { ids: Tensor; targets: Tensor }): 
 export interface SupervisedOptions extends Schedule {
   batchSize: number;
   weightDecay: number;
-  clip: number;
+  /** Global gradient-norm clip (TRL's max_grad_norm). */
+  maxGradNorm: number;
   padId: number;
   /** Show a progress bar (only drawn on a terminal). */
   progress?: boolean;
@@ -122,7 +123,7 @@ export async function trainSupervised(
         opt.zeroGrad();
         const loss = batchLoss(model, makeBatch(nextBatch(step), opts.padId, model.device));
         loss.backward();
-        E.clipGradNorm(params, opts.clip);
+        E.clipGradNorm(params, opts.maxGradNorm);
         opt.step();
         return loss;
       });

@@ -23,7 +23,10 @@ const compare = (out: string, ...more: string[]) =>
 function timeless(path: string): unknown {
   const r = JSON.parse(readFileSync(path, 'utf8'));
   delete r.seconds;
-  for (const m of r.result.steps) delete m.ms;
+  for (const m of r.result.steps) {
+    delete m.ms;
+    delete m.timestamp;
+  }
   return r;
 }
 
@@ -54,7 +57,9 @@ describe('igpo compare', () => {
     expect(timeless(lost)).toEqual(before);
 
     // Other settings into the same directory are refused, naming what differs.
-    await expect(compare(one, '--budget', '99')).rejects.toThrow(/other settings \(they differ at 'budget'\)/);
+    await expect(compare(one, '--budget', '99')).rejects.toThrow(
+      /other settings \(they differ at 'preset.compare.budget'\)/,
+    );
 
     // Shards as separate processes, into directories of their own, merged by igpo report.
     const [a, b, merged] = [tempDir('igpo-shard-'), tempDir('igpo-shard-'), tempDir('igpo-merged-')];
@@ -109,8 +114,8 @@ describe('igpo compare, interrupted', () => {
     const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     const runs = join(dir, 'runs');
-    for (let t = 0; t < 600 && !(existsSync(runs) && readdirSync(runs).length > 0); t++)
-      await new Promise((r) => setTimeout(r, 100));
+    const finished = () => (existsSync(runs) ? readdirSync(runs).filter((f) => f.endsWith('.json')) : []);
+    for (let t = 0; t < 600 && finished().length === 0; t++) await new Promise((r) => setTimeout(r, 100));
     process.kill(-child.pid!, 'SIGINT');
     await exited;
     await new Promise((r) => setTimeout(r, 500)); // the workers' own exits

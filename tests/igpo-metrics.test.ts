@@ -200,7 +200,7 @@ describe('minibatches of whole groups', () => {
     });
     const packed = packRollouts([rollout([0.1, 0.2], 1), rollout([0.1], 0), rollout([0.3], 1)], null, tok.pad);
     const opt = new E.AdamW(model.parameters(), { lr: 1e-3 });
-    const opts = { loss: { ...defaultLossOptions, klCoef: 0 }, clip: 1 };
+    const opts = { loss: { ...defaultLossOptions, klCoef: 0 }, maxGradNorm: 1 };
     await expect(updatePolicy(model, null, opt, packed, { ...opts, minibatches: [[0, 1]] })).rejects.toThrow(
       /each of the 3 rows exactly once \(row 2 is in 0\)/,
     );

@@ -294,23 +294,42 @@ describe('train', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    expect(lines.length).toBe(PRESETS.smoke.rl.steps);
+    const warmup = lines.filter((l) => l.phase === 'warmup');
+    const rl = lines.filter((l) => l.phase === 'rl');
+    expect(warmup.map((l) => l.step)).toEqual([0, 1, 2, 3]);
+    expect(warmup.every((l) => Number.isFinite(l.loss) && l.learning_rate > 0)).toBe(true);
+    expect(rl.length).toBe(PRESETS.smoke.rl.steps);
+    // TRL's and verl's names where they have one (README.md lists every key).
     for (const k of [
-      'trainF1',
-      'zeroAdvantageGroups',
-      'meanIG',
-      'gtEntropyReduction',
-      'policyTokens',
+      'timestamp',
+      'num_tokens',
+      'reward',
+      'reward_std',
+      'frac_reward_zero_std',
+      'advantages/mean',
+      'advantages/max',
+      'response_length/mean',
+      'turns/mean',
       'kl',
-      'clipFrac',
-      'ms',
+      'entropy',
+      'grad_norm',
+      'learning_rate',
+      'clip_ratio',
+      'clip_ratio/minibatches',
+      'ig/mean',
+      'ig/share',
+      'gt_entropy_reduction',
+      'timing_s/rollout',
+      'timing_s/update',
     ])
-      expect(lines[0]).toHaveProperty(k);
-    expect(lines[1].policyTokens).toBeGreaterThan(lines[0].policyTokens);
-    for (const f of ['model.safetensors', 'curves.svg', 'report.md']) expect(existsSync(join(out, f))).toBe(true);
-    expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(
-      /in-domain F1 \(4 episodes\) \| \d\.\d{3} \| \d\.\d{3}/,
-    );
+      expect(rl[0], k).toHaveProperty(k);
+    expect(rl[1].num_tokens).toBeGreaterThan(rl[0].num_tokens);
+    expect(rl[1]).toHaveProperty('eval/f1');
+    for (const f of ['model.safetensors', 'warmstart.safetensors', 'curves.svg', 'report.md'])
+      expect(existsSync(join(out, f))).toBe(true);
+    const report = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(report).toMatch(/^# IGPO training report/);
+    expect(report).toMatch(/in-domain F1 \(4 episodes\) \| \d\.\d{3} \| \d\.\d{3}/);
     expect(res.warmupLosses.length).toBe(PRESETS.smoke.warmup.steps);
   });
 

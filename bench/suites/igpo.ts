@@ -424,7 +424,7 @@ async function fullStep(model: GPT, tok: Tokenizer, opts: SuiteOptions): Promise
       await updatePolicy(model, ref, opt, packed, {
         loss: defaultLossOptions,
         minibatches: groupMinibatches(packed.B, 4, 2, new E.Generator(seed)),
-        clip: 1,
+        maxGradNorm: 1,
       });
       const t3 = performance.now();
       const scored = rollouts.reduce((s, r) => s + r.probs.length, 0) * probeIds(tok).length;
