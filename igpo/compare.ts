@@ -227,10 +227,13 @@ class Workers {
   private id = 0;
 
   constructor(n: number) {
-    const entry = fileURLToPath(new URL('./compare-worker.ts', import.meta.url));
+    // The worker is this module's sibling: TypeScript run through tsx's loader (found from here, not the
+    // cwd) in a checkout, JavaScript in the built package.
+    const ts = fileURLToPath(import.meta.url).endsWith('.ts');
+    const entry = fileURLToPath(new URL(`./compare-worker.${ts ? 'ts' : 'js'}`, import.meta.url));
     for (let i = 0; i < n; i++) {
-      // The worker is TypeScript, as this file: run it through tsx's loader, found from here (not the cwd).
-      const p = fork(entry, [], { execArgv: ['--import', import.meta.resolve('tsx')], serialization: 'advanced' });
+      const execArgv = ts ? ['--import', import.meta.resolve('tsx')] : [];
+      const p = fork(entry, [], { execArgv, serialization: 'advanced' });
       p.on('message', (m: { id: number; ok: boolean; line?: string; error?: string }) => {
         const w = this.pending.get(m.id);
         this.pending.delete(m.id);

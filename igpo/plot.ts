@@ -34,7 +34,7 @@ export async function writeCurves(path: string, panels: readonly Series[]): Prom
       encoding: {
         x: { field: 'x', type: 'quantitative', title: p.x },
         y: { field: 'y', type: 'quantitative', title: p.y },
-        color: { field: 'series', type: 'nominal', title: null },
+        color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 320 } },
       },
     })),
     resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },

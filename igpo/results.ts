@@ -196,10 +196,15 @@ export async function claimStudy(dir: string, spec: StudySpec): Promise<void> {
 
 let version: string | undefined;
 
-/** The code's git commit, with '-dirty' when the work tree has changes; 'unknown' outside a git checkout. */
+/**
+ * The code's git commit, with '-dirty' when the work tree has changes; 'unknown' when this code is not a
+ * git checkout of the project (an installed package, say: not whatever repository holds it).
+ */
 export function codeVersion(): string {
   if (version !== undefined) return version;
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  let root = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(root, 'package.json')) && dirname(root) !== root) root = dirname(root);
+  if (!existsSync(join(root, '.git'))) return (version = 'unknown');
   try {
     const head = execFileSync('git', ['rev-parse', 'HEAD'], {
       cwd: root,

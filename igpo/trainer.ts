@@ -803,10 +803,16 @@ async function writeRunCurves(
       'loss',
       line(algo, (m) => m.loss),
     ),
-    panel('KL to the reference and entropy', 'nats per token', [
-      ...line('KL (k3)', (m) => m.kl),
-      ...line('entropy', (m) => m.entropy),
-    ]),
+    panel(
+      'KL to the reference (k3)',
+      'nats per token',
+      line(algo, (m) => m.kl),
+    ),
+    panel(
+      'Policy entropy',
+      'nats per token',
+      line(algo, (m) => m.entropy),
+    ),
     {
       title: 'Warm-up loss',
       x: 'warm-up step',

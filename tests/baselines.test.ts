@@ -27,7 +27,7 @@ import type { Rollout } from '../igpo/rollout.js';
 import { PRESETS, trainRL } from '../igpo/trainer.js';
 import { packRollouts, type Packed } from '../igpo/update.js';
 import { batchNormalize, gae, packedGae, policyPositions, ValueHead, valueLoss } from '../igpo/value.js';
-import { gradcheck } from './helpers/gradcheck.js';
+import { gradcheck } from '../testing/index.js';
 
 const reward = fc.double({ min: -1, max: 1, noNaN: true });
 const f1 = fc.double({ min: 0, max: 1, noNaN: true });

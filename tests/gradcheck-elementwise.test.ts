@@ -18,7 +18,7 @@ import {
   shapeArb,
   sizeOf,
   type Values,
-} from './helpers/gradcheck.js';
+} from '../testing/index.js';
 
 const UNARY: [string, (x: E.Tensor) => E.Tensor, Values][] = [
   ['neg', E.neg, floats()],

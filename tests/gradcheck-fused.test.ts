@@ -18,7 +18,7 @@ import {
   sizeOf,
   type GradFn,
   type GradInput,
-} from './helpers/gradcheck.js';
+} from '../testing/index.js';
 
 /** Both checks on the same inputs. */
 function check(fn: GradFn, inputs: readonly GradInput[], name: string, seed: number): void {

@@ -4,15 +4,7 @@
 import { describe } from 'vitest';
 import { fc, test as fcTest } from '@fast-check/vitest';
 import * as E from '../engine/index.js';
-import {
-  broadcastPair,
-  dim,
-  directionalCheck,
-  gradcheck,
-  input,
-  seedArb,
-  type GradInput,
-} from './helpers/gradcheck.js';
+import { broadcastPair, dim, directionalCheck, gradcheck, input, seedArb, type GradInput } from '../testing/index.js';
 
 const mkn = (max = 5) => fc.tuple(dim(max), dim(max), dim(max));
 const names = (a: GradInput, b: GradInput) => `[${a.shape}] @ [${b.shape}]`;

@@ -17,7 +17,7 @@ import {
   shapeArb,
   sizeOf,
   type Values,
-} from './helpers/gradcheck.js';
+} from '../testing/index.js';
 
 /** undefined (all), one axis, or a subset of axes, each possibly written negative. */
 const axesArb = (rank: number): fc.Arbitrary<number | number[] | undefined> => {
