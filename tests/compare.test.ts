@@ -8,7 +8,14 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
+import { defaultRLOptions } from '../igpo/algorithms.js';
+import { runCompare, studyOf } from '../igpo/compare.js';
+import { PRESETS } from '../igpo/presets.js';
 import { loadStudies } from '../igpo/report.js';
+import { saveCheckpoint } from '../model/checkpoint.js';
+import { GPT } from '../model/gpt.js';
+import { loadSafetensors } from '../model/safetensors.js';
+import { defaultTokenizer } from '../model/tokenizer.js';
 import { readRun, readWarm, runPath } from '../igpo/results.js';
 import { includesZero, pairedDifference, tInterval } from '../igpo/stats.js';
 import { useTempDirs } from './helpers/tempdir.js';
@@ -129,6 +136,30 @@ describe('igpo compare, interrupted', () => {
     expect(stdout).toMatch(new RegExp(`6 runs, ${kept.length} already done`));
     expect(readdirSync(runs).filter((f) => f.endsWith('.json')).length).toBe(6);
   }, 300_000);
+});
+
+describe('igpo compare --init-from', () => {
+  test('every seed starts from the given checkpoint: no warm-up, and its weights are the warm start', async () => {
+    const dir = tempDir('igpo-init-');
+    const ckpt = join(dir, 'init.safetensors');
+    const model = new GPT({
+      vocabSize: defaultTokenizer().vocabSize,
+      ropeBase: 10000,
+      normEps: 1e-5,
+      ...PRESETS.smoke.model,
+    });
+    await saveCheckpoint(ckpt, model, { tokenizer: defaultTokenizer() });
+    const study = studyOf(PRESETS.smoke, (({ algo: _, ...rest }) => rest)(defaultRLOptions()), { initFrom: ckpt });
+    await runCompare({ study, algos: ['grpo'], seeds: 2, device: 'cpu', outDir: join(dir, 'study'), jobs: 1 });
+    for (const seed of [0, 1]) {
+      const warm = await readWarm(join(dir, 'study', 'warm', `seed-${seed}.json`));
+      expect([warm.warmupSteps, warm.lossFirst, warm.lossLast]).toEqual([0, null, null]);
+      const saved = await loadSafetensors(join(dir, 'study', 'warm', `seed-${seed}.safetensors`));
+      expect(saved.tensors.wte.data).toEqual(await model.p('wte').data());
+    }
+    expect(JSON.parse(readFileSync(join(dir, 'study', 'study.json'), 'utf8')).initFrom).toBe(ckpt);
+    model.dispose();
+  });
 });
 
 describe('statistics', () => {

@@ -10,6 +10,7 @@ import { describe, expect, test } from 'vitest';
 import { defaultRLOptions } from '../igpo/algorithms.js';
 import { checkConfig, configOf, fromConfig, readConfig, resolveConfig } from '../igpo/config.js';
 import { PRESETS } from '../igpo/presets.js';
+import { loadSafetensors } from '../model/safetensors.js';
 import { prepareRunDir } from '../igpo/trainer.js';
 import { vulkanDriverFound } from '../kernels/device.js';
 import { useTempDirs } from './helpers/tempdir.js';
@@ -139,6 +140,14 @@ describe('run directories', () => {
       );
       expect(JSON.parse(readFileSync(join(cut, 'config.json'), 'utf8'))).toEqual(
         JSON.parse(readFileSync(join(whole, 'config.json'), 'utf8')),
+      );
+      // --init-from starts RL from a checkpoint: no warm-up lines, and that checkpoint is the warm start.
+      const init = join(dir, 'init');
+      await igpo('train', '--preset', 'smoke', '--init-from', join(whole, 'model.safetensors'), '--out', init);
+      expect(lines(init).some((l) => l.phase === 'warmup')).toBe(false);
+      const weights = async (f: string) => (await loadSafetensors(f)).tensors['wte'].data;
+      expect(await weights(join(init, 'warmstart.safetensors'))).toEqual(
+        await weights(join(whole, 'model.safetensors')),
       );
       // The resumed run takes its own config.json: a flag that would change it is refused.
       await expect(igpo('train', '--resume', cut, '--algo', 'grpo')).rejects.toThrow(
