@@ -108,6 +108,11 @@ export interface Backend {
   read(x: View): Promise<TypedArray>;
   /** Synchronous read where the backend can do it cheaply (the CPU); never used in a hot path. */
   readSync?(x: View): TypedArray;
+  /**
+   * checkNumerics for a backend without readSync: arrange for a non-finite value in `x` to be reported
+   * (as an error naming `op`) at the next read. A backend with readSync is checked by the engine itself.
+   */
+  checkFinite?(op: string, x: View): void;
   free(handle: unknown, dtype: DType): void;
   fill(shape: Shape, dtype: DType, value: number): unknown;
 

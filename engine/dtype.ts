@@ -10,14 +10,20 @@ export function isFloat(dtype: DType): boolean {
   return dtype !== 'int32';
 }
 
+/** A zeroed array of `size` elements; one the process cannot allocate is refused in one line. */
 export function arrayFor(dtype: DType, size: number): TypedArray {
-  switch (dtype) {
-    case 'float32':
-      return new Float32Array(size);
-    case 'float64':
-      return new Float64Array(size);
-    case 'int32':
-      return new Int32Array(size);
+  try {
+    switch (dtype) {
+      case 'float32':
+        return new Float32Array(size);
+      case 'float64':
+        return new Float64Array(size);
+      case 'int32':
+        return new Int32Array(size);
+    }
+  } catch (e) {
+    const bytes = size * (dtype === 'float64' ? 8 : 4);
+    throw new Error(`cpu: cannot allocate ${size} ${dtype} elements (${bytes} bytes): ${(e as Error).message}`);
   }
 }
 

@@ -3,7 +3,7 @@
 // primitive ops here when it does not; the two paths are tested against each other.
 
 import type { FusedKernels, FusedName } from './backend.js';
-import { isFloat } from './dtype.js';
+import { requireFloat, sameDevice } from './checks.js';
 import * as ops from './ops.js';
 import { fmt, normAxis, sameShape } from './shape.js';
 import { fromHandle, full, noGrad, record, Tensor, tensor } from './tensor.js';
@@ -21,10 +21,6 @@ export function fusedKernel<K extends FusedName>(t: Tensor, name: K): FusedKerne
 }
 const kernel = fusedKernel;
 
-function requireFloat(op: string, t: Tensor): void {
-  if (!isFloat(t.dtype)) throw new Error(`${op}: expected a float tensor, got ${t.dtype} ${fmt(t.shape)}`);
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Log-softmax and softmax.
 
@@ -32,12 +28,20 @@ function requireFloat(op: string, t: Tensor): void {
 export function logSoftmax(x: Tensor, dim = -1): Tensor {
   requireFloat('logSoftmax', x);
   const d = normAxis('logSoftmax', dim, x.ndim);
-  if (d !== x.ndim - 1) return ops.sub(x, ops.logsumexp(x, d, true));
+  if (d !== x.ndim - 1) return composedLogSoftmax(x, d);
   const k = kernel(x, 'logSoftmax');
-  const y = k
-    ? fromHandle('logSoftmax', x.backend, k(x), x.shape, x.dtype)
-    : noGrad(() => ops.sub(x, ops.logsumexp(x, -1, true)));
+  const y = k ? fromHandle('logSoftmax', x.backend, k(x), x.shape, x.dtype) : noGrad(() => composedLogSoftmax(x, -1));
   return record(y, 'logSoftmax', [x], (g) => [logSoftmaxBackward(y, g)]);
+}
+
+/**
+ * (x - m) - log sum exp(x - m) along d, m the max (0 where not finite): the shift subtracted first, so that
+ * huge tied values keep their log(1/n), which x - logsumexp(x) rounds away ([1e30, 1e30] -> [0, 0]).
+ */
+function composedLogSoftmax(x: Tensor, d: number): Tensor {
+  const m = ops.max(x.detach(), d, true);
+  const shifted = ops.sub(x, ops.where(ops.isinf(m), 0, m));
+  return ops.sub(shifted, ops.log(ops.sum(ops.exp(shifted), d, true)));
 }
 
 /** dx = dy - softmax * sum(dy), with softmax = exp(y). */
@@ -56,6 +60,7 @@ export function softmax(x: Tensor, dim = -1): Tensor {
 
 function checkTargets(op: string, logits: Tensor, targets: Tensor): void {
   requireFloat(op, logits);
+  sameDevice(op, logits, targets);
   if (targets.dtype !== 'int32') throw new Error(`${op}: targets must be int32, got ${targets.dtype}`);
   if (logits.ndim < 1 || !sameShape(targets.shape, logits.shape.slice(0, -1))) {
     throw new Error(`${op}: targets ${fmt(targets.shape)} must be logits ${fmt(logits.shape)} without its last axis`);
@@ -153,8 +158,10 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
         `v ${fmt(v.shape)}`,
     );
   }
+  sameDevice('attention', q, k, v, ...(opts.keyBias ? [opts.keyBias] : []));
   for (const t of [k, v])
-    if (t.dtype !== q.dtype || t.device !== q.device) throw new Error(`attention: q, k, v must share dtype and device`);
+    if (t.dtype !== q.dtype)
+      throw new Error(`attention: q, k, v must share a dtype, got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
   const scale = opts.scale ?? 1 / Math.sqrt(hs);
   const keyBias = opts.keyBias;
   if (keyBias && (q.ndim < 3 || !sameShape(keyBias.shape, [q.shape[0], S]) || keyBias.dtype !== q.dtype)) {
@@ -231,6 +238,7 @@ function normParams(
   hasBias: boolean,
 ): [Tensor, Tensor] {
   requireFloat(op, x);
+  sameDevice(op, x, ...(weight ? [weight] : []), ...(bias ? [bias] : []));
   const C = x.shape[x.ndim - 1];
   const w = weight ?? full([C], 1, { dtype: x.dtype, device: x.device });
   const b = bias ?? full([C], 0, { dtype: x.dtype, device: x.device });

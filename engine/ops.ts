@@ -2,35 +2,13 @@
 // backward written in these same ops, so it runs on any backend. Fused ops are in fused.ts.
 
 import type { BinaryOp, ReduceOp, UnaryOp } from './backend.js';
+import { requireFloat, sameDevice, sameDType } from './checks.js';
 import { isFloat, type DType } from './dtype.js';
 import { broadcastShapes, fmt, normAxes, normAxis, reducedShape, sameShape, sizeOf, type Shape } from './shape.js';
 import { fromHandle, full, record, Tensor } from './tensor.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Checks shared by the ops.
-
-function sameDevice(op: string, ...ts: Tensor[]): void {
-  const d = ts[0].device;
-  for (const t of ts) {
-    if (t.device !== d)
-      throw new Error(
-        `${op}: tensors are on different devices (${ts.map((x) => x.device).join(', ')}); move them to ` +
-          `one device first`,
-      );
-  }
-}
-
-function sameDType(op: string, a: Tensor, b: Tensor): void {
-  if (a.dtype !== b.dtype)
-    throw new Error(
-      `${op}: dtypes differ (${a.dtype} ${fmt(a.shape)} vs ${b.dtype} ${fmt(b.shape)}); cast one with .to(dtype)`,
-    );
-}
-
-function requireFloat(op: string, t: Tensor): void {
-  if (!isFloat(t.dtype))
-    throw new Error(`${op}: expected a float tensor (float32 or float64), got ${t.dtype} ${fmt(t.shape)}`);
-}
 
 /** A number becomes a 0-d tensor of `like`'s dtype and device. */
 function lift(x: Tensor | number, like: Tensor): Tensor {
@@ -320,6 +298,11 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
 /** torch.narrow: `length` entries of dimension `dim` from `start`. */
 export function narrow(x: Tensor, dim: number, start: number, length: number): Tensor {
   const d = normAxis('narrow', dim, x.ndim);
+  if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > x.shape[d])
+    throw new Error(
+      `narrow: start ${start} and length ${length} must be non-negative integers within dimension ${dim} ` +
+        `(size ${x.shape[d]}) of ${fmt(x.shape)}`,
+    );
   const begin = x.shape.map((_, i) => (i === d ? start : 0));
   const size = x.shape.map((s, i) => (i === d ? length : s));
   return slice(x, begin, size);

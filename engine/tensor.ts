@@ -65,6 +65,16 @@ export interface GradNode {
   readonly op: string;
   readonly inputs: readonly Tensor[];
   readonly backward: (dout: Tensor) => readonly (Tensor | null)[];
+  /** Set once a backward has run through the node without retainGraph (PyTorch frees the graph then). */
+  consumed?: boolean;
+}
+
+export interface BackwardOptions {
+  /**
+   * Keep the graph differentiable after this backward, so that another backward may run through it (and
+   * accumulate into .grad again). Off by default: a second backward is refused, as in PyTorch.
+   */
+  retainGraph?: boolean;
 }
 
 export class Tensor implements View {
@@ -190,8 +200,8 @@ export class Tensor implements View {
   }
 
   /** Reverse-mode autodiff from this tensor; leaves that require grad accumulate into .grad. */
-  backward(grad?: Tensor): void {
-    backward(this, grad);
+  backward(grad?: Tensor, opts?: BackwardOptions): void {
+    backward(this, grad, opts);
   }
 
   toString(): string {
@@ -340,7 +350,7 @@ export function fromHandle(op: string, backend: Backend, handle: unknown, shape:
 
 function checkFinite(op: string, t: Tensor): void {
   const b = t.backend;
-  if (!b.readSync) return; // GPU backends check at read time in their own debug mode
+  if (!b.readSync) return b.checkFinite?.(op, t); // a GPU reports it at the next read
   const data = b.readSync(t);
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
@@ -536,7 +546,7 @@ function topoOrder(root: Tensor): Tensor[] {
  * topological order, checks every gradient's shape and dtype against its input, and accumulates
  * into the .grad of leaves that require grad. Intermediate gradients are freed before returning.
  */
-export function backward(root: Tensor, seed?: Tensor): void {
+export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}): void {
   if (!root.requiresGrad)
     throw new Error(
       `backward: ${root} does not require grad (no input of its graph has requiresGrad set, or it was ` +
@@ -549,6 +559,12 @@ export function backward(root: Tensor, seed?: Tensor): void {
     );
   if (seed) checkGrad('backward', 'seed', seed, root);
   const order = topoOrder(root);
+  const used = order.find((t) => t.gradFn?.consumed);
+  if (used)
+    throw new Error(
+      `backward: the graph through '${used.gradFn!.op}' was already differentiated; pass { retainGraph: true } to ` +
+        `the earlier backward to run another one through it (its gradients would accumulate twice)`,
+    );
   tidy(() =>
     noGrad(() => {
       const grads = new Map<Tensor, Tensor>();
@@ -581,6 +597,7 @@ export function backward(root: Tensor, seed?: Tensor): void {
       }
     }),
   );
+  if (!opts.retainGraph) for (const t of order) if (t.gradFn) t.gradFn.consumed = true;
 }
 
 function checkGrad(op: string, which: string, g: Tensor, input: Tensor): void {

@@ -167,8 +167,13 @@ function header(hs: number, inputs: [string, string][], outputs: [string, string
   const w = vecWidth(hs);
   return `${WGSL_LIB}
 fn is_neg_inf(x: f32) -> bool { return bitcast<u32>(x) == 0xff800000u; }
+// A NaN or +Inf score (from a NaN or Inf in q, k or the bias) makes its row NaN, as on the CPU.
+fn bad_score(x: f32) -> bool { return is_nan(x) || bitcast<u32>(x) == 0x7f800000u; }
 // A head row is HS elements of type VT (vec4 when hs is a multiple of 4, else f32).
 alias VT = ${w === 4 ? 'vec4<f32>' : 'f32'};
+// A row's output and log-sum-exp: NaN when a score was bad, 0 and -Inf when it saw no key.
+fn rowOut(x: VT, seen: bool, bad: bool) -> VT { return select(select(VT(0.0), x, seen), VT(nan_f32()), bad); }
+fn rowLse(x: f32, seen: bool, bad: bool) -> f32 { return select(select(${NEG_INF}, x, seen), nan_f32(), bad); }
 fn vdot(a: VT, b: VT) -> f32 { return ${w === 4 ? 'dot(a, b)' : 'a * b'}; }
 const HS: u32 = ${hs / w}u;
 const ROWS: u32 = ${ROWS}u;
@@ -253,6 +258,7 @@ fn main(${FLAT_BUILTINS}) {
   if (inside) { for (var c = 0u; c < hsn; c++) { qr[c] = q[(b * T + i) * HS + c]; } }
   var m = ${NEG_INF};
   var l = 0.0;
+  var bad = false;
   for (var j0 = 0u; j0 < kend; j0 += BK) {
     for (var e = lid; e < BK * HS; e += ROWS) {
       var kx = VT(0.0);
@@ -272,6 +278,7 @@ fn main(${FLAT_BUILTINS}) {
           var sdot = 0.0;
           for (var c = 0u; c < hsn; c++) { sdot += vdot(qr[c], ks[jj * HS + c]); }
           s = sdot * scale + ${bias};
+          bad = bad || bad_score(s);
         }
         sc[jj] = s;
         mt = max(mt, s);
@@ -296,8 +303,8 @@ fn main(${FLAT_BUILTINS}) {
   if (inside) {
     let row = b * T + i;
     let seen = l > 0.0;
-    for (var c = 0u; c < hsn; c++) { out[row * HS + c] = select(VT(0.0), o[c] / l, seen); }
-    lse[row] = select(${NEG_INF}, m + log(l), seen);
+    for (var c = 0u; c < hsn; c++) { out[row * HS + c] = rowOut(o[c] / l, seen, bad); }
+    lse[row] = rowLse(m + log(l), seen, bad);
   }
 }`,
   };
@@ -315,6 +322,7 @@ function decodeProgram(d: Dims, hasBias: boolean, constant: boolean): Program {
 const WGD: u32 = ${WGD}u;
 var<workgroup> ms: array<f32, WGD>;
 var<workgroup> ls: array<f32, WGD>;
+var<workgroup> bads: array<u32, WGD>;
 var<workgroup> part: array<VT, WGD * HS>;
 @compute @workgroup_size(${WGD})
 fn main(${FLAT_BUILTINS}) {
@@ -335,10 +343,12 @@ fn main(${FLAT_BUILTINS}) {
   // This thread's keys lid, lid + WGD, ...: an online softmax over them.
   var m = ${NEG_INF};
   var l = 0.0;
+  var bad = false;
   for (var j = lid; j <= lim; j += WGD) {
     var sdot = 0.0;
     for (var c = 0u; c < hsn; c++) { sdot += vdot(qr[c], k[kvbase + j * HS + c]); }
     let s = sdot * scale + ${bias};
+    bad = bad || bad_score(s);
     if (!is_neg_inf(s)) {
       if (s > m) {
         let alpha = exp(m - s);
@@ -354,9 +364,11 @@ fn main(${FLAT_BUILTINS}) {
   // Merge the threads' states: the global max, each state rescaled to it, summed per column in thread order.
   ms[lid] = m;
   ls[lid] = l;
+  bads[lid] = select(0u, 1u, bad);
   workgroupBarrier();
   var mx = ${NEG_INF};
-  for (var t = 0u; t < wgn; t++) { mx = max(mx, ms[t]); }
+  var anyBad = false;
+  for (var t = 0u; t < wgn; t++) { mx = max(mx, ms[t]); anyBad = anyBad || bads[t] != 0u; }
   var lsum = 0.0;
   if (!is_neg_inf(mx)) {
     for (var t = 0u; t < wgn; t++) { if (!is_neg_inf(ms[t])) { lsum += ls[t] * exp(ms[t] - mx); } }
@@ -368,9 +380,9 @@ fn main(${FLAT_BUILTINS}) {
   for (var c = lid; c < hsn; c += WGD) {
     var acc = VT(0.0);
     for (var t = 0u; t < wgn; t++) { acc += part[t * HS + c]; }
-    out[row * HS + c] = select(VT(0.0), acc / lsum, seen);
+    out[row * HS + c] = rowOut(acc / lsum, seen, anyBad);
   }
-  if (lid == 0u) { lse[row] = select(${NEG_INF}, mx + log(lsum), seen); }
+  if (lid == 0u) { lse[row] = rowLse(mx + log(lsum), seen, anyBad); }
 }`,
   };
 }
@@ -634,7 +646,11 @@ function sgHeader(hs: number, inputs: [string, string][], outputs: [string, stri
 ${header(hs, inputs, outputs)}
 fn not_neg_inf4(x: vec4<f32>) -> vec4<bool> { return bitcast<vec4<u32>>(x) != vec4<u32>(0xff800000u); }
 fn hmax4(x: vec4<f32>) -> f32 { return max(max(x.x, x.y), max(x.z, x.w)); }
-fn hsum4(x: vec4<f32>) -> f32 { return (x.x + x.y) + (x.z + x.w); }`;
+fn hsum4(x: vec4<f32>) -> f32 { return (x.x + x.y) + (x.z + x.w); }
+fn bad_score4(x: vec4<f32>) -> vec4<bool> {
+  let u = bitcast<vec4<u32>>(x);
+  return ((u & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u)) | (u == vec4<u32>(0x7f800000u));
+}`;
 }
 
 const SG_MAIN = `@compute @workgroup_size(${SG_ROWS})
@@ -668,6 +684,7 @@ ${SG_MAIN}
   for (var c = 0u; c < hsn; c++) { qr[c] = q[qrow + c]; o[c] = VT(0.0); }
   var m = ${NEG_INF};
   var l = 0.0;
+  var bad = false;
   for (var j0 = 0u; j0 < kend; j0 += ${SG_ROWS}u) {
     let kb = kvbase + min(j0 + sid, S - 1u) * HS;  // this lane loads key j0 + sid
     var sa = vec4<f32>(0.0);
@@ -690,6 +707,7 @@ ${SG_MAIN}
     let ninf = vec4<f32>(${NEG_INF});
     let xa = select(ninf, sa * scale + ba, ja <= vec4<u32>(lim));
     let xb = select(ninf, sb * scale + bb, jb <= vec4<u32>(lim));
+    bad = bad || any(bad_score4(xa)) || any(bad_score4(xb));
     let mt = max(m, max(hmax4(xa), hmax4(xb)));
     let live = !is_neg_inf(mt);
     // Rescale the running state to the new max (exp(-Inf) = 0 when it was empty; nothing when all are masked).
@@ -706,8 +724,8 @@ ${SG_MAIN}
   if (i < T) {
     let row = b * T + i;
     let seen = l > 0.0;
-    for (var c = 0u; c < hsn; c++) { out[row * HS + c] = select(VT(0.0), o[c] / l, seen); }
-    lse[row] = select(${NEG_INF}, m + log(l), seen);
+    for (var c = 0u; c < hsn; c++) { out[row * HS + c] = rowOut(o[c] / l, seen, bad); }
+    lse[row] = rowLse(m + log(l), seen, bad);
   }
 }`,
   };

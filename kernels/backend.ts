@@ -16,6 +16,7 @@ import * as norms from './norms.js';
 import { BufferPool, type GpuHandle, type MemoryReport } from './pool.js';
 import { Dispatcher, wgslType, type Program } from './program.js';
 import { reduce } from './reduce.js';
+import { DeviceStatus, finiteCheck, numericsMessage } from './status.js';
 import * as targetlogprob from './targetlogprob.js';
 
 export interface WebGPUBackendOptions {
@@ -67,6 +68,8 @@ export class WebGPUBackend implements Backend {
   readonly features: ReadonlySet<string>;
   /** Rejects when the device is lost (or destroyed); reads race against it so they never hang. */
   private readonly lost: Promise<never>;
+  /** Errors kernels find, read back with the next read (status.ts). */
+  readonly status: DeviceStatus;
   private destroyed = false;
 
   constructor(
@@ -77,6 +80,7 @@ export class WebGPUBackend implements Backend {
     this.options = { debug: false, poisonAllocations: false, batchSize: 64, ...options };
     this.features = new Set(device.features as unknown as Iterable<string>);
     this.pool = new BufferPool(device);
+    this.status = new DeviceStatus(device);
     this.dispatcher = new Dispatcher(device, this.options);
     this.lost = device.lost.then((info) => {
       const e = new Error(
@@ -104,9 +108,21 @@ export class WebGPUBackend implements Backend {
   alloc(n: number, dtype: DType, op: string): GpuHandle {
     wgslType(dtype, op);
     this.dispatcher.check();
-    const h = this.pool.acquire(n * 4);
+    const h = this.pool.acquire(n * 4, `${op}: an output of ${n} ${dtype} elements`);
     if (this.options.poisonAllocations) elementwise.fillBits(this, h, n, POISON_BITS);
     return h;
+  }
+
+  /**
+   * checkNumerics on this device: a kernel flags the output's first non-finite element, and the next read
+   * throws naming `op` (a GPU cannot stop at the op itself; the CPU backend does).
+   */
+  checkFinite(op: string, x: View): void {
+    const n = sizeOf(x.shape);
+    if (x.dtype !== 'float32' || n === 0) return;
+    const id = this.status.register(numericsMessage(op, x.shape, x.dtype));
+    const { program, uniforms } = finiteCheck(n, id);
+    this.dispatch(program, [x.handle as GpuHandle], [this.status.handle], uniforms);
   }
 
   /** Encodes one program run (see program.ts). */
@@ -145,7 +161,7 @@ export class WebGPUBackend implements Backend {
     const dtype: DType = data instanceof Float32Array ? 'float32' : data instanceof Int32Array ? 'int32' : 'float64';
     wgslType(dtype, 'upload');
     this.dispatcher.check();
-    const h = this.pool.acquire(data.byteLength);
+    const h = this.pool.acquire(data.byteLength, `upload: a tensor of ${data.length} ${dtype} elements`);
     // queue.writeBuffer runs before commands not yet submitted; a recycled buffer may still be read by
     // them, so submit those first.
     this.dispatcher.flush();
@@ -153,21 +169,27 @@ export class WebGPUBackend implements Backend {
     return h;
   }
 
+  /**
+   * Reads a tensor back. When kernels ran checks since the last read (targets in range, checkNumerics),
+   * their status comes back with the data, and a failed check throws its error here, the first one.
+   */
   async read(x: View): Promise<TypedArray> {
     wgslType(x.dtype, 'read');
     this.dispatcher.check();
     const n = sizeOf(x.shape);
-    if (n === 0) return arrayFor(x.dtype, 0);
+    const checked = this.status.pending;
+    if (n === 0 && !checked) return arrayFor(x.dtype, 0);
     if ((x.handle as GpuHandle).released)
       throw new Error('webgpu read: the buffer has been freed (a disposed tensor?)');
     const bytes = n * 4;
     const staging = this.device.createBuffer({
-      size: bytes,
+      size: bytes + (checked ? 16 : 0),
       usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */,
       label: 'read staging',
     });
     try {
-      this.dispatcher.copy((x.handle as GpuHandle).buffer, staging, bytes);
+      if (bytes > 0) this.dispatcher.copy((x.handle as GpuHandle).buffer, staging, bytes);
+      if (checked) this.dispatcher.copy(this.status.handle.buffer, staging, 16, bytes);
       this.dispatcher.flush();
       try {
         await Promise.race([staging.mapAsync(0x1 /* GPUMapMode.READ */), this.lost]);
@@ -178,8 +200,10 @@ export class WebGPUBackend implements Backend {
       await this.dispatcher.settle();
       const out = arrayFor(x.dtype, n);
       const range = staging.getMappedRange();
-      out.set(x.dtype === 'int32' ? new Int32Array(range) : new Float32Array(range));
+      out.set(x.dtype === 'int32' ? new Int32Array(range, 0, n) : new Float32Array(range, 0, n));
+      const words = checked ? new Uint32Array(range.slice(bytes, bytes + 16)) : null;
       staging.unmap();
+      if (words) this.status.settle(words);
       return out;
     } finally {
       staging.destroy();

@@ -51,9 +51,20 @@ export class BufferPool {
 
   constructor(private readonly device: GPUDevice) {}
 
-  /** A buffer of at least `bytes` bytes: a pooled one of the same class if any, else a new one. */
-  acquire(bytes: number): GpuHandle {
-    const byteSize = sizeClass(bytes);
+  /**
+   * A buffer of at least `bytes` bytes: a pooled one of the same class if any, else a new one. A size the
+   * adapter cannot give (its maxBufferSize or maxStorageBufferBindingSize) is refused here, before the
+   * device sees it: a failed createBuffer would be an uncaptured error that every later op reports.
+   */
+  acquire(bytes: number, what = 'a buffer'): GpuHandle {
+    const { maxBufferSize, maxStorageBufferBindingSize } = this.device.limits;
+    const max = Math.min(maxBufferSize, maxStorageBufferBindingSize);
+    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > max)
+      throw new Error(
+        `webgpu: ${what} of ${bytes} bytes is more than this adapter allows (${max} bytes: maxBufferSize ` +
+          `${maxBufferSize}, maxStorageBufferBindingSize ${maxStorageBufferBindingSize})`,
+      );
+    const byteSize = Math.min(sizeClass(bytes), max);
     const list = this.free.get(byteSize);
     let buffer = list?.pop();
     if (buffer) this.bytesPooled -= byteSize;

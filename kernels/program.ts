@@ -339,11 +339,11 @@ export class Dispatcher {
   }
 
   /** Encodes a buffer-to-buffer copy in stream order (ends the open compute pass). */
-  copy(src: GPUBuffer, dst: GPUBuffer, bytes: number): void {
+  copy(src: GPUBuffer, dst: GPUBuffer, bytes: number, dstOffset = 0): void {
     this.check();
     this.openEncoder();
     this.endPass();
-    this.encoder!.copyBufferToBuffer(src, 0, dst, 0, bytes);
+    this.encoder!.copyBufferToBuffer(src, 0, dst, dstOffset, bytes);
     this.batchNames.push('copy');
   }
 

@@ -7,8 +7,8 @@
 // read of the row. With P = 1, one kernel: forward writes x[t] - lse; backward writes (onehot(t) - softmax)
 // * dout over the row, its second read from the cache. With P > 1 (few rows), the parts write their states
 // ('targetLogProb:states', shared by both directions) and a second kernel merges them in part order. A
-// negative target masks its row: 0, and a zero gradient row, with no pass over the logits. A target >= V,
-// which the CPU rejects, gives NaN (the GPU cannot throw).
+// negative target masks its row: 0, and a zero gradient row, with no pass over the logits. A target >= V
+// gives NaN there and is flagged (status.ts): the next read throws the CPU's error.
 
 import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
@@ -25,13 +25,24 @@ import {
   type Program,
 } from './program.js';
 import { ONLINE_LSE_WGSL, PART_WG, planRowParts, rowStatsWGSL, unitLoopWGSL, type RowPartsPlan } from './rowreduce.js';
+import { STATUS_WGSL } from './status.js';
 
 const uniforms = new Uniforms([
   ['rows', 'u32'],
   ['units', 'u32'],
   ['parts', 'u32'],
   ['cols', 'u32'],
+  ['check', 'u32'],
 ]);
+
+/** A check id whose error is the CPU's for a target out of range (engine/cpu/fused.ts). */
+const targetCheck = (backend: WebGPUBackend, cols: number) =>
+  backend.status.register(
+    (_kind, _index, target) => `targetLogProb: target ${target} is out of range for ${cols} classes`,
+  );
+
+/** Flags the row's target when it is out of range (the program binds `status`). */
+const FLAG_TARGET = 'if (tg >= 0 && u32(tg) >= cols) { status_flag(u_check(), row, 0u, u32(tg)); }';
 
 function check(op: string, logits: View, targets: View): { rows: number; cols: number } {
   wgslType(logits.dtype, op);
@@ -84,6 +95,7 @@ function program(
 ${ONLINE_LSE_WGSL}
 ${uniforms.wgsl}
 ${declareBindings(inputs, outputs)}
+${outputs.some(([o]) => o === 'status') ? STATUS_WGSL : ''}
 ${stats ? rowStatsWGSL('logits', vt) : ''}
 @compute @workgroup_size(${PART_WG})
 fn main(${FLAT_BUILTINS}) {
@@ -123,7 +135,7 @@ export function targetLogProb(backend: WebGPUBackend, logits: View, targets: Vie
   if (rows === 0) return out;
   const plan = planRowParts(backend, rows, cols);
   const merge = plan.parts > 1;
-  const u = uniforms.pack({ rows, units: plan.units, parts: plan.parts, cols });
+  const u = uniforms.pack({ rows, units: plan.units, parts: plan.parts, cols, check: targetCheck(backend, cols) });
   const ins: [string, string][] = [
     ['logits', vtOf(plan)],
     ['targets', 'i32'],
@@ -135,9 +147,13 @@ export function targetLogProb(backend: WebGPUBackend, logits: View, targets: Vie
     plan,
     rows,
     ins,
-    [['out', 'f32']],
+    [
+      ['out', 'f32'],
+      ['status', 'atomic<u32>'],
+    ],
     !merge,
-    `if (tg < 0) { out[row] = 0.0; return; }
+    `${FLAG_TARGET}
+  if (tg < 0) { out[row] = 0.0; return; }
   ${merge ? rowState(true) : 'let st = row_stats(base, 0u, n, 1u);'}
   let l = lse_parts(st);
   out[row] = select(nan_f32(), (${logitAt(plan, 'min(u32(tg), cols - 1u)')} - l.x) - l.y, u32(tg) < cols);`,
@@ -145,12 +161,12 @@ export function targetLogProb(backend: WebGPUBackend, logits: View, targets: Vie
   );
   const inputs = [logits.handle as GpuHandle, targets.handle as GpuHandle];
   if (!merge) {
-    backend.dispatch(write, inputs, [out], u);
+    backend.dispatch(write, inputs, [out, backend.status.handle], u);
     return out;
   }
   const states = backend.alloc(2 * rows * plan.parts, 'float32', 'targetLogProb');
   backend.dispatch(statesProgram(plan, rows), inputs, [states], u);
-  backend.dispatch(write, [...inputs, states], [out], u);
+  backend.dispatch(write, [...inputs, states], [out, backend.status.handle], u);
   backend.free(states);
   return out;
 }
@@ -163,7 +179,7 @@ export function targetLogProbBackward(backend: WebGPUBackend, logits: View, targ
   const plan = planRowParts(backend, rows, cols);
   const merge = plan.parts > 1;
   const vt = vtOf(plan);
-  const u = uniforms.pack({ rows, units: plan.units, parts: plan.parts, cols });
+  const u = uniforms.pack({ rows, units: plan.units, parts: plan.parts, cols, check: targetCheck(backend, cols) });
   // Column indices of unit j, to compare with the target.
   const colsOf = (j: string) => (plan.width === 4 ? `vec4<u32>(4u * ${j}) + vec4<u32>(0u, 1u, 2u, 3u)` : j);
   const ins: [string, string][] = [
@@ -177,9 +193,13 @@ export function targetLogProbBackward(backend: WebGPUBackend, logits: View, targ
     plan,
     rows * plan.parts,
     ins,
-    [['dlogits', vt]],
+    [
+      ['dlogits', vt],
+      ['status', 'atomic<u32>'],
+    ],
     !merge,
-    `if (tg < 0) {
+    `if (p == 0u) { ${FLAG_TARGET} }
+  if (tg < 0) {
     ${unitLoopWGSL('p', 'n', 'P', (j) => `dlogits[base + ${j}] = ${vt}(0.0);`)}
     return;
   }
@@ -201,12 +221,12 @@ export function targetLogProbBackward(backend: WebGPUBackend, logits: View, targ
   );
   const inputs = [logits.handle as GpuHandle, targets.handle as GpuHandle, dout.handle as GpuHandle];
   if (!merge) {
-    backend.dispatch(write, inputs, [out], u);
+    backend.dispatch(write, inputs, [out, backend.status.handle], u);
     return out;
   }
   const states = backend.alloc(2 * rows * plan.parts, 'float32', 'targetLogProbBackward');
   backend.dispatch(statesProgram(plan, rows), inputs.slice(0, 2), [states], u);
-  backend.dispatch(write, [...inputs, states], [out], u);
+  backend.dispatch(write, [...inputs, states], [out, backend.status.handle], u);
   backend.free(states);
   return out;
 }

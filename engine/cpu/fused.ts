@@ -10,14 +10,18 @@ const arr = (v: View) => v.handle as TypedArray;
 const last = (v: View) => v.shape[v.shape.length - 1];
 const like = (v: View, n = sizeOf(v.shape)) => arrayFor(v.dtype, n);
 
-/** max and log-sum-exp of row [base, base + C); a row of -Infinity has lse -Infinity. */
-function rowLse(x: TypedArray, base: number, C: number): number {
+/**
+ * Row [base, base + C)'s max m (0 when it is not finite) and log sum exp(x - m): log-softmax is then
+ * (x - m) - ls, subtracted in that order so that huge tied values (1e30, 1e30) keep their log(1/n), which
+ * x - (m + ls) would round away. A row of -Infinity has ls -Infinity.
+ */
+function rowStats(x: TypedArray, base: number, C: number): { m: number; ls: number } {
   let m = -Infinity;
   for (let j = 0; j < C; j++) m = Math.max(m, x[base + j]);
   const shift = Number.isFinite(m) ? m : 0;
   let s = 0;
   for (let j = 0; j < C; j++) s += Math.exp(x[base + j] - shift);
-  return Math.log(s) + shift;
+  return { m: shift, ls: Math.log(s) };
 }
 
 function checkTarget(t: number, V: number): void {
@@ -86,12 +90,20 @@ function maskedSoftmax(
     const lim = S - T + i; // keys past it are in the causal future: probability 0, no exp taken
     const bo = bias ? Math.floor(b / perBias) * S : 0;
     let m = -Infinity;
+    let nan = false;
     for (let j = 0; j <= lim; j++) {
       const z = s[base + j] * scale + (bias ? bias[bo + j] : 0);
       s[base + j] = z;
       if (z > m) m = z;
+      else if (Number.isNaN(z)) nan = true;
     }
     s.fill(0, base + lim + 1, base + S);
+    if (nan) {
+      // A NaN score (a NaN query or key) makes the row NaN, as the composed softmax does.
+      s.fill(NaN, base, base + lim + 1);
+      lse[row] = NaN;
+      return;
+    }
     if (m === -Infinity) {
       s.fill(0, base, base + S);
       lse[row] = -Infinity;
@@ -141,16 +153,22 @@ function attentionFewRows(
       const row = bh * T + i;
       const [base, qo, lim] = [row * S, row * hs, S - T + i];
       let m = -Infinity;
+      let nan = false;
       for (let j = 0; j <= lim; j++) {
         let dot = 0;
         for (let d = 0, ko = kv + j * hs; d < hs; d++) dot += Q[qo + d] * K[ko + d];
         const z = dot * scale + (bias ? bias[bo + j] : 0);
         p[base + j] = z;
         if (z > m) m = z;
+        else if (Number.isNaN(z)) nan = true;
       }
       p.fill(0, base + lim + 1, base + S);
       acc.fill(0);
-      if (m === -Infinity) {
+      if (nan) {
+        p.fill(NaN, base, base + lim + 1);
+        acc.fill(NaN);
+        lse[row] = NaN;
+      } else if (m === -Infinity) {
         p.fill(0, base, base + S);
         lse[row] = -Infinity;
       } else {
@@ -173,8 +191,8 @@ export const cpuFused: FusedKernels = {
     const C = last(x);
     const out = like(x);
     for (let base = 0; base < src.length; base += C) {
-      const lse = rowLse(src, base, C);
-      for (let j = 0; j < C; j++) out[base + j] = src[base + j] - lse;
+      const { m, ls } = rowStats(src, base, C);
+      for (let j = 0; j < C; j++) out[base + j] = src[base + j] - m - ls;
     }
     return out;
   },
@@ -200,7 +218,8 @@ export const cpuFused: FusedKernels = {
     for (let r = 0; r < t.length; r++) {
       if (t[r] < 0) continue;
       checkTarget(t[r], V);
-      out[r] = X[r * V + t[r]] - rowLse(X, r * V, V);
+      const { m, ls } = rowStats(X, r * V, V);
+      out[r] = X[r * V + t[r]] - m - ls;
     }
     return out;
   },
@@ -215,9 +234,9 @@ export const cpuFused: FusedKernels = {
       if (t[r] < 0) continue;
       checkTarget(t[r], V);
       const base = r * V;
-      const lse = rowLse(X, base, V);
+      const { m, ls } = rowStats(X, base, V);
       // d log p(t) / d logit_j = onehot_j - softmax_j
-      for (let j = 0; j < V; j++) out[base + j] = -Math.exp(X[base + j] - lse) * d[r];
+      for (let j = 0; j < V; j++) out[base + j] = -Math.exp(X[base + j] - m - ls) * d[r];
       out[base + t[r]] += d[r];
     }
     return out;
