@@ -2,6 +2,7 @@
 // position embeddings, causal attention through the engine's fused op, a GELU MLP and a tied output head.
 // It runs on any backend; sampling, checkpoints and training live in their own files beside it.
 
+import { z } from 'zod';
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
 
@@ -34,15 +35,71 @@ export interface GPTConfig {
   prevTokens?: number;
 }
 
-export function checkConfig(cfg: GPTConfig): void {
-  const bad = (msg: string) => {
-    throw new Error(`GPTConfig: ${msg} (got ${JSON.stringify(cfg)})`);
-  };
-  for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) {
-    if (!Number.isInteger(cfg[k]) || cfg[k] < 1) bad(`${k} must be a positive integer`);
+/** The rotary tables' size bound (blockSize x head size): 2^24, 4096 positions of head size 4096. */
+const MAX_ROPE_ENTRIES = 2 ** 24;
+const count = (max: number, min = 1) => z.number().int().min(min).max(max);
+const finitePositive = z.number().positive().refine(Number.isFinite, 'must be finite');
+
+/**
+ * What a config may hold: integers where the model counts, positive finite numbers where it scales, and
+ * maxima far above anything the project trains but low enough that a corrupted checkpoint is refused at
+ * once rather than allocating gigabytes (blockSize sizes the rotary tables, nEmbd every matrix).
+ */
+export const gptConfigSchema = z
+  .strictObject({
+    vocabSize: count(1_000_000),
+    blockSize: count(65_536),
+    nLayer: count(256),
+    nHead: count(256),
+    nEmbd: count(16_384),
+    ropeBase: finitePositive,
+    normEps: finitePositive.refine((x) => x < 1, 'must be below 1'),
+    initStd: finitePositive.optional(),
+    prevTokens: count(16, 0).optional(),
+  })
+  .refine((c) => c.nEmbd % c.nHead === 0, { message: 'nEmbd must be divisible by nHead', path: ['nEmbd'] })
+  .refine((c) => c.nEmbd % c.nHead !== 0 || (c.nEmbd / c.nHead) % 2 === 0, {
+    message: 'the head size nEmbd / nHead must be even for rotary embeddings',
+    path: ['nHead'],
+  })
+  .refine((c) => c.blockSize * (c.nEmbd / c.nHead) <= MAX_ROPE_ENTRIES, {
+    message: `blockSize x head size must be at most ${MAX_ROPE_ENTRIES} (the rotary tables hold that many entries)`,
+    path: ['blockSize'],
+  });
+
+/** Checks a config (gptConfigSchema); the error names the field. Returns it typed. */
+export function checkConfig(cfg: unknown): GPTConfig {
+  const r = gptConfigSchema.safeParse(cfg);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  throw new Error(`GPTConfig: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+}
+
+/** How a parameter starts: N(0, initStd), N(0, initStd / sqrt(2 nLayer)) (residual projections), or ones. */
+type Init = 'normal' | 'residual' | 'ones';
+
+/**
+ * Every parameter of a config, in order, with its shape and initialisation: what the constructor builds
+ * and what a checkpoint must hold, known without allocating anything.
+ */
+export function parameterLayout(cfg: GPTConfig): [name: string, shape: number[], init: Init][] {
+  const { nEmbd: C, nLayer: L, vocabSize: V } = cfg;
+  const out: [string, number[], Init][] = [['wte', [V, C], 'normal']];
+  for (let j = 1; j <= (cfg.prevTokens ?? 0); j++) out.push([`wtePrev.${j}`, [V, C], 'normal']);
+  for (let l = 0; l < L; l++) {
+    out.push(
+      [`h.${l}.ln1`, [C], 'ones'],
+      [`h.${l}.wq`, [C, C], 'normal'],
+      [`h.${l}.wk`, [C, C], 'normal'],
+      [`h.${l}.wv`, [C, C], 'normal'],
+      [`h.${l}.wo`, [C, C], 'residual'],
+      [`h.${l}.ln2`, [C], 'ones'],
+      [`h.${l}.fc`, [C, 4 * C], 'normal'],
+      [`h.${l}.proj`, [4 * C, C], 'residual'],
+    );
   }
-  if (cfg.nEmbd % cfg.nHead !== 0) bad('nEmbd must be divisible by nHead');
-  if ((cfg.nEmbd / cfg.nHead) % 2 !== 0) bad('the head size nEmbd / nHead must be even for rotary embeddings');
+  out.push(['lnf', [C], 'ones']);
+  return out;
 }
 
 /** Keys and values of every layer for the tokens seen so far, plus which cache slots are padding. */
@@ -87,25 +144,17 @@ export class GPT {
     this.cfg = cfg;
     const g = opts.generator ?? new E.Generator(0);
     const common = { device: opts.device, dtype: opts.dtype ?? 'float32', generator: g, requiresGrad: true } as const;
-    const { nEmbd: C, nLayer: L, vocabSize: V } = cfg;
     // GPT-2 initialisation: N(0, initStd), residual projections scaled by 1/sqrt(2 nLayer), norms at 1.
     const std = cfg.initStd ?? 0.02;
-    const normal = (shape: number[], s = std) => E.randn(shape, { ...common, std: s });
-    const ones = (n: number) => E.ones([n], { device: opts.device, dtype: common.dtype, requiresGrad: true });
-    const residStd = std / Math.sqrt(2 * L);
-    this.params = new Map<string, Tensor>([['wte', normal([V, C])]]);
-    for (let j = 1; j <= (cfg.prevTokens ?? 0); j++) this.params.set(`wtePrev.${j}`, normal([V, C]));
-    for (let l = 0; l < L; l++) {
-      this.params.set(`h.${l}.ln1`, ones(C));
-      this.params.set(`h.${l}.wq`, normal([C, C]));
-      this.params.set(`h.${l}.wk`, normal([C, C]));
-      this.params.set(`h.${l}.wv`, normal([C, C]));
-      this.params.set(`h.${l}.wo`, normal([C, C], residStd));
-      this.params.set(`h.${l}.ln2`, ones(C));
-      this.params.set(`h.${l}.fc`, normal([C, 4 * C]));
-      this.params.set(`h.${l}.proj`, normal([4 * C, C], residStd));
-    }
-    this.params.set('lnf', ones(C));
+    const residStd = std / Math.sqrt(2 * cfg.nLayer);
+    this.params = new Map<string, Tensor>(
+      parameterLayout(cfg).map(([name, shape, init]) => [
+        name,
+        init === 'ones'
+          ? E.ones(shape, { device: opts.device, dtype: common.dtype, requiresGrad: true })
+          : E.randn(shape, { ...common, std: init === 'residual' ? residStd : std }),
+      ]),
+    );
     [this.ropeCos, this.ropeSin] = ropeTables(cfg, opts.device, common.dtype);
   }
 

@@ -2,8 +2,8 @@
 // atomic saves (temporary file, fsync, rename, directory fsync). Errors name the file and the field.
 // Not a checkpoint layout (which tensors a model stores is model/'s business) and not a lazy/mmap reader.
 
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { DType, TypedArray } from '../engine/index.js';
 
@@ -25,6 +25,16 @@ export class SafetensorsError extends Error {
 
 /** The header must fit in memory and be plausible; the reference implementation uses the same 100 MB cap. */
 export const MAX_HEADER_BYTES = 100_000_000;
+
+/** A header nests objects and arrays at most this deep (a tensor entry needs 3; deeper is corruption). */
+export const MAX_HEADER_DEPTH = 64;
+
+/**
+ * The __metadata__ key of the checksum this writer adds: the SHA-256 of the rest of the header (as this
+ * writer lays it out, without this key) and of the data bytes. parse verifies it when present, so a
+ * flipped byte anywhere in a file written here is caught; files from elsewhere have none and still load.
+ */
+export const CHECKSUM_KEY = 'igpo-ts.sha256';
 
 const CODES: Record<DType, string> = { float32: 'F32', float64: 'F64', int32: 'I32' };
 const FROM_CODE: Record<string, DType> = { F32: 'float32', F64: 'float64', I32: 'int32' };
@@ -90,28 +100,44 @@ function plan(tensors: Record<string, SafeTensor>, metadata: Record<string, stri
     offsets.set(it.name, [end, end + it.byteLength]);
     end += it.byteLength;
   }
-  // JSON text assembled in key order: a JS object would put integer-like names ('0', '12') first
-  // whatever the insertion order, and would treat '__proto__' specially.
-  const object = (pairs: [string, string][]) => `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}}`;
-  const header: [string, string][] = [];
   if (metadata !== undefined) {
-    const keys = Object.keys(metadata).sort();
-    for (const key of keys)
+    for (const key of Object.keys(metadata))
       if (typeof metadata[key] !== 'string') fail(`metadata '${key}' must be a string, got ${typeof metadata[key]}`);
-    header.push(['__metadata__', object(keys.map((k) => [k, JSON.stringify(metadata[k])]))]);
+    if (CHECKSUM_KEY in metadata) fail(`metadata '${CHECKSUM_KEY}' is the writer's own checksum and cannot be set`);
   }
-  for (const it of items) {
-    header.push([
-      it.name,
-      JSON.stringify({ dtype: CODES[it.entry.dtype], shape: it.entry.shape, data_offsets: offsets.get(it.name) }),
-    ]);
-  }
-  const json = new TextEncoder().encode(object(header));
+  const entries = items.map((it) => ({
+    name: it.name,
+    code: CODES[it.entry.dtype],
+    shape: it.entry.shape,
+    offsets: offsets.get(it.name)!,
+  }));
+  const digest = createHash('sha256').update(headerJson(entries, metadata ?? {}));
+  for (const it of order) digest.update(dataBytes(it, file));
+  const json = new TextEncoder().encode(headerJson(entries, { ...metadata, [CHECKSUM_KEY]: digest.digest('hex') }));
   const headerLength = Math.ceil(json.length / 8) * 8;
   const prefix = new Uint8Array(8 + headerLength).fill(0x20); // pad with spaces
   new DataView(prefix.buffer).setBigUint64(0, BigInt(headerLength), true);
   prefix.set(json, 8);
   return { prefix, order, dataLength: end };
+}
+
+/**
+ * The header's JSON as this writer lays it out: keys in sorted order, assembled by hand (a JS object would
+ * put integer-like names ('0', '12') first whatever the insertion order, and treat '__proto__' specially).
+ */
+function headerJson(
+  entries: readonly { name: string; code: string; shape: readonly number[]; offsets: readonly number[] }[],
+  metadata: Record<string, string>,
+): string {
+  const object = (pairs: [string, string][]) => `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}}`;
+  const keys = Object.keys(metadata).sort();
+  const header: [string, string][] = keys.length
+    ? [['__metadata__', object(keys.map((k) => [k, JSON.stringify(metadata[k])]))]]
+    : [];
+  for (const e of [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    header.push([e.name, JSON.stringify({ dtype: e.code, shape: e.shape, data_offsets: e.offsets })]);
+  }
+  return object(header);
 }
 
 /** The tensor's data as little-endian bytes, after checking it against the declared dtype and shape. */
@@ -161,6 +187,7 @@ export async function saveSafetensors(
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let created = false;
+  await removeStaleTemps(dir, basename(path));
   try {
     const { prefix, order } = plan(tensors, metadata, path);
     const fh = await open(tmp, 'wx');
@@ -187,6 +214,34 @@ export async function saveSafetensors(
     if (created) await unlink(tmp).catch(() => {});
     if (err instanceof SafetensorsError) throw err;
     throw new SafetensorsError(`${path}: save failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Removes the temporary files earlier saves of `name` left behind when their process was killed: the
+ * writer's own pattern (.NAME.PID.HEX.tmp) from a process that no longer runs. A live writer's are kept.
+ */
+async function removeStaleTemps(dir: string, name: string): Promise<void> {
+  const pattern = new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[0-9a-f]{12}\\.tmp$`);
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return; // the save itself will report a missing directory
+  }
+  for (const f of entries) {
+    const m = pattern.exec(f);
+    if (!m || processAlive(Number(m[1]))) continue;
+    await unlink(join(dir, f)).catch(() => {});
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
   }
 }
 
@@ -234,6 +289,9 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
     fail('header is not valid UTF-8');
   }
   if (!text.startsWith('{')) fail(`header must start with '{', got ${JSON.stringify(text.slice(0, 16))}`);
+  const depth = nesting(text);
+  if (depth > MAX_HEADER_DEPTH)
+    fail(`header nests ${depth} levels deep, more than the ${MAX_HEADER_DEPTH} a header can need`);
   let header: Record<string, unknown> = {}; // an object: the text starts with '{' and is valid JSON
   try {
     header = JSON.parse(text);
@@ -244,7 +302,7 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
   if (dup !== undefined) fail(`header has the key ${JSON.stringify(dup)} twice`);
 
   const metadata: [string, string][] = [];
-  const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
+  const entries: { name: string; dtype: DType; code: string; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, value] of Object.entries(header)) {
     if (name === '__metadata__') {
       if (typeof value !== 'object' || value === null || Array.isArray(value))
@@ -292,7 +350,7 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
           `${e.dtype} needs ${count * SIZE[dtype]}`,
       );
     }
-    entries.push({ name, dtype, shape: [...shape], begin, end });
+    entries.push({ name, dtype, code: e.dtype, shape: [...shape], begin, end });
   }
 
   // The entries must tile [0, dataLength): sorted by offsets, each begins where the previous ended.
@@ -312,6 +370,22 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
   if (cursor !== dataLength)
     fail(`data buffer has a hole: its last ${dataLength - cursor} bytes (of ${dataLength}) belong to no tensor`);
 
+  const meta = Object.fromEntries(metadata);
+  const sum = meta[CHECKSUM_KEY];
+  if (sum !== undefined) {
+    delete meta[CHECKSUM_KEY];
+    const layout = entries.map((e) => ({ name: e.name, code: e.code, shape: e.shape, offsets: [e.begin, e.end] }));
+    const digest = createHash('sha256')
+      .update(headerJson(layout, meta))
+      .update(bytes.subarray(dataStart))
+      .digest('hex');
+    if (digest !== sum)
+      fail(
+        `checksum mismatch: the header or the data changed since the file was written (${CHECKSUM_KEY} ` +
+          `${describe(sum)}, content ${digest.slice(0, 16)}...)`,
+      );
+  }
+
   const tensors: [string, SafeTensor][] = [];
   for (const e of entries) {
     const raw = bytes.subarray(dataStart + e.begin, dataStart + e.end);
@@ -320,7 +394,7 @@ export function parse(bytes: Uint8Array, opts: { file?: string } = {}): Safetens
     new Uint8Array(out.buffer).set(LITTLE_ENDIAN_HOST ? raw : swapBytes(raw, SIZE[e.dtype]));
     tensors.push([e.name, { dtype: e.dtype, shape: e.shape, data: out }]);
   }
-  return { tensors: Object.fromEntries(tensors), metadata: Object.fromEntries(metadata) };
+  return { tensors: Object.fromEntries(tensors), metadata: meta };
 }
 
 /** Read and parse a file; every error names it. */
@@ -342,8 +416,27 @@ function numel(shape: readonly number[]): number {
 }
 
 function describe(v: unknown): string {
-  const s = JSON.stringify(v);
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    return '(a value too deeply nested to print)';
+  }
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + '...' : s;
+}
+
+/** How deep objects and arrays nest in a JSON text, counted outside strings. */
+function nesting(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x7b || c === 0x5b) max = Math.max(max, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
 }
 
 function swapBytes(bytes: Uint8Array, size: number): Uint8Array {

@@ -181,10 +181,17 @@ export class Tokenizer {
 
   /** From `toJSON()`'s object (or its JSON text), checking every field. */
   static fromJSON(json: unknown): Tokenizer {
-    const obj: unknown = typeof json === 'string' ? JSON.parse(json) : json;
     const fail = (why: string): never => {
       throw new Error(`Tokenizer.fromJSON: ${why}`);
     };
+    let obj: unknown = json;
+    if (typeof json === 'string') {
+      try {
+        obj = JSON.parse(json);
+      } catch (e) {
+        return fail(`not JSON: ${(e as Error).message}`);
+      }
+    }
     if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return fail('expected an object');
     const o = obj as Record<string, unknown>;
     if (o.type !== 'char') fail(`type must be 'char', got ${JSON.stringify(o.type)}`);
