@@ -2,8 +2,9 @@
 // one of them; the report goes to stdout as markdown (progress to stderr), and to a markdown and a JSON
 // file under bench-results/ (or --md / --json). Not a suite: those are in bench/suites/.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
 import { Argument, Command } from 'commander';
 import { hasBackend } from '../engine/index.js';
 import { suites } from './registry.js';
@@ -56,7 +57,7 @@ async function main(suite: string | undefined, opts: Options): Promise<void> {
 
 function write(file: string, text: string): void {
   mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, text);
+  writeFileAtomic.sync(file, text);
 }
 
 const program = new Command()

@@ -7,8 +7,8 @@
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as E from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
@@ -16,6 +16,7 @@ import type { GPT } from '../model/gpt.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { algorithm, type Algo } from './algorithms.js';
 import { presetSplit, type Preset } from './presets.js';
+import { REPORT_FILES } from './report.js';
 import {
   claimStudy,
   codeVersion,
@@ -291,6 +292,8 @@ export async function runCompare(job: CompareJob): Promise<number> {
       `${job.study.budget} policy tokens, code ${code})`,
   );
   if (tasks.length === 0) return 0;
+  // The report and figures in the directory describe fewer runs than it will hold: gone until rewritten.
+  for (const f of REPORT_FILES) await rm(join(job.outDir, f), { force: true });
   if (job.jobs <= 1) {
     await schedule(tasks, 1, (t) => executeTask(job.study, job.outDir, t, job.device, code), log);
     return tasks.length;

@@ -24,6 +24,10 @@ import {
 import { fmtInterval, includesZero, pairedDifference, tInterval, type Interval } from './stats.js';
 import { EVAL_MODES, type EvalMode, type StepMetrics } from './trainer.js';
 
+/** The figures a report draws (the paper's Figs. 1, 4 and 5), and every file it writes. */
+export const FIGURES = { collapse: 'fig1-collapse.svg', entropy: 'fig4-entropy.svg', tokens: 'fig5-tokens.svg' };
+export const REPORT_FILES = ['report.md', ...Object.values(FIGURES)];
+
 export interface Study {
   spec: StudySpec;
   dirs: string[];
@@ -230,8 +234,8 @@ export function studyReport(s: Study): string {
   }
   lines.push(
     '',
-    'Figures: fig1-collapse.svg (advantage collapse over RL steps), fig4-entropy.svg (ground-truth entropy reduction ' +
-      'over RL steps), fig5-tokens.svg (eval F1 against policy tokens).',
+    `Figures: ${FIGURES.collapse} (advantage collapse over RL steps), ${FIGURES.entropy} (ground-truth entropy ` +
+      `reduction over RL steps), ${FIGURES.tokens} (eval F1 against policy tokens).`,
     '',
   );
   return lines.join('\n');
@@ -281,7 +285,7 @@ export async function studyFigures(s: Study, dir: string): Promise<string[]> {
   const band = `mean over seeds, band: 95% t interval`;
   const files: [string, BandPanel[]][] = [
     [
-      'fig1-collapse.svg',
+      FIGURES.collapse,
       [
         {
           title: `Advantage collapse (${band})`,
@@ -295,7 +299,7 @@ export async function studyFigures(s: Study, dir: string): Promise<string[]> {
       ],
     ],
     [
-      'fig4-entropy.svg',
+      FIGURES.entropy,
       [
         {
           title: `Ground-truth entropy reduction, turn 0 to the last tool response (${band})`,
@@ -309,7 +313,7 @@ export async function studyFigures(s: Study, dir: string): Promise<string[]> {
       ],
     ],
     [
-      'fig5-tokens.svg',
+      FIGURES.tokens,
       [
         {
           title: `In-domain F1 against policy tokens (${band})`,

@@ -4,10 +4,12 @@
 // metrics.jsonl, the checkpoint, curves and report.md; `igpo eval` (runEval) reads a checkpoint back.
 
 import cliProgress from 'cli-progress';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { z } from 'zod';
 import * as E from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
@@ -555,8 +557,48 @@ export interface TrainJob {
   checkpointEvery?: number;
 }
 
+/**
+ * run.json: the identity of the run a directory holds (a random id, its seed, algorithm and preset),
+ * written before any other file. Every checkpoint of the run carries the id in its metadata (`run`), and
+ * a resume refuses a checkpoint of another run: a directory never holds two runs' files.
+ */
+export const RUN_MARKER = 'run.json';
+
+const runMarkerSchema = z.strictObject({
+  id: z.string().min(1),
+  started: z.string(),
+  seed: z.number().int(),
+  algo: z.string(),
+  preset: z.string(),
+});
+export type RunMarker = z.infer<typeof runMarkerSchema>;
+
+/** Reads and checks a directory's run.json; the error names the file. */
+export async function readRunMarker(dir: string): Promise<RunMarker> {
+  const file = join(dir, RUN_MARKER);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
+  const r = runMarkerSchema.safeParse(raw);
+  if (!r.success) throw new Error(`${file}: ${r.error.issues[0].path.join('.')}: ${r.error.issues[0].message}`);
+  return r.data;
+}
+
+/** Refuses a checkpoint that another run wrote (its metadata's run id is not the directory's). */
+function checkSameRun(file: string, metadata: Record<string, string>, marker: RunMarker): void {
+  if (metadata.run !== marker.id)
+    throw new Error(
+      `${file} belongs to run ${metadata.run ?? '(none)'}, not to this directory's run ${marker.id} ` +
+        `(${RUN_MARKER}): refusing to mix two runs' files`,
+    );
+}
+
 /** The files of a run directory; `--overwrite` removes these and nothing else. */
 export const RUN_FILES = [
+  RUN_MARKER,
   'config.json',
   'metrics.jsonl',
   'warmstart.safetensors',
@@ -576,7 +618,7 @@ export async function prepareRunDir(dir: string, opts: { resume?: boolean; overw
   if (info && !info.isDirectory()) throw new Error(`${dir}: the output path is a file, not a directory`);
   const present = info ? RUN_FILES.filter((f) => existsSync(join(dir, f))) : [];
   if (opts.resume) {
-    for (const f of ['config.json', 'warmstart.safetensors', 'checkpoint.safetensors']) {
+    for (const f of [RUN_MARKER, 'config.json', 'warmstart.safetensors', 'checkpoint.safetensors']) {
       if (present.includes(f)) continue;
       const why =
         f === 'checkpoint.safetensors'
@@ -584,14 +626,29 @@ export async function prepareRunDir(dir: string, opts: { resume?: boolean; overw
           : '';
       throw new Error(`${dir}: cannot resume: ${f} is missing${why}`);
     }
-    return;
+    return removeKilledWrites(dir);
   }
   if (present.length > 0 && !opts.overwrite)
     throw new Error(
       `${dir} holds a run (${present.join(', ')}); pass --overwrite to replace it, or --resume to continue it`,
     );
-  for (const f of present) await rm(join(dir, f));
+  // The marker goes last: a replacement killed half-way leaves part of one run, still marked as its own.
+  for (const f of [...present.filter((f) => f !== RUN_MARKER), ...present.filter((f) => f === RUN_MARKER)])
+    await rm(join(dir, f));
   await mkdir(dir, { recursive: true });
+  await removeKilledWrites(dir);
+}
+
+/**
+ * Removes what a killed run left half-written: the temporary files of its atomic writes (write-file-atomic
+ * names them FILE.NUMBER) of the run's own files. The run that owns the directory now is this one.
+ */
+async function removeKilledWrites(dir: string): Promise<void> {
+  const names = new Set(RUN_FILES);
+  for (const f of await readdir(dir)) {
+    const m = /^(.+)\.\d+$/.exec(f);
+    if (m && names.has(m[1])) await rm(join(dir, f), { force: true });
+  }
 }
 
 /** A metrics.jsonl line of an RL step, in TRL's and verl's vocabulary where they have a name (README.md). */
@@ -670,7 +727,26 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
   await prepareRunDir(dir, job);
   const path = (f: string) => join(dir, f);
   const metricsPath = path('metrics.jsonl');
-  if (job.config && !job.resume) await writeFileAtomic(path('config.json'), JSON.stringify(job.config, null, 2) + '\n');
+  // metrics.jsonl is rewritten whole, atomically, with every line: a kill never leaves half a line.
+  const lines: unknown[] = [];
+  const logLine = (line: unknown) => {
+    lines.push(line);
+    return writeFileAtomic(metricsPath, jsonl(lines));
+  };
+  // The run's identity goes first: every later file of the directory is this run's.
+  const marker: RunMarker = job.resume
+    ? await readRunMarker(dir)
+    : {
+        id: randomUUID(),
+        started: new Date().toISOString(),
+        seed: job.seed,
+        algo: job.rl.algo,
+        preset: job.preset.name,
+      };
+  if (!job.resume) {
+    await writeFileAtomic(path(RUN_MARKER), JSON.stringify(marker, null, 2) + '\n');
+    if (job.config) await writeFileAtomic(path('config.json'), JSON.stringify(job.config, null, 2) + '\n');
+  }
   const t0 = performance.now();
   let model: GPT;
   let tok: Tokenizer;
@@ -679,10 +755,21 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
   let warmup: Record<string, unknown>[];
   if (job.resume) {
     // The reference is the warm start; the policy and everything else come from the last saved step.
-    warm = (await loadCheckpoint(path('warmstart.safetensors'), { device: job.device })).model;
-    ({ model, tok, state } = await loadRunState(path('checkpoint.safetensors'), job.device));
+    const warmFile = await loadCheckpoint(path('warmstart.safetensors'), { device: job.device });
+    warm = warmFile.model;
+    let metadata: Record<string, string>;
+    ({ model, tok, state, metadata } = await loadRunState(path('checkpoint.safetensors'), job.device));
+    try {
+      checkSameRun(path('warmstart.safetensors'), warmFile.metadata, marker);
+      checkSameRun(path('checkpoint.safetensors'), metadata, marker);
+    } catch (e) {
+      model.dispose();
+      warm.dispose();
+      throw e;
+    }
     warmup = await warmupLines(metricsPath);
-    await writeFileAtomic(metricsPath, jsonl([...warmup, ...state.steps.map(metricsLine)]));
+    lines.push(...warmup, ...state.steps.map(metricsLine));
+    await writeFileAtomic(metricsPath, jsonl(lines));
     log(`resuming ${dir} at RL step ${state.step} of ${job.preset.rl.steps}`);
   } else {
     await writeFileAtomic(metricsPath, '');
@@ -698,7 +785,7 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
       const onStep = async (step: number, loss: number, lr: number) => {
         const line = warmupLine(step, loss, lr);
         warmup.push(line);
-        await appendFile(metricsPath, JSON.stringify(line) + '\n');
+        await logLine(line);
       };
       ({ model, tok } = await warmStart(job.preset, job.seed, job.device, job.progress, log, onStep));
       log(
@@ -708,11 +795,12 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
     }
     await saveCheckpoint(path('warmstart.safetensors'), model, {
       tokenizer: tok,
-      metadata: { seed: String(job.seed), preset: job.preset.name },
+      metadata: { run: marker.id, seed: String(job.seed), preset: job.preset.name },
     });
   }
   const losses = warmup.map((l) => l.loss as number);
   const runMetadata = {
+    run: marker.id,
     algo: job.rl.algo,
     seed: String(job.seed),
     preset: job.preset.name,
@@ -725,7 +813,7 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
       resume: state,
       reference: warm,
       onStep: async (m) => {
-        await appendFile(metricsPath, JSON.stringify(metricsLine(m)) + '\n');
+        await logLine(metricsLine(m));
         if (!job.progress)
           log(
             `step ${m.step}: train F1 ${m.trainF1.toFixed(3)}, collapsed groups ${m.collapsedGroups.toFixed(2)}, IG ` +

@@ -3,7 +3,7 @@
 // uninterrupted one does, run directories never silently overwritten, and bad input refused in one line.
 
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
@@ -97,7 +97,7 @@ describe('run directories', () => {
     await expect(prepareRunDir(dir)).rejects.toThrow(
       /holds a run \(metrics\.jsonl\); pass --overwrite to replace it, or --resume/,
     );
-    await expect(prepareRunDir(dir, { resume: true })).rejects.toThrow(/cannot resume: config\.json is missing/);
+    await expect(prepareRunDir(dir, { resume: true })).rejects.toThrow(/cannot resume: run\.json is missing/);
     await prepareRunDir(dir, { overwrite: true });
     expect(existsSync(join(dir, 'metrics.jsonl'))).toBe(false);
     expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).toBe('mine'); // only the run's own files go
@@ -135,9 +135,14 @@ describe('run directories', () => {
               rest,
           );
       expect(lines(cut)).toEqual(lines(whole));
-      expect(readFileSync(join(cut, 'model.safetensors')).equals(readFileSync(join(whole, 'model.safetensors')))).toBe(
-        true,
-      );
+      // The same weights and metadata; only the run's identity (run.json's random id) differs.
+      const model = async (out: string) => {
+        const { tensors, metadata } = await loadSafetensors(join(out, 'model.safetensors'));
+        const { run, ...rest } = metadata;
+        expect(run).toBe(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')).id);
+        return { tensors, metadata: rest };
+      };
+      expect(await model(cut)).toEqual(await model(whole));
       expect(JSON.parse(readFileSync(join(cut, 'config.json'), 'utf8'))).toEqual(
         JSON.parse(readFileSync(join(whole, 'config.json'), 'utf8')),
       );
@@ -148,6 +153,11 @@ describe('run directories', () => {
       const weights = async (f: string) => (await loadSafetensors(f)).tensors['wte'].data;
       expect(await weights(join(init, 'warmstart.safetensors'))).toEqual(
         await weights(join(whole, 'model.safetensors')),
+      );
+      // A checkpoint of another run is refused: the directory would hold two runs' files.
+      copyFileSync(join(whole, 'checkpoint.safetensors'), join(cut, 'checkpoint.safetensors'));
+      await expect(igpo('train', '--resume', cut)).rejects.toThrow(
+        /checkpoint\.safetensors belongs to run [0-9a-f-]+, not to this directory's run [0-9a-f-]+ \(run\.json\)/,
       );
       // The resumed run takes its own config.json: a flag that would change it is refused.
       await expect(igpo('train', '--resume', cut, '--algo', 'grpo')).rejects.toThrow(
