@@ -1,7 +1,9 @@
-// The llm.c-style golden test: one fixed tiny model and batch; logits, loss and every parameter gradient
-// on CPU float64 (the reference), CPU float32 and WebGPU agree within stated tolerances, and so do the
-// losses of the first five AdamW steps.
+// The llm.c-style golden tests: one fixed tiny model and batch; logits, loss and every parameter gradient,
+// and the losses of the first five AdamW steps. First against an outside reference, the same decoder in
+// PyTorch (scripts/golden.py wrote tests/golden/pytorch.json), on every backend; then the backends against
+// CPU float64 on a model of this project's own initialisation.
 
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import * as E from '../engine/index.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
@@ -79,6 +81,87 @@ function agree(got: Golden, want: Golden, tol: { logits: number; grads: number; 
     expect(Math.abs(l - want.stepLosses[i]) / want.stepLosses[i], `AdamW step ${i + 1} loss`).toBeLessThan(tol.steps),
   );
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Against PyTorch.
+
+interface TorchGolden {
+  config: GPTConfig;
+  batch: { B: number; T: number; ids: number[]; targets: number[] };
+  adamw: { lr: number; betas: [number, number]; eps: number; weightDecay: number };
+  weights: Record<string, { shape: number[]; values: number[] }>;
+  logits: number[];
+  loss: number;
+  grads: Record<string, number[]>;
+  stepLosses: number[];
+}
+
+const torchGolden = JSON.parse(readFileSync(new URL('./golden/pytorch.json', import.meta.url), 'utf8')) as TorchGolden;
+
+/** The PyTorch file's model, batch and five AdamW steps, on one backend. */
+async function runTorchCase(device: E.Device, dtype: 'float32' | 'float64'): Promise<Golden> {
+  const g = torchGolden;
+  const model = new GPT(g.config, { device, dtype });
+  expect([...model.params.keys()].sort()).toEqual(Object.keys(g.weights).sort());
+  for (const [name, p] of model.params) {
+    const w = g.weights[name];
+    const t = E.tensor(dtype === 'float64' ? Float64Array.from(w.values) : Float32Array.from(w.values), w.shape, {
+      device,
+    });
+    p.assign(t);
+    t.dispose();
+  }
+  const { B, T } = g.batch;
+  const x = E.tensor(Int32Array.from(g.batch.ids), [B, T], { device });
+  const y = E.tensor(Int32Array.from(g.batch.targets), [B, T], { device });
+  const f64 = async (t: E.Tensor) => Float64Array.from(await t.data());
+  const { logits } = model.forward(x);
+  const loss = E.crossEntropy(logits, y);
+  loss.backward();
+  const out: Golden = { logits: await f64(logits), loss: await loss.item(), grads: new Map(), stepLosses: [] };
+  for (const [name, p] of model.params) out.grads.set(name, await f64(p.grad!));
+  const { lr, betas, eps, weightDecay } = g.adamw;
+  const opt = new E.AdamW(model.parameters(), { lr, betas, eps, weightDecay });
+  for (let step = 0; step < 5; step++) {
+    opt.zeroGrad();
+    const l = E.tidy(() => {
+      const l = E.crossEntropy(model.forward(x).logits, y);
+      l.backward();
+      opt.step();
+      return l;
+    });
+    out.stepLosses.push(await l.item());
+  }
+  opt.dispose();
+  model.dispose();
+  return out;
+}
+
+const torchWant: Golden = {
+  logits: Float64Array.from(torchGolden.logits),
+  loss: torchGolden.loss,
+  grads: new Map(Object.entries(torchGolden.grads).map(([k, v]) => [k, Float64Array.from(v)])),
+  stepLosses: torchGolden.stepLosses,
+};
+
+describe('golden: the decoder against PyTorch (tests/golden/pytorch.json)', () => {
+  test('CPU float64 agrees with PyTorch float64 to 1e-10 (logits, loss, gradients, five AdamW steps)', async () => {
+    agree(await runTorchCase('cpu', 'float64'), torchWant, { logits: 1e-10, grads: 1e-9, steps: 1e-9 });
+  });
+
+  test('CPU float32 agrees with PyTorch (logits and loss 1e-5, gradients 1e-4, step losses 1e-4)', async () => {
+    agree(await runTorchCase('cpu', 'float32'), torchWant, { logits: 1e-5, grads: 1e-4, steps: 1e-4 });
+  });
+});
+
+describeWebGPU('golden on WebGPU against PyTorch', () => {
+  test('WebGPU float32 agrees with PyTorch (logits and loss 1e-4, gradients 1e-3, step losses 1e-3)', async () => {
+    agree(await runTorchCase('webgpu', 'float32'), torchWant, { logits: 1e-4, grads: 1e-3, steps: 1e-3 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// The backends against CPU float64.
 
 let reference: Golden | undefined;
 const ref = async () => (reference ??= await run('cpu', 'float64'));
