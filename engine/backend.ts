@@ -138,7 +138,8 @@ export interface Backend {
   /**
    * Gather along `axis`. mode 'select': out = x.shape[:axis] + index.shape + x.shape[axis+1:]
    * (embedding lookup, index_select). mode 'along': index has x's rank, out has index's shape
-   * (take-along-axis, torch.gather). An index out of range throws (CPU) or reads 0 (GPU).
+   * (take-along-axis, torch.gather). An index out of range throws (CPU), or reads 0 and
+   * makes the next read throw the same error (GPU).
    */
   gather(x: View, index: View, axis: number, mode: 'select' | 'along'): unknown;
   /** The adjoint of gather: a zero tensor of outShape with src added at the gathered positions. */

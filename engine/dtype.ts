@@ -23,7 +23,9 @@ export function arrayFor(dtype: DType, size: number): TypedArray {
     }
   } catch (e) {
     const bytes = size * (dtype === 'float64' ? 8 : 4);
-    throw new Error(`cpu: cannot allocate ${size} ${dtype} elements (${bytes} bytes): ${(e as Error).message}`);
+    throw new Error(`cpu: cannot allocate ${size} ${dtype} elements (${bytes} bytes): ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 

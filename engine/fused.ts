@@ -52,6 +52,7 @@ function logSoftmaxBackward(y: Tensor, dy: Tensor): Tensor {
 }
 
 export function softmax(x: Tensor, dim = -1): Tensor {
+  normAxis('softmax', dim, x.ndim);
   return ops.exp(logSoftmax(x, dim));
 }
 

@@ -366,6 +366,9 @@ export function cat(xs: readonly Tensor[], dim = 0): Tensor {
 export function stack(xs: readonly Tensor[], dim = 0): Tensor {
   if (xs.length === 0) throw new Error('stack: expected at least one tensor');
   const d = normAxis('stack', dim, xs[0].ndim + 1);
+  for (const x of xs)
+    if (!sameShape(x.shape, xs[0].shape))
+      throw new Error(`stack: shapes ${xs.map((t) => fmt(t.shape)).join(', ')} differ; stack needs equal shapes`);
   return cat(
     xs.map((x) => unsqueeze(x, d)),
     d,
@@ -404,6 +407,7 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
 
 /** Embedding lookup: rows of weight [V, C] at ids of any shape -> [...ids.shape, C]. */
 export function embedding(ids: Tensor, weight: Tensor): Tensor {
+  checkIndex('embedding', weight, ids);
   return indexSelect(weight, 0, ids);
 }
 

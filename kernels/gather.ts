@@ -1,6 +1,7 @@
 // Index kernels: gather ('select' = index_select / embedding lookup, 'along' = take-along-axis) and its
 // adjoint scatterAdd (embedding and gather backward). Not strided copies (movement.ts).
-// An index out of range reads 0 in gather and contributes nothing in scatterAdd (the CPU throws).
+// An index out of range reads 0 in gather and is flagged (status.ts: the next read throws the CPU's error);
+// in scatterAdd it contributes nothing (the CPU throws).
 //
 // scatterAdd is deterministic: one thread per OUTPUT element loops over the index and sums the matching
 // source elements in index order, so results never depend on thread timing (float atomics would: WGSL has
@@ -11,12 +12,24 @@ import type { View } from '../engine/index.js';
 import { sizeOf, stridesOf, type Shape } from '../engine/index.js';
 import type { WebGPUBackend } from './backend.js';
 import type { GpuHandle } from './pool.js';
+import { STATUS_WGSL } from './status.js';
 import { declareBindings, FLAT_BUILTINS, flatId, grid1d, Uniforms, wgslType, type Program } from './program.js';
 
 const WG = 256;
 type Mode = 'select' | 'along';
 
 const handle = (v: View) => v.handle as GpuHandle;
+
+/** A check id whose error is the CPU's for an index out of range (engine/cpu/backend.ts). */
+const indexCheck = (backend: WebGPUBackend, axis: number, xShape: Shape) =>
+  backend.status.register(
+    (_kind, _index, idx) =>
+      `gather: index ${idx | 0} is out of range for dimension ${axis} of size ${xShape[axis]} ` +
+      `(x [${xShape.join(', ')}])`,
+  );
+
+/** Flags an index out of range (the program binds `status`); the read of the tensor then throws. */
+const FLAG_INDEX = 'status_flag(u_check(), i, 0u, u32(idx));';
 
 function checkIndex(op: string, index: View): void {
   if (index.dtype !== 'int32') throw new Error(`webgpu ${op}: index must be int32, got ${index.dtype}`);
@@ -44,6 +57,7 @@ function gatherSelect(backend: WebGPUBackend, x: View, index: View, axis: number
     ['m', 'u32'],
     ['N', 'u32'],
     ['inner', 'u32'],
+    ['check', 'u32'],
   ]);
   const program: Program = {
     name: 'gather:select',
@@ -56,8 +70,12 @@ ${declareBindings(
     ['x', 'u32'],
     ['index', 'i32'],
   ],
-  [['out', 'u32']],
+  [
+    ['out', 'u32'],
+    ['status', 'atomic<u32>'],
+  ],
 )}
+${STATUS_WGSL}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(WG)};
@@ -67,11 +85,17 @@ fn main(${FLAT_BUILTINS}) {
   let j = (i / inner) % u_m();
   let o = i / (inner * u_m());
   let idx = index[j];
-  if (idx < 0 || u32(idx) >= u_N()) { out[i] = 0u; return; }
+  if (idx < 0 || u32(idx) >= u_N()) { ${FLAG_INDEX} out[i] = 0u; return; }
   out[i] = x[(o * u_N() + u32(idx)) * inner + k];
 }`,
   };
-  backend.dispatch(program, [handle(x), handle(index)], [out], uniforms.pack({ n, m, N, inner }));
+  const check = indexCheck(backend, axis, x.shape);
+  backend.dispatch(
+    program,
+    [handle(x), handle(index)],
+    [out, backend.status.handle],
+    uniforms.pack({ n, m, N, inner, check }),
+  );
   return out;
 }
 
@@ -87,6 +111,7 @@ function gatherAlong(backend: WebGPUBackend, x: View, index: View, axis: number)
     ['axis_stride', 'u32'],
     ['ishape', 'u32', rank],
     ['xstride', 'u32', rank],
+    ['check', 'u32'],
   ]);
   const program: Program = {
     name: 'gather:along',
@@ -99,8 +124,12 @@ ${declareBindings(
     ['x', 'u32'],
     ['index', 'i32'],
   ],
-  [['out', 'u32']],
+  [
+    ['out', 'u32'],
+    ['status', 'atomic<u32>'],
+  ],
 )}
+${STATUS_WGSL}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let i = ${flatId(WG)};
@@ -111,7 +140,7 @@ fn main(${FLAT_BUILTINS}) {
       let k = d - 1u; let c = rem % u_ishape(k); rem = rem / u_ishape(k); off += c * u_xstride(k);
     } }
   let idx = index[i];
-  if (idx < 0 || u32(idx) >= u_N()) { out[i] = 0u; return; }
+  if (idx < 0 || u32(idx) >= u_N()) { ${FLAG_INDEX} out[i] = 0u; return; }
   out[i] = x[off + u32(idx) * u_axis_stride()];
 }`,
   };
@@ -120,8 +149,15 @@ fn main(${FLAT_BUILTINS}) {
   backend.dispatch(
     program,
     [handle(x), handle(index)],
-    [out],
-    uniforms.pack({ n, N: x.shape[axis], axis_stride: xs[axis], ishape: index.shape, xstride }),
+    [out, backend.status.handle],
+    uniforms.pack({
+      n,
+      N: x.shape[axis],
+      axis_stride: xs[axis],
+      ishape: index.shape,
+      xstride,
+      check: indexCheck(backend, axis, x.shape),
+    }),
   );
   return out;
 }

@@ -1,5 +1,5 @@
 // Bad input on WebGPU: ops given tensors of two devices name themselves; checkNumerics reports the op
-// that made a NaN or an Inf at the next read; a target out of range throws the CPU's error; an
+// that made a NaN or an Inf at the next read; a target or an index out of range throws the CPU's error; an
 // allocation the adapter cannot give is refused and leaves the backend usable; NaN propagates through
 // fused attention; huge tied logits give a uniform softmax; a failed checkpoint load leaves no buffer.
 
@@ -75,6 +75,45 @@ describeWebGPU('bad input on WebGPU', (ctx) => {
     expect(Number.isFinite((await ok.data())[0])).toBe(true);
   });
 
+  it('an index out of range throws the CPU error at the next read (embedding, indexSelect, gather)', async () => {
+    const table = [0, 1, 2, 3, 4, 5, 6, 7];
+    const ids = (v: number[], shape = [v.length]) => E.tensor(Int32Array.from(v), shape);
+    const gpuIds = (v: number[], shape = [v.length]) => E.tensor(Int32Array.from(v), shape, { device: 'webgpu' });
+    const cases: [string, (d: 'cpu' | 'webgpu') => E.Tensor][] = [
+      [
+        'gather: index 9 is out of range for dimension 0 of size 4 (x [4, 2])',
+        (d) =>
+          E.embedding(
+            d === 'cpu' ? ids([0, 9]) : gpuIds([0, 9]),
+            d === 'cpu' ? E.tensor(table, [4, 2]) : g(table, [4, 2]),
+          ),
+      ],
+      [
+        'gather: index -1 is out of range for dimension 1 of size 2 (x [4, 2])',
+        (d) =>
+          E.indexSelect(
+            d === 'cpu' ? E.tensor(table, [4, 2]) : g(table, [4, 2]),
+            1,
+            d === 'cpu' ? ids([-1]) : gpuIds([-1]),
+          ),
+      ],
+      [
+        'gather: index 2 is out of range for dimension 1 of size 2 (x [4, 2])',
+        (d) =>
+          E.gather(
+            d === 'cpu' ? E.tensor(table, [4, 2]) : g(table, [4, 2]),
+            1,
+            (d === 'cpu' ? ids : gpuIds)([0, 2], [1, 2]),
+          ),
+      ],
+    ];
+    for (const [message, make] of cases) {
+      expect(() => make('cpu').dataSync()).toThrow(message);
+      await expect(make('webgpu').data()).rejects.toThrow(message);
+    }
+    expect(Array.from(await E.embedding(gpuIds([3, 0]), g(table, [4, 2])).data())).toEqual([6, 7, 0, 1]);
+  });
+
   it('an allocation the adapter cannot give is refused in one line, and the backend goes on working', async () => {
     expect(() => E.zeros([1e12], { device: 'webgpu' })).toThrow(
       /^webgpu: fill: an output of 1000000000000 float32 elements of \d+ bytes is more than this adapter allows/,
@@ -85,7 +124,7 @@ describeWebGPU('bad input on WebGPU', (ctx) => {
     expect(Array.from(await g([1, 2]).add(1).data())).toEqual([2, 3]);
   });
 
-  it('a NaN query row gives a NaN attention row on the GPU kernels too; huge tied logits a uniform softmax', async () => {
+  it('a NaN query row gives a NaN attention row on the GPU kernels; huge tied logits a uniform softmax', async () => {
     // T = 1 takes the decode kernel, T = 6 the subgroup one on lavapipe, and without subgroups the
     // workgroup-memory one; a NaN and a +Infinity in the query both make the row NaN, as on the CPU.
     const cases = [1, 6].flatMap((T) => [NaN, Infinity].flatMap((bad) => [true, false].map((sg) => ({ T, bad, sg }))));
