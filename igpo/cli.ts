@@ -250,7 +250,7 @@ const compare = program
   .option('--out <dir>', 'the study\u2019s directory (result files, report.md, figures)', 'runs/compare')
   .option(
     '--jobs <n>',
-    'worker processes (default: this machine\u2019s cores)',
+    'worker processes (by default one per core of this machine)',
     int('--jobs', 1),
     availableParallelism(),
   )

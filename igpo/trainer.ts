@@ -580,7 +580,7 @@ export async function readRunMarker(dir: string): Promise<RunMarker> {
   try {
     raw = JSON.parse(await readFile(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: ${(e as Error).message}`);
+    throw new Error(`${file}: ${(e as Error).message}`, { cause: e });
   }
   const r = runMarkerSchema.safeParse(raw);
   if (!r.success) throw new Error(`${file}: ${r.error.issues[0].path.join('.')}: ${r.error.issues[0].message}`);

@@ -117,7 +117,7 @@ describe('checkpoint', () => {
     for (const [what, config, why] of cases) {
       const path = await write('model.safetensors', config);
       await expect(loadCheckpoint(path), what).rejects.toThrow(
-        new RegExp(`^checkpoint ${path}: __metadata__\.${why.source}`),
+        new RegExp(`^checkpoint ${path}: __metadata__[.]${why.source}`),
       );
     }
     const metadata = { format: 'igpo-ts/gpt', config: '{"vocabSize": 107,' };
@@ -138,7 +138,7 @@ describe('checkpoint', () => {
     );
   });
 
-  test('a tokenizer that is not JSON, or whose vocabulary is not the model\u2019s, is refused naming the file', async () => {
+  test('a tokenizer that is not JSON, or of another vocabulary than the model, is refused with the file', async () => {
     await expect(loadCheckpoint(await write('tok.safetensors', cfg, { tokenizer: '{"type":' }))).rejects.toThrow(
       /tok\.safetensors: __metadata__\.tokenizer: not JSON/,
     );
@@ -167,7 +167,7 @@ describe('checkpoint', () => {
     }
   });
 
-  test('a flipped data byte is caught by the checksum; a file without one (written elsewhere) still loads', async () => {
+  test('a flipped data byte is caught by the checksum; a file without one (from elsewhere) still loads', async () => {
     const dir = tempDir('ckpt-sum-');
     const path = join(dir, 'model.safetensors');
     const model = new GPT(cfg, { generator: new E.Generator(5) });
