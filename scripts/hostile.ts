@@ -626,18 +626,6 @@ async function runCases(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A seeded generator for the campaign's own choices (which byte, when to kill). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Temporary files of the project's atomic writes: .NAME.PID.HEX.tmp (safetensors) and NAME.NUMBER. */
 const isTemp = (f: string) => /^\..+\.\d+\.[0-9a-f]{12}\.tmp$/.test(f) || /^.+\.\d+$/.test(f);
 
@@ -740,7 +728,7 @@ async function killRuns(
   return { records, final };
 }
 
-/** A worker that saves a 13 MB model over and over into dir, until killed. */
+/** A worker that saves a 12 MB model over and over into dir, until killed. */
 async function saveLoop(dir: string, times: number): Promise<void> {
   const model = new GPT(
     { ...BASE_CFG, nEmbd: 288, nLayer: 3, prevTokens: 0, blockSize: 64 },
@@ -793,7 +781,9 @@ async function main(o: {
 }): Promise<number> {
   const root = await mkdtemp(join(tmpdir(), 'hostile-'));
   const limits = { timeMs: o.timeLimit * 1000, memoryMB: o.memoryLimit };
-  const random = rng(18);
+  // The campaign's own choices (which bytes, when to kill), seeded.
+  const gen = new E.Generator(18);
+  const random = () => gen.random();
   const model = new GPT(BASE_CFG, { generator: new E.Generator(18) });
   const basePath = join(root, 'base.safetensors');
   await saveCheckpoint(basePath, model, { tokenizer: tok, metadata: { step: '0' } });
