@@ -263,13 +263,16 @@ describeWebGPU('fused kernels: log-softmax and target log-prob', (env) => {
     );
   });
 
-  it('a target out of range gives NaN on its row (the CPU throws), other rows are unaffected', async () => {
+  it('a target out of range makes the read throw the CPU error; a masked one (-1) gives 0', async () => {
     const { gpu } = env;
     const x = Float32Array.from({ length: 3 * 5 }, (_, i) => i / 7);
     const [gx, gt] = [view(gpu, x, [3, 5]), view(gpu, Int32Array.of(1, 5, -1), [3])];
-    const lp = await take(gpu, fusedOf(gpu).targetLogProb(gx, gt), [3], 'float32', [gx, gt]);
-    expect(Number.isFinite(lp[0])).toBe(true);
-    expect(lp[1]).toBeNaN();
+    await expect(take(gpu, fusedOf(gpu).targetLogProb(gx, gt), [3], 'float32', [gt])).rejects.toThrow(
+      'targetLogProb: target 5 is out of range for 5 classes',
+    );
+    const ok = view(gpu, Int32Array.of(1, 4, -1), [3]);
+    const lp = await take(gpu, fusedOf(gpu).targetLogProb(gx, ok), [3], 'float32', [gx, ok]);
+    expect(Number.isFinite(lp[0]) && Number.isFinite(lp[1])).toBe(true);
     expect(lp[2]).toBe(0);
   });
 
