@@ -25,7 +25,13 @@ import writeFileAtomic from 'write-file-atomic';
 import * as E from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
-import { loadSafetensors, saveSafetensors, SafetensorsError, type SafeTensor } from '../model/safetensors.js';
+import {
+  CHECKSUM_KEY,
+  loadSafetensors,
+  saveSafetensors,
+  SafetensorsError,
+  type SafeTensor,
+} from '../model/safetensors.js';
 import { defaultTokenizer } from '../model/tokenizer.js';
 import { readRunMarker, RUN_FILES, RUN_MARKER } from '../igpo/trainer.js';
 
@@ -790,7 +796,7 @@ async function main(o: {
   const base = new Uint8Array(readFileSync(basePath));
   const headerEnd = 8 + Number(new DataView(base.buffer, base.byteOffset).getBigUint64(0, true));
   const parts: Parts = { tensors: tensorsOf(model), metadata: (await loadSafetensors(basePath)).metadata };
-  delete parts.metadata['igpo-ts.sha256'];
+  delete parts.metadata[CHECKSUM_KEY];
   await mkdir(join(root, 'crafted'));
   const crafted = [...(await craft(join(root, 'crafted'), parts)), ...(await rawFiles(join(root, 'crafted'), base))];
   const step = o.quick ? 97 : 1;
