@@ -39,13 +39,18 @@ async function run(device: E.Device, dtype: 'float32' | 'float64'): Promise<Gold
   }
   const x = E.tensor(ids, [B, T], { device });
   const y = E.tensor(targets, [B, T], { device });
+  return measure(model, x, y, { lr: 1e-2, weightDecay: 0.1 });
+}
+
+/** Logits, loss and every gradient on (x, y), then the losses of five AdamW steps; frees the model. */
+async function measure(model: GPT, x: E.Tensor, y: E.Tensor, adamw: E.AdamWOptions): Promise<Golden> {
   const f64 = async (t: E.Tensor) => Float64Array.from(await t.data());
   const { logits } = model.forward(x);
   const loss = E.crossEntropy(logits, y);
   loss.backward();
   const out: Golden = { logits: await f64(logits), loss: await loss.item(), grads: new Map(), stepLosses: [] };
   for (const [name, p] of model.params) out.grads.set(name, await f64(p.grad!));
-  const opt = new E.AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.1 });
+  const opt = new E.AdamW(model.parameters(), adamw);
   for (let step = 0; step < 5; step++) {
     opt.zeroGrad();
     const l = E.tidy(() => {
@@ -56,6 +61,8 @@ async function run(device: E.Device, dtype: 'float32' | 'float64'): Promise<Gold
     });
     out.stepLosses.push(await l.item());
   }
+  opt.dispose();
+  model.dispose();
   return out;
 }
 
@@ -114,27 +121,8 @@ async function runTorchCase(device: E.Device, dtype: 'float32' | 'float64'): Pro
   const { B, T } = g.batch;
   const x = E.tensor(Int32Array.from(g.batch.ids), [B, T], { device });
   const y = E.tensor(Int32Array.from(g.batch.targets), [B, T], { device });
-  const f64 = async (t: E.Tensor) => Float64Array.from(await t.data());
-  const { logits } = model.forward(x);
-  const loss = E.crossEntropy(logits, y);
-  loss.backward();
-  const out: Golden = { logits: await f64(logits), loss: await loss.item(), grads: new Map(), stepLosses: [] };
-  for (const [name, p] of model.params) out.grads.set(name, await f64(p.grad!));
   const { lr, betas, eps, weightDecay } = g.adamw;
-  const opt = new E.AdamW(model.parameters(), { lr, betas, eps, weightDecay });
-  for (let step = 0; step < 5; step++) {
-    opt.zeroGrad();
-    const l = E.tidy(() => {
-      const l = E.crossEntropy(model.forward(x).logits, y);
-      l.backward();
-      opt.step();
-      return l;
-    });
-    out.stepLosses.push(await l.item());
-  }
-  opt.dispose();
-  model.dispose();
-  return out;
+  return measure(model, x, y, { lr, betas, eps, weightDecay });
 }
 
 const torchWant: Golden = {
