@@ -727,11 +727,13 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
   await prepareRunDir(dir, job);
   const path = (f: string) => join(dir, f);
   const metricsPath = path('metrics.jsonl');
-  // metrics.jsonl is rewritten whole, atomically, with every line: a kill never leaves half a line.
+  // metrics.jsonl is rewritten whole, atomically: a kill never leaves half a line. After every RL step;
+  // during the warm-up every 50 steps and at its end (a rewrite a step would write the file quadratically).
   const lines: unknown[] = [];
+  const writeMetrics = () => writeFileAtomic(metricsPath, jsonl(lines));
   const logLine = (line: unknown) => {
     lines.push(line);
-    return writeFileAtomic(metricsPath, jsonl(lines));
+    return writeMetrics();
   };
   // The run's identity goes first: every later file of the directory is this run's.
   const marker: RunMarker = job.resume
@@ -782,12 +784,16 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
     } else {
       log(`warm-up: ${job.preset.warmup.steps} supervised steps on expert demonstrations (${job.device})`);
       warmup = [];
-      const onStep = async (step: number, loss: number, lr: number) => {
+      let written = Promise.resolve();
+      const onStep = (step: number, loss: number, lr: number) => {
         const line = warmupLine(step, loss, lr);
         warmup.push(line);
-        await logLine(line);
+        lines.push(line);
+        if ((step + 1) % 50 === 0) written = written.then(writeMetrics);
       };
       ({ model, tok } = await warmStart(job.preset, job.seed, job.device, job.progress, log, onStep));
+      await written;
+      await writeMetrics();
       log(
         `warm-up loss ${fmt(warmup[0]?.loss as number)} -> ${fmt(warmup.at(-1)?.loss as number)} in ` +
           `${((performance.now() - t0) / 1000).toFixed(0)} s; ${model.numParams()} parameters`,

@@ -16,7 +16,7 @@ import * as norms from './norms.js';
 import { BufferPool, type GpuHandle, type MemoryReport } from './pool.js';
 import { Dispatcher, wgslType, type Program } from './program.js';
 import { reduce } from './reduce.js';
-import { DeviceStatus, finiteCheck, numericsMessage } from './status.js';
+import { DeviceStatus, finiteCheck, numericsMessage, STATUS_BYTES } from './status.js';
 import * as targetlogprob from './targetlogprob.js';
 
 export interface WebGPUBackendOptions {
@@ -183,13 +183,13 @@ export class WebGPUBackend implements Backend {
       throw new Error('webgpu read: the buffer has been freed (a disposed tensor?)');
     const bytes = n * 4;
     const staging = this.device.createBuffer({
-      size: bytes + (checked ? 16 : 0),
+      size: bytes + (checked ? STATUS_BYTES : 0),
       usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */,
       label: 'read staging',
     });
     try {
       if (bytes > 0) this.dispatcher.copy((x.handle as GpuHandle).buffer, staging, bytes);
-      if (checked) this.dispatcher.copy(this.status.handle.buffer, staging, 16, bytes);
+      if (checked) this.dispatcher.copy(this.status.handle.buffer, staging, STATUS_BYTES, bytes);
       this.dispatcher.flush();
       try {
         await Promise.race([staging.mapAsync(0x1 /* GPUMapMode.READ */), this.lost]);
@@ -201,7 +201,7 @@ export class WebGPUBackend implements Backend {
       const out = arrayFor(x.dtype, n);
       const range = staging.getMappedRange();
       out.set(x.dtype === 'int32' ? new Int32Array(range, 0, n) : new Float32Array(range, 0, n));
-      const words = checked ? new Uint32Array(range.slice(bytes, bytes + 16)) : null;
+      const words = checked ? new Uint32Array(range.slice(bytes, bytes + STATUS_BYTES)) : null;
       staging.unmap();
       if (words) this.status.settle(words);
       return out;

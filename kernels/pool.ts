@@ -49,7 +49,16 @@ export class BufferPool {
   private bytesPooled = 0;
   private buffersLive = 0;
 
-  constructor(private readonly device: GPUDevice) {}
+  /** The adapter's limits on one buffer, read once: the largest buffer acquire gives. */
+  private readonly maxBufferSize: number;
+  private readonly maxBindingSize: number;
+  private readonly maxBytes: number;
+
+  constructor(private readonly device: GPUDevice) {
+    this.maxBufferSize = device.limits.maxBufferSize;
+    this.maxBindingSize = device.limits.maxStorageBufferBindingSize;
+    this.maxBytes = Math.min(this.maxBufferSize, this.maxBindingSize);
+  }
 
   /**
    * A buffer of at least `bytes` bytes: a pooled one of the same class if any, else a new one. A size the
@@ -57,12 +66,11 @@ export class BufferPool {
    * device sees it: a failed createBuffer would be an uncaptured error that every later op reports.
    */
   acquire(bytes: number, what = 'a buffer'): GpuHandle {
-    const { maxBufferSize, maxStorageBufferBindingSize } = this.device.limits;
-    const max = Math.min(maxBufferSize, maxStorageBufferBindingSize);
+    const max = this.maxBytes;
     if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > max)
       throw new Error(
         `webgpu: ${what} of ${bytes} bytes is more than this adapter allows (${max} bytes: maxBufferSize ` +
-          `${maxBufferSize}, maxStorageBufferBindingSize ${maxStorageBufferBindingSize})`,
+          `${this.maxBufferSize}, maxStorageBufferBindingSize ${this.maxBindingSize})`,
       );
     const byteSize = Math.min(sizeClass(bytes), max);
     const list = this.free.get(byteSize);

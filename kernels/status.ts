@@ -15,6 +15,7 @@ const NONE = 0xffffffff;
  * -Inf 4), [2] the lowest flat index it flagged, [3] the largest detail value (a bad target).
  */
 export const STATUS_WORDS = 4;
+export const STATUS_BYTES = 4 * STATUS_WORDS;
 
 /**
  * WGSL: `status_flag(id, index, kind, detail)` records a failed check unless an earlier dispatch (a
@@ -39,11 +40,11 @@ export class DeviceStatus {
 
   constructor(private readonly device: GPUDevice) {
     const buffer = device.createBuffer({
-      size: 16,
+      size: STATUS_BYTES,
       usage: 0x80 | 0x04 | 0x08 /* STORAGE, COPY_SRC, COPY_DST */,
       label: 'status',
     });
-    this.handle = { buffer, byteSize: 16, released: false };
+    this.handle = { buffer, byteSize: STATUS_BYTES, released: false };
     this.reset();
   }
 
