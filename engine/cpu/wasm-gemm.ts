@@ -2,7 +2,7 @@
 // 8-column panels (k-major, zero-padded), 4 x 8 outputs per tile held in eight f32x4 accumulators.
 // float32 only, accumulating in float32 (as a GPU does); float64 stays on the TypeScript kernel.
 
-import wabtInit from 'wabt';
+import { loadWasm, type WasmMemory } from './wasm.js';
 
 /** The micro-kernel, loops and all. Written in the WebAssembly text format, assembled once at load. */
 const WAT = `
@@ -65,33 +65,13 @@ const WAT = `
       (br $jloop)))))
 `;
 
-// The few WebAssembly types used (the project's TypeScript lib has no DOM, where they are declared).
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-declare const WebAssembly: { instantiate(bytes: Uint8Array): Promise<{ instance: { exports: unknown } }> };
-
 interface Kernel {
   mem: WasmMemory;
   gemm: (ap: number, bp: number, cp: number, mp: number, np: number, k: number) => void;
 }
 
-async function load(): Promise<Kernel | null> {
-  if (process.env.IGPO_NO_WASM === '1') return null;
-  try {
-    const wabt = await wabtInit();
-    const mod = wabt.parseWat('gemm.wat', WAT, { simd: true });
-    const { buffer } = mod.toBinary({});
-    mod.destroy();
-    const { instance } = await WebAssembly.instantiate(buffer);
-    return instance.exports as unknown as Kernel;
-  } catch {
-    return null; // no SIMD in this runtime: the TypeScript kernel does the work
-  }
-}
-
-const kernel = await load();
+// null without SIMD in this runtime: the TypeScript kernel does the work.
+const kernel = await loadWasm<Kernel>('gemm', WAT);
 
 /** Whether the WebAssembly kernel is in use (IGPO_NO_WASM=1 turns it off). */
 export const wasmGemmAvailable = kernel !== null;
