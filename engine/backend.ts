@@ -72,7 +72,12 @@ export interface FusedKernels {
    * (0 keeps a key, -Infinity hides it: padding inside a KV cache). A query row that sees no key at
    * all gets output 0 and lse -Infinity, and no gradient.
    */
-  attention(q: View, k: View, v: View, scale: number, keyBias?: View): { out: unknown; lse: unknown };
+  /**
+   * kvLen, when given (T <= kvLen <= S), attends over only the first kvLen key rows of each batch row of k
+   * and v (and of keyBias), read in place from buffers of capacity S: a KV cache written in place. The
+   * causal alignment follows kvLen (query i sits at position kvLen - T + i). Forward only: no backward reads it.
+   */
+  attention(q: View, k: View, v: View, scale: number, keyBias?: View, kvLen?: number): { out: unknown; lse: unknown };
   attentionBackward(
     q: View,
     k: View,
@@ -134,6 +139,12 @@ export interface Backend {
   pad(x: View, before: readonly number[], after: readonly number[]): unknown;
   expand(x: View, shape: Shape): unknown;
   cat(xs: readonly View[], axis: number): unknown;
+  /**
+   * In place, the one primitive that mutates an existing handle besides adamw: dst's entries
+   * [start, start + src.shape[axis]) along `axis` become src (dst and src agree on every other dimension and
+   * the dtype, and are different storage). Not differentiated: a KV cache written at its next free slots.
+   */
+  writeInto(dst: View, src: View, axis: number, start: number): void;
 
   /**
    * Gather along `axis`. mode 'select': out = x.shape[:axis] + index.shape + x.shape[axis+1:]

@@ -6,7 +6,7 @@ import type { FusedKernels, FusedName } from './backend.js';
 import { requireFloat, sameDevice } from './checks.js';
 import * as ops from './ops.js';
 import { fmt, normAxis, sameShape } from './shape.js';
-import { fromHandle, full, noGrad, record, Tensor, tensor } from './tensor.js';
+import { fromHandle, full, isGradEnabled, noGrad, record, Tensor, tensor } from './tensor.js';
 
 let fusedEnabled = true;
 
@@ -134,6 +134,13 @@ export interface AttentionOptions {
    * Not differentiated. A query row that sees no key gets 0 from a fused kernel, NaN from the composed form.
    */
   keyBias?: Tensor;
+  /**
+   * Attend over only the first kvLen of the S key rows (and keyBias columns), T <= kvLen <= S: k and v are
+   * buffers of capacity S written in place (a KV cache), the rest unused. Query row i then sits at position
+   * kvLen - T + i. A fused kernel reads the used rows where they lie; where gradients are recorded, or
+   * without a kernel, the used rows are copied out first (narrow) and attended as usual.
+   */
+  kvLen?: number;
 }
 
 /**
@@ -172,6 +179,24 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     );
   }
   const kf = kernel(q, 'attention');
+  const kvLen = opts.kvLen ?? S;
+  if (!Number.isInteger(kvLen) || kvLen < T || kvLen > S)
+    throw new Error(
+      `attention: kvLen ${opts.kvLen} must be an integer in [${T}, ${S}] for q ${fmt(q.shape)} k ${fmt(k.shape)}`,
+    );
+  if (kvLen < S) {
+    const recorded = isGradEnabled() && [q, k, v].some((t) => t.requiresGrad);
+    if (kf && !recorded) {
+      const r = kf(q, k, v, scale, keyBias, kvLen);
+      q.backend.free(r.lse, q.dtype); // no backward will read it
+      return fromHandle('attention', q.backend, r.out, q.shape, q.dtype);
+    }
+    const used = (t: Tensor) => ops.narrow(t, -2, 0, kvLen);
+    return scaledDotProductAttention(q, used(k), used(v), {
+      scale,
+      ...(keyBias ? { keyBias: ops.narrow(keyBias, 1, 0, kvLen) } : {}),
+    });
+  }
   let out: Tensor;
   let lse: Tensor;
   const lseShape = q.shape.slice(0, -1);

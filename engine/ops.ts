@@ -5,7 +5,7 @@ import type { BinaryOp, ReduceOp, UnaryOp } from './backend.js';
 import { requireFloat, sameDevice, sameDType } from './checks.js';
 import { isFloat, type DType } from './dtype.js';
 import { broadcastShapes, fmt, normAxes, normAxis, reducedShape, sameShape, sizeOf, type Shape } from './shape.js';
-import { fromHandle, full, record, Tensor } from './tensor.js';
+import { fromHandle, full, isGradEnabled, record, Tensor } from './tensor.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Checks shared by the ops.
@@ -306,6 +306,34 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
   const begin = x.shape.map((_, i) => (i === d ? start : 0));
   const size = x.shape.map((s, i) => (i === d ? length : s));
   return slice(x, begin, size);
+}
+
+/**
+ * In place: dst.narrow(dim, start, src.shape[dim]) takes src's values (torch's narrow(...).copy_()), every
+ * other dimension and the dtype equal. Off the tape, so it refuses tensors that require grad while grad
+ * mode is on; a tensor already saved for a backward must not be written. What a KV cache grows by.
+ */
+export function writeInto(dst: Tensor, src: Tensor, dim: number, start: number): void {
+  sameDevice('writeInto', dst, src);
+  const d = normAxis('writeInto', dim, dst.ndim);
+  const n = src.shape[d];
+  if (
+    src.ndim !== dst.ndim ||
+    src.dtype !== dst.dtype ||
+    src.shape.some((s, i) => i !== d && s !== dst.shape[i]) ||
+    !Number.isInteger(start) ||
+    start < 0 ||
+    start + n > dst.shape[d]
+  ) {
+    throw new Error(
+      `writeInto: src ${fmt(src.shape)} ${src.dtype} must equal dst ${fmt(dst.shape)} ${dst.dtype} except along ` +
+        `dimension ${dim}, and fit it from start ${start}`,
+    );
+  }
+  if (isGradEnabled() && (dst.requiresGrad || src.requiresGrad))
+    throw new Error('writeInto: in-place writes are not differentiated; run them under noGrad (or detach)');
+  if (dst.handle === src.handle) throw new Error('writeInto: src and dst share storage');
+  dst.backend.writeInto(dst, src, d, start);
 }
 
 /** Zero padding: before[i] and after[i] elements around dimension i. */

@@ -4,9 +4,11 @@
 //
 // Conventions as engine/backend.ts: q [..., T, hs], k and v [..., S, hs], query i at key position
 // S - T + i; keyBias [B0, S] is added to the scores of batch row b0 = b / (B / B0); a query row that sees
-// no key gets out 0 and lse -Infinity, and no gradient. The shape class (cache key) is the head size hs, a
-// compile-time constant (rows are vec4s when hs is a multiple of 4), the tile sizes it implies, keyBias or
-// not, and whether loops have constant bounds (see attentionTuning).
+// no key gets out 0 and lse -Infinity, and no gradient. With kvLen (forward only), k, v and keyBias are
+// buffers of capacity cap per batch row and only their first S = kvLen rows are read (a KV cache written
+// in place): the uniform `cap` is the row stride, S the keys attended. The shape class (cache key) is the
+// head size hs, a compile-time constant (rows are vec4s when hs is a multiple of 4), the tile sizes it
+// implies, keyBias or not, and whether loops have constant bounds (see attentionTuning).
 //
 // Forward, tiled: a workgroup of ROWS = 64 threads owns 64 query rows of one (batch, head), one thread per
 // row (its q row and output accumulator private to the thread); it walks the key tiles up to the causal limit,
@@ -61,6 +63,9 @@ const uniforms = new Uniforms([
   ['B', 'u32'],
   ['T', 'u32'],
   ['S', 'u32'],
+  // Rows per batch row of k, v and keyBias: S, or a KV cache's capacity when only its first S are used
+  // (kvLen, forward only).
+  ['cap', 'u32'],
   ['tiles', 'u32'],
   ['per_bias', 'u32'],
   ['scale', 'f32'],
@@ -75,12 +80,14 @@ interface Dims {
   B: number;
   T: number;
   S: number;
+  /** Rows of k, v (and keyBias columns) per batch row, of which the first S are attended. */
+  cap: number;
   hs: number;
   /** B / B0: consecutive batch rows that share one keyBias row. */
   perBias: number;
 }
 
-function dimsOf(op: string, q: View, k: View, v: View, keyBias: View | undefined): Dims {
+function dimsOf(op: string, q: View, k: View, v: View, keyBias: View | undefined, kvLen?: number): Dims {
   for (const [name, t] of [
     ['q', q],
     ['k', k],
@@ -88,22 +95,24 @@ function dimsOf(op: string, q: View, k: View, v: View, keyBias: View | undefined
   ] as const)
     wgslType(t.dtype, `${op} (${name})`);
   const r = q.shape.length;
-  const [T, hs, S] = [q.shape[r - 2], q.shape[r - 1], k.shape[r - 2]];
+  const [T, hs, cap] = [q.shape[r - 2], q.shape[r - 1], k.shape[r - 2]];
+  const S = kvLen ?? cap;
   const B = sizeOf(q.shape.slice(0, -2));
   if ((hs === 0 || hs > MAX_HS) && B * T > 0)
     throw new Error(`${op}: head size ${hs} is not supported on webgpu (1 to ${MAX_HS})`);
-  if (T > S) throw new Error(`${op}: ${T} query rows for ${S} keys; the causal convention needs T <= S`);
-  if (sizeOf(k.shape) !== B * S * hs || sizeOf(v.shape) !== B * S * hs)
+  if (T > S || S > cap)
+    throw new Error(`${op}: ${T} query rows for ${S} of ${cap} keys; the causal convention needs T <= S <= ${cap}`);
+  if (sizeOf(k.shape) !== B * cap * hs || sizeOf(v.shape) !== B * cap * hs)
     throw new Error(`${op}: k [${k.shape}] and v [${v.shape}] do not match q [${q.shape}]`);
   let perBias = 1;
   if (keyBias) {
     wgslType(keyBias.dtype, `${op} (keyBias)`);
     const B0 = q.shape[0];
-    if (r < 3 || sizeOf(keyBias.shape) !== B0 * S)
-      throw new Error(`${op}: keyBias [${keyBias.shape}] must be [${B0}, ${S}] for q [${q.shape}]`);
+    if (r < 3 || sizeOf(keyBias.shape) !== B0 * cap)
+      throw new Error(`${op}: keyBias [${keyBias.shape}] must be [${B0}, ${cap}] for q [${q.shape}]`);
     perBias = B / B0;
   }
-  return { B, T, S, hs, perBias };
+  return { B, T, S, cap, hs, perBias };
 }
 
 const NEG_INF = 'f32_bits(0xff800000u)';
@@ -200,8 +209,9 @@ export function attention(
   v: View,
   scale: number,
   keyBias?: View,
+  kvLen?: number,
 ): { out: GpuHandle; lse: GpuHandle } {
-  const d = dimsOf('attention', q, k, v, keyBias);
+  const d = dimsOf('attention', q, k, v, keyBias, kvLen);
   const out = backend.alloc(d.B * d.T * d.hs, q.dtype, 'attention');
   const lse = backend.alloc(d.B * d.T, q.dtype, 'attention');
   if (d.B * d.T === 0) return { out, lse };
@@ -219,7 +229,7 @@ export function attention(
     program,
     inputs,
     [out, lse],
-    uniforms.pack({ B: d.B, T: d.T, S: d.S, tiles, per_bias: d.perBias, scale, ...sizes(d) }),
+    uniforms.pack({ B: d.B, T: d.T, S: d.S, cap: d.cap, tiles, per_bias: d.perBias, scale, ...sizes(d) }),
   );
   return { out, lse };
 }
@@ -251,8 +261,8 @@ fn main(${FLAT_BUILTINS}) {
   let inside = i < T;
   let lim = S - T + i;                  // the last key row i sees
   let kend = S - T + min(i0 + ROWS, T); // keys any row of the tile sees: [0, kend)
-  let kvbase = b * S * HS;
-  let bbase = (b / u_per_bias()) * S;
+  let kvbase = b * u_cap() * HS;
+  let bbase = (b / u_per_bias()) * u_cap();
   var qr: array<VT, HS>;
   var o: array<VT, HS>;
   if (inside) { for (var c = 0u; c < hsn; c++) { qr[c] = q[(b * T + i) * HS + c]; } }
@@ -335,8 +345,8 @@ fn main(${FLAT_BUILTINS}) {
   let lid = ${localId()};
   let b = row / T;
   let lim = S - T + row % T;
-  let kvbase = b * S * HS;
-  let bbase = (b / u_per_bias()) * S;
+  let kvbase = b * u_cap() * HS;
+  let bbase = (b / u_per_bias()) * u_cap();
   var qr: array<VT, HS>;
   var o: array<VT, HS>;
   for (var c = 0u; c < hsn; c++) { qr[c] = q[row * HS + c]; }
@@ -415,7 +425,7 @@ export function attentionBackward(
   if (d.B * d.S * d.hs === 0) return { dq, dk, dv };
   const bias = keyBias ? [handle(keyBias)] : [];
   const pack = (tiles: number) =>
-    uniforms.pack({ B: d.B, T: d.T, S: d.S, tiles, per_bias: d.perBias, scale, ...sizes(d) });
+    uniforms.pack({ B: d.B, T: d.T, S: d.S, cap: d.S, tiles, per_bias: d.perBias, scale, ...sizes(d) });
   const D = backend.alloc(d.B * d.T, q.dtype, 'attentionBackward');
   const constant = constantLoops(backend);
   backend.dispatch(rowDotProgram(d, constant), [handle(dout), handle(out)], [D], pack(0));
@@ -480,8 +490,8 @@ fn main(${FLAT_BUILTINS}) {
   let row = b * T + i;
   let lim = S - T + i;
   let kend = S - T + min(i0 + ROWS, T);
-  let kvbase = b * S * HS;
-  let bbase = (b / u_per_bias()) * S;
+  let kvbase = b * u_cap() * HS;
+  let bbase = (b / u_per_bias()) * u_cap();
   var qr: array<VT, HS>;
   var dor: array<VT, HS>;
   var acc: array<VT, HS>;
@@ -664,8 +674,8 @@ fn main(${FLAT_BUILTINS}, @builtin(subgroup_invocation_id) sid: u32) {
   let lid = ${localId()};
   let b = g / u_tiles();
   let r0 = (g % u_tiles()) * ${SG_ROWS}u;  // this workgroup's first row (query or key)
-  let kvbase = b * S * HS;
-  let bbase = (b / u_per_bias()) * S;`;
+  let kvbase = b * u_cap() * HS;
+  let bbase = (b / u_per_bias()) * u_cap();`;
 
 function sgForwardProgram(d: Dims, hasBias: boolean): Program {
   return {

@@ -9,6 +9,7 @@ import { adamw } from './adamw.js';
 import * as attention from './attention.js';
 import * as elementwise from './elementwise.js';
 import * as gather from './gather.js';
+import { writeInto } from './inplace.js';
 import * as logsoftmax from './logsoftmax.js';
 import { matmul } from './matmul.js';
 import * as movement from './movement.js';
@@ -52,7 +53,7 @@ export class WebGPUBackend implements Backend {
     logSoftmaxBackward: (y, dy) => logsoftmax.logSoftmaxBackward(this, y, dy),
     targetLogProb: (logits, targets) => targetlogprob.targetLogProb(this, logits, targets),
     targetLogProbBackward: (logits, targets, dout) => targetlogprob.targetLogProbBackward(this, logits, targets, dout),
-    attention: (q, k, v, scale, keyBias) => attention.attention(this, q, k, v, scale, keyBias),
+    attention: (q, k, v, scale, keyBias, kvLen) => attention.attention(this, q, k, v, scale, keyBias, kvLen),
     attentionBackward: (q, k, v, out, lse, dout, scale, keyBias) =>
       attention.attentionBackward(this, q, k, v, out, lse, dout, scale, keyBias),
     layerNorm: (x, weight, bias, eps) => norms.layerNorm(this, x, weight, bias, eps),
@@ -250,6 +251,9 @@ export class WebGPUBackend implements Backend {
   }
   cat(xs: readonly View[], axis: number): unknown {
     return movement.cat(this, xs, axis);
+  }
+  writeInto(dst: View, src: View, axis: number, start: number): void {
+    writeInto(this, dst, src, axis, start);
   }
   gather(x: View, index: View, axis: number, mode: 'select' | 'along'): unknown {
     return gather.gather(this, x, index, axis, mode);

@@ -5,6 +5,7 @@ import type { Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../backend.js';
 import { arrayFor, type DType, type TypedArray } from '../dtype.js';
 import { broadcastStrides, fmt, sameShape, sizeOf, stridesOf, type Shape } from '../shape.js';
 import { cpuFused } from './fused.js';
+import { writeInto } from './inplace.js';
 import { matmulCpu } from './matmul.js';
 import { stridedOffsets } from './strided.js';
 
@@ -266,6 +267,10 @@ export class CpuBackend implements Backend {
       at += x.shape[axis];
     }
     return out;
+  }
+
+  writeInto(dst: View, src: View, axis: number, start: number): void {
+    writeInto(dst, src, axis, start);
   }
 
   gather(x: View, index: View, axis: number, mode: 'select' | 'along'): unknown {

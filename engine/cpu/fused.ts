@@ -116,14 +116,17 @@ function maskedSoftmax(
   });
 }
 
-/** Per (batch, head) matrix views of q [..., T, hs] and k, v [..., S, hs]. */
-function attnDims(q: View, k: View) {
+/**
+ * Per (batch, head) matrix views of q [..., T, hs] and k, v [..., cap, hs]: S keys attended, the first S
+ * of cap rows (S = cap unless a kvLen says otherwise).
+ */
+function attnDims(q: View, k: View, kvLen?: number) {
   const r = q.shape.length;
   const T = q.shape[r - 2];
   const hs = q.shape[r - 1];
-  const S = k.shape[r - 2];
+  const cap = k.shape[r - 2];
   const B = sizeOf(q.shape.slice(0, -2));
-  return { B, T, S, hs };
+  return { B, T, S: kvLen ?? cap, cap, hs };
 }
 
 /**
@@ -140,15 +143,16 @@ function attentionFewRows(
   p: Floats,
   out: Floats,
   lse: TypedArray,
+  kvLen?: number,
 ): void {
-  const { B, T, S, hs } = attnDims(q, k);
+  const { B, T, S, cap, hs } = attnDims(q, k, kvLen);
   const [Q, K, Vv] = [arr(q), arr(k), arr(v)];
   const bias = keyBias && arr(keyBias);
   const perBias = B / q.shape[0];
   const acc = new Float64Array(hs);
   for (let bh = 0; bh < B; bh++) {
-    const kv = bh * S * hs;
-    const bo = bias ? Math.floor(bh / perBias) * S : 0;
+    const kv = bh * cap * hs;
+    const bo = bias ? Math.floor(bh / perBias) * cap : 0;
     for (let i = 0; i < T; i++) {
       const row = bh * T + i;
       const [base, qo, lim] = [row * S, row * hs, S - T + i];
@@ -183,6 +187,42 @@ function attentionFewRows(
       for (let d = 0; d < hs; d++) out[qo + d] = acc[d];
     }
   }
+}
+
+/**
+ * The matmul route of attention on the first S rows of k and v [..., cap, hs] (and keyBias [B0, cap]) in
+ * place: per (batch, head) the two matmuls on subarray views, and the softmax on a compacted keyBias.
+ */
+function attentionInCache(
+  q: View,
+  k: View,
+  v: View,
+  scale: number,
+  keyBias: View | undefined,
+  S: number,
+): { out: Floats; lse: TypedArray } {
+  const { B, T, cap, hs } = attnDims(q, k, S);
+  const [Q, K, Vv] = [arr(q), arr(k), arr(v)] as Floats[];
+  const p = like(q, B * T * S) as Floats;
+  const out = like(q) as Floats;
+  const lse = like(q, B * T);
+  const head = (x: Floats, off: number, rows: number, cols: number): View => ({
+    handle: x.subarray(off, off + rows * cols),
+    shape: [rows, cols],
+    dtype: q.dtype,
+  });
+  for (let bh = 0; bh < B; bh++)
+    p.set(matmulCpu(head(Q, bh * T * hs, T, hs), head(K, bh * cap * hs, S, hs), false, true, [T, S]), bh * T * S);
+  let bias: TypedArray | undefined;
+  if (keyBias) {
+    const kb = arr(keyBias);
+    bias = like(keyBias, q.shape[0] * S);
+    for (let b0 = 0; b0 < q.shape[0]; b0++) bias.set(kb.subarray(b0 * cap, b0 * cap + S), b0 * S);
+  }
+  maskedSoftmax(p, T, S, scale, bias, B / q.shape[0], lse);
+  for (let bh = 0; bh < B; bh++)
+    out.set(matmulCpu(head(p, bh * T * S, T, S), head(Vv, bh * cap * hs, S, hs), false, false, [T, hs]), bh * T * hs);
+  return { out, lse };
 }
 
 export const cpuFused: FusedKernels = {
@@ -246,8 +286,11 @@ export const cpuFused: FusedKernels = {
   // a CPU memory is plentiful and the matmul is the fast path. The WebGPU kernel is the flash-style one.
   // The probabilities stay attached to the returned lse (savedProbs), so that the backward of the same
   // call skips recomputing them; the garbage collector drops them with the lse.
-  attention(q, k, v, scale, keyBias) {
-    const { T, S } = attnDims(q, k);
+  // With kvLen (keys in a KV cache of larger capacity, forward only), few rows read the cache in place and
+  // more rows run the same matmuls per (batch, head) on views of the used rows: the same sums in the same
+  // order as on a cache holding exactly those rows.
+  attention(q, k, v, scale, keyBias, kvLen) {
+    const { T, S, cap } = attnDims(q, k, kvLen);
     const sShape = [...q.shape.slice(0, -1), S];
     let p: Floats;
     let out: Floats;
@@ -255,7 +298,10 @@ export const cpuFused: FusedKernels = {
     if (T <= FEW_ROWS) {
       [p, out] = [like(q, sizeOf(sShape)) as Floats, like(q) as Floats];
       lse = like(q, p.length / S);
-      attentionFewRows(q, k, v, scale, keyBias, p, out, lse);
+      attentionFewRows(q, k, v, scale, keyBias, p, out, lse, kvLen);
+      if (S < cap) return { out, lse };
+    } else if (S < cap) {
+      return attentionInCache(q, k, v, scale, keyBias, S);
     } else {
       p = matmulCpu(q, k, false, true, sShape) as Floats; // (..., T, S) scores, then probabilities
       lse = like(q, p.length / S);
