@@ -102,23 +102,34 @@ export function parameterLayout(cfg: GPTConfig): [name: string, shape: number[],
   return out;
 }
 
-/** Keys and values of every layer for the tokens seen so far, plus which cache slots are padding. */
+/**
+ * Keys and values of every layer for the tokens seen so far, plus which slots are padding. Written in place:
+ * buffers of some capacity whose first `length` slots are used, copied into buffers twice as large when
+ * full, so a decoded token costs a write of its own keys rather than a copy of all of them. Its tensors are
+ * exempt from tidy scopes (keep); disposeCache frees them.
+ */
 export interface KVCache {
-  /** Per layer: (B, nh, S, hs). */
+  /** Per layer: (B, nh, capacity, hs). */
   k: Tensor[];
   v: Tensor[];
-  /** (B, S): 0 for a real token, -Infinity for a padding slot that no query may see. */
+  /** (B, capacity): 0 for a real token, -Infinity for a padding slot that no query may see. */
   keyBias: Tensor;
+  /** Slots used (real tokens and padding); a decoder may lower it to roll back, the slots past it are unread. */
+  length: number;
 }
 
 export interface ForwardOptions {
   /** Position of each token (B, T) int32; defaults to 0..T-1 after the cache's length. */
   pos?: Tensor;
-  /** Attend over these earlier tokens too (decoding); the result's cache includes the new tokens. */
+  /**
+   * Attend over these earlier tokens too (decoding): the new tokens' keys and values are written into it in
+   * place at slots length.. (it grows when full) and its length advances; the result's cache is this one.
+   * Inference only: refused while gradients are recorded for the model.
+   */
   cache?: KVCache;
   /** (B, T): 0 for real tokens, -Infinity for padding slots; needed only when a cache is built. */
   keyBias?: Tensor;
-  /** Build and return the cache of this forward (sampling); off for training. */
+  /** Build and return a cache holding this forward's tokens (sampling); off for training. */
   returnCache?: boolean;
   /** Also return the final hidden states (B, T, C) after the last norm (a value head reads them). */
   returnHidden?: boolean;
@@ -212,19 +223,14 @@ export class GPT {
     if (ids.ndim !== 2 || ids.dtype !== 'int32')
       throw new Error(`GPT.forward: ids must be (B, T) int32, got ${E.fmt(ids.shape)} ${ids.dtype}`);
     const [B, T] = ids.shape;
-    const past = opts.cache ? opts.cache.keyBias.shape[1] : 0;
+    const past = opts.cache?.length ?? 0;
     if (!opts.pos && past + T > this.cfg.blockSize)
       throw new Error(`GPT.forward: ${past} cached + ${T} new tokens exceed blockSize ${this.cfg.blockSize}`);
     const pos = opts.pos ?? E.arange(T, { device: ids.device }).add(past).reshape([1, T]).expand([B, T]);
     if (pos.shape[0] !== B || pos.shape[1] !== T)
       throw new Error(`GPT.forward: pos ${E.fmt(pos.shape)} must match ids ${E.fmt(ids.shape)}`);
-    const want = opts.returnCache || opts.cache;
     const cos = E.indexSelect(this.ropeCos, 0, pos).reshape([B, 1, T, hs / 2]);
     const sin = E.indexSelect(this.ropeSin, 0, pos).reshape([B, 1, T, hs / 2]);
-    const newBias = opts.keyBias ?? E.zeros([B, T], { device: ids.device, dtype: this.ropeCos.dtype });
-    const keyBias = opts.cache ? E.cat([opts.cache.keyBias, newBias], 1) : (opts.keyBias ?? undefined);
-    const ks: Tensor[] = [];
-    const vs: Tensor[] = [];
 
     let x = E.embedding(ids, this.p('wte')); // (B, T, C)
     const n = this.cfg.prevTokens ?? 0;
@@ -243,21 +249,33 @@ export class GPT {
       const context = E.cat([history, ids], 1); // (B, n + T)
       for (let j = 1; j <= n; j++) x = x.add(E.embedding(context.narrow(1, n - j, T), this.p(`wtePrev.${j}`)));
     }
+    if (opts.cache && E.isGradEnabled() && this.p('wte').requiresGrad)
+      throw new Error(
+        'GPT.forward: decoding on a KV cache is inference only (keys are written into it in place, off the tape); ' +
+          'run it under E.noGrad',
+      );
+    const cache = opts.cache ?? (opts.returnCache ? this.emptyCache(B, T) : undefined);
+    if (cache) {
+      reserveSlots(cache, past + T);
+      const newBias = opts.keyBias ?? E.zeros([B, T], { device: ids.device, dtype: this.ropeCos.dtype });
+      E.noGrad(() => E.writeInto(cache.keyBias, newBias, 1, past));
+    }
     for (let l = 0; l < L; l++) {
       const h = E.rmsNorm(x, this.p(`h.${l}.ln1`), this.cfg.normEps);
       const heads = (w: string) => h.matmul(this.p(w)).reshape([B, T, nh, hs]).transpose(1, 2); // (B, nh, T, hs)
       const q = this.rope(heads(`h.${l}.wq`), cos, sin);
-      let k = this.rope(heads(`h.${l}.wk`), cos, sin);
-      let v = heads(`h.${l}.wv`);
-      if (opts.cache) {
-        k = E.cat([opts.cache.k[l], k], 2); // (B, nh, past + T, hs)
-        v = E.cat([opts.cache.v[l], v], 2);
-      }
-      if (want) {
-        ks.push(k);
-        vs.push(v);
-      }
-      const y = E.scaledDotProductAttention(q, k, v, { keyBias }); // (B, nh, T, hs)
+      const k = this.rope(heads(`h.${l}.wk`), cos, sin);
+      const v = heads(`h.${l}.wv`);
+      if (cache)
+        E.noGrad(() => {
+          E.writeInto(cache.k[l], k, 2, past); // slots [past, past + T) of (B, nh, capacity, hs)
+          E.writeInto(cache.v[l], v, 2, past);
+        });
+      // On a cache, attention reads its first past + T slots where they lie.
+      const c = opts.cache;
+      const y = c
+        ? E.scaledDotProductAttention(q, c.k[l], c.v[l], { keyBias: c.keyBias, kvLen: past + T })
+        : E.scaledDotProductAttention(q, k, v, { keyBias: opts.keyBias }); // (B, nh, T, hs)
       x = x.add(
         y
           .transpose(1, 2)
@@ -275,9 +293,49 @@ export class GPT {
     x = E.rmsNorm(x, this.p('lnf'), this.cfg.normEps);
     const logits = E.matmulT(x, this.p('wte'), false, true); // (B, T, V), tied head
     const hidden = opts.returnHidden ? { hidden: x } : {}; // (B, T, C)
-    if (!want) return { logits, ...hidden };
-    return { logits, cache: { k: ks, v: vs, keyBias: keyBias ?? newBias }, ...hidden };
+    if (!cache) return { logits, ...hidden };
+    cache.length = past + T;
+    return { logits, cache, ...hidden };
   }
+
+  /** A cache for B rows with no slot used, with room for `need`. */
+  private emptyCache(B: number, need: number): KVCache {
+    const { nHead: nh, nEmbd: C, nLayer: L } = this.cfg;
+    const cap = capacityFor(need);
+    const o = { device: this.device, dtype: this.ropeCos.dtype };
+    const kv = () => E.keep(E.zeros([B, nh, cap, C / nh], o));
+    return {
+      k: Array.from({ length: L }, kv),
+      v: Array.from({ length: L }, kv),
+      keyBias: E.keep(E.zeros([B, cap], o)),
+      length: 0,
+    };
+  }
+}
+
+/** The capacity for `need` slots: `cap` doubled until it holds them, from 16 for a new cache. */
+function capacityFor(need: number, cap = 16): number {
+  while (cap < need) cap *= 2;
+  return cap;
+}
+
+/**
+ * Makes room for `need` slots: when the capacity is short, every buffer is copied into one of twice the
+ * size (or more, for a long chunk), so a write costs O(1) copied slots amortised and at most half is unused.
+ */
+function reserveSlots(cache: KVCache, need: number): void {
+  const cap = cache.keyBias.shape[1];
+  if (need <= cap) return;
+  const extra = capacityFor(need, cap) - cap;
+  const grow = (t: Tensor, dim: number) => {
+    const after = t.shape.map((_, i) => (i === dim ? extra : 0));
+    const g = E.keep(E.noGrad(() => E.pad(t, new Array<number>(t.ndim).fill(0), after)));
+    t.dispose();
+    return g;
+  };
+  cache.k = cache.k.map((t) => grow(t, 2));
+  cache.v = cache.v.map((t) => grow(t, 2));
+  cache.keyBias = grow(cache.keyBias, 1);
 }
 
 /** cos and sin of position * base^(-2i/hs), (blockSize, hs/2). */

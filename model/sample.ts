@@ -137,7 +137,7 @@ export class BatchDecoder {
       const pick = (t: Tensor) => E.keep(E.indexSelect(t, 0, idx));
       const cache = this.cache!;
       const last = this.last!;
-      this.cache = { k: cache.k.map(pick), v: cache.v.map(pick), keyBias: pick(cache.keyBias) };
+      this.cache = { k: cache.k.map(pick), v: cache.v.map(pick), keyBias: pick(cache.keyBias), length: cache.length };
       this.last = pick(last);
       disposeCache(cache);
       last.dispose();
@@ -147,10 +147,13 @@ export class BatchDecoder {
 
   /** Slots used so far (real tokens plus padding). */
   get slots(): number {
-    return this.cache?.keyBias.shape[1] ?? 0;
+    return this.cache?.length ?? 0;
   }
 
-  /** Pads the chunks to one length, runs one forward on top of the cache, and returns what it built. */
+  /**
+   * Pads the chunks to one length and runs one forward on top of the cache, which it writes the chunks'
+   * keys into (the first call builds it); returns the logits and the cache.
+   */
   private forwardChunks(chunks: readonly (readonly number[] | null)[]): {
     logits: Tensor;
     cache: KVCache;
@@ -206,13 +209,8 @@ export class BatchDecoder {
       const all = E.cat([prev, logits], 1).reshape([B * (T + 1), V]);
       const rows = E.tensor(Int32Array.from(lens.map((n, b) => b * (T + 1) + n)), [B], { device: logits.device });
       const last = E.indexSelect(all, 0, rows);
-      disposeCache(this.cache);
       this.last?.dispose();
-      this.cache = {
-        k: cache.k.map((t) => E.keep(t)),
-        v: cache.v.map((t) => E.keep(t)),
-        keyBias: E.keep(cache.keyBias),
-      };
+      this.cache = cache; // the same cache after the first call, written in place
       this.last = E.keep(last);
     });
     chunks.forEach((c, b) => c && this.seqs[b].push(...c));
@@ -271,9 +269,12 @@ export class BatchDecoder {
     const lens = conts.map((c) => c?.length ?? 0);
     const T = Math.max(0, ...lens);
     if (T === 0) return conts.map(() => []);
+    const used = this.slots;
     const lp = E.tidy(() => {
-      // Only the first T-1 continuation tokens need a forward: the first is predicted from `last`.
+      // Only the first T-1 continuation tokens need a forward: the first is predicted from `last`. It writes
+      // their keys past the cache's length, which is then set back: the next write overwrites them.
       const { logits, cache } = this.forwardChunks(conts.map((c) => (c ? c.slice(0, -1) : null)));
+      cache.length = used;
       const [B, , V] = logits.shape;
       const pred = E.cat([this.last!.reshape([B, 1, V]), logits], 1).narrow(1, 0, T); // (B, T, V)
       const targets = new Int32Array(B * T).fill(-1);
@@ -282,7 +283,6 @@ export class BatchDecoder {
         temperature === 1 ? pred : pred.mul(1 / temperature),
         E.tensor(targets, [B, T], { device: logits.device }),
       );
-      disposeCache(cache);
       return out;
     });
     const data = await lp.data();
