@@ -1,6 +1,7 @@
-// A KV cache written in place, on WebGPU against the CPU: the writeInto kernel (kernels/inplace.ts) and the
-// attention kernels' kvLen (only the first S of cap key rows read). Destinations start poisoned, and the
-// unused cache rows hold NaN, so an element written where it should not be, or read past S, shows.
+// A KV cache written in place, on WebGPU against the CPU: the writeInto kernel (kernels/inplace.ts), the
+// attention kernels' kvLen (only the first S of cap key rows read), and BatchDecoder on top of them.
+// Destinations start poisoned, and the unused cache rows hold NaN, so an element written where it should
+// not be, or read past S, shows.
 
 import { fc, test } from '@fast-check/vitest';
 import { afterEach, expect } from 'vitest';
@@ -8,6 +9,8 @@ import * as E from '../../engine/index.js';
 import type { DType, TypedArray } from '../../engine/index.js';
 import { attentionTuning, DECODE_MAX_T } from '../../kernels/attention.js';
 import { POISON_BITS } from '../../kernels/index.js';
+import { GPT, type GPTConfig } from '../../model/gpt.js';
+import { BatchDecoder } from '../../model/sample.js';
 import { both, describeWebGPU, expectClose, expectSame, floats, ints, take } from '../helpers/webgpu.js';
 
 const SIZES = [1, 3, 17, 33, 65, 127] as const;
@@ -68,33 +71,35 @@ describeWebGPU('writeInto kernel', (env) => {
 describeWebGPU('attention kernels over the first kvLen rows of a cache', (env) => {
   afterEach(() => {
     attentionTuning.subgroups = 'auto';
+    attentionTuning.constantLoops = 'auto';
   });
 
   /** T query rows on S = T + past keys, in buffers of cap = S + spare rows whose unused rows are NaN. */
-  const caseArb = fc
-    .record({
-      B0: fc.constantFrom(1, 2),
-      H: fc.constantFrom(1, 3),
-      T: fc.constantFrom(1, 3, DECODE_MAX_T + 1, 33, 65, 127),
-      past: fc.constantFrom(0, 1, 17, 33),
-      spare: fc.constantFrom(1, 3, 17, 65),
-      hs: fc.constantFrom(5, 16),
-      withBias: fc.boolean(),
-    })
-    .filter((c) => c.B0 * c.H * (c.T + c.past + c.spare) * c.hs * c.T <= 600_000)
-    .chain((c) => {
-      const S = c.T + c.past;
-      const BH = c.B0 * c.H;
-      return fc.record({
-        c: fc.constant({ ...c, S, cap: S + c.spare }),
-        q: floats(BH * c.T * c.hs, 2),
-        k: floats(BH * S * c.hs, 2),
-        v: floats(BH * S * c.hs, 2),
-        bias: c.withBias
-          ? fc.array(fc.constantFrom(0, 0, 0, -Infinity, 0.5), { minLength: c.B0 * S, maxLength: c.B0 * S })
-          : fc.constant(null),
+  const caseArb = (headSizes: number[]) =>
+    fc
+      .record({
+        B0: fc.constantFrom(1, 2),
+        H: fc.constantFrom(1, 3),
+        T: fc.constantFrom(1, 3, DECODE_MAX_T + 1, 33, 65, 127),
+        past: fc.constantFrom(0, 1, 17, 33),
+        spare: fc.constantFrom(1, 3, 17, 65),
+        hs: fc.constantFrom(...headSizes),
+        withBias: fc.boolean(),
+      })
+      .filter((c) => c.B0 * c.H * (c.T + c.past + c.spare) * c.hs * c.T <= 600_000)
+      .chain((c) => {
+        const S = c.T + c.past;
+        const BH = c.B0 * c.H;
+        return fc.record({
+          c: fc.constant({ ...c, S, cap: S + c.spare }),
+          q: floats(BH * c.T * c.hs, 2),
+          k: floats(BH * S * c.hs, 2),
+          v: floats(BH * S * c.hs, 2),
+          bias: c.withBias
+            ? fc.array(fc.constantFrom(0, 0, 0, -Infinity, 0.5), { minLength: c.B0 * S, maxLength: c.B0 * S })
+            : fc.constant(null),
+        });
       });
-    });
 
   /** rows (B, S, w) -> (B, cap, w) with NaN in rows S..cap-1. */
   const inCache = (x: ArrayLike<number>, B: number, S: number, cap: number, w: number) => {
@@ -103,12 +108,19 @@ describeWebGPU('attention kernels over the first kvLen rows of a cache', (env) =
     return out;
   };
 
-  for (const subgroups of ['auto', false] as const) {
-    test.prop([caseArb], { numRuns: subgroups === 'auto' ? 24 : 10 })(
-      `forward (decode and tiled${subgroups === false ? ', workgroup-memory kernels' : ''}) matches the CPU on ` +
-        'the used rows alone',
+  // The adapter's default kernels; the workgroup-memory ones (adapters without subgroups); and the
+  // constant-bound loops of hardware adapters (a head size of 4 only: lavapipe compiles unrolled loops slowly).
+  const variants = [
+    { label: '', subgroups: 'auto', constantLoops: 'auto', headSizes: [5, 16], runs: 24 },
+    { label: ', workgroup-memory kernels', subgroups: false, constantLoops: 'auto', headSizes: [5, 16], runs: 10 },
+    { label: ', constant-bound loops', subgroups: false, constantLoops: true, headSizes: [4], runs: 4 },
+  ] as const;
+  for (const t of variants) {
+    test.prop([caseArb([...t.headSizes])], { numRuns: t.runs })(
+      `forward (decode and tiled${t.label}) matches the CPU on the used rows alone`,
       async ({ c, q, k, v, bias }) => {
-        attentionTuning.subgroups = subgroups;
+        attentionTuning.subgroups = t.subgroups;
+        attentionTuning.constantLoops = t.constantLoops;
         const { gpu, cpu } = env;
         const BH = c.B0 * c.H;
         const qs = [c.B0, c.H, c.T, c.hs];
@@ -154,4 +166,41 @@ describeWebGPU('attention kernels over the first kvLen rows of a cache', (env) =
       },
     );
   }
+});
+
+describeWebGPU('BatchDecoder on a cache written in place', () => {
+  test('generate, append (past a growth of the capacity), retain and score give the log-probs of the CPU', async () => {
+    const cfg: GPTConfig = {
+      vocabSize: 31,
+      blockSize: 128,
+      nLayer: 2,
+      nHead: 2,
+      nEmbd: 16,
+      ropeBase: 10000,
+      normEps: 1e-5,
+      prevTokens: 2,
+    };
+    const onCpu = new GPT(cfg, { generator: new E.Generator(4) });
+    const onGpu = new GPT(cfg, { generator: new E.Generator(4), device: 'webgpu' });
+    const prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11]];
+    const [cpu, gpu] = [new BatchDecoder(onCpu, prompts), new BatchDecoder(onGpu, prompts)];
+    const close = (got: number[][], want: number[][], what: string) =>
+      got.forEach((row, b) => expectClose(row, want[b], 1e-4, `${what}, row ${b}`));
+    // Sampled on the GPU; the CPU scores the same tokens teacher-forced, then takes them as appended.
+    const sampled = await gpu.generate({ maxTokens: 8, stop: [7], generator: new E.Generator(5) });
+    close(sampled.logprobs, await cpu.score(sampled.tokens), 'sampled tokens');
+    cpu.append(sampled.tokens);
+    const tool = [[10, 11, 12, 13, 14, 15, 16, 17, 18], null, [12, 13]]; // past 16 slots: the cache grows
+    for (const dec of [cpu, gpu]) dec.append(tool);
+    expect(gpu.slots).toBe(cpu.slots);
+    const cont = [[3, 4, 5, 6, 7, 8], [5], [1, 2]];
+    close(await gpu.score(cont), await cpu.score(cont), 'scored after the append');
+    for (const dec of [cpu, gpu]) dec.retain([0, 2]);
+    const more = await gpu.generate({ maxTokens: 6, generator: new E.Generator(6) });
+    close(more.logprobs, await cpu.score(more.tokens), 'sampled after retain');
+    expect(gpu.sequences.map((s, b) => s.slice(0, -more.tokens[b].length))).toEqual(cpu.sequences);
+    for (const dec of [cpu, gpu]) dec.dispose();
+    onCpu.dispose();
+    onGpu.dispose();
+  });
 });
