@@ -13,8 +13,8 @@ import * as logsoftmax from './logsoftmax.js';
 import { matmul } from './matmul.js';
 import * as movement from './movement.js';
 import * as norms from './norms.js';
-import { BufferPool, type GpuHandle, type MemoryReport } from './pool.js';
-import { Dispatcher, wgslType, type Program } from './program.js';
+import { BufferPool, sizeClass, type GpuHandle, type MemoryReport } from './pool.js';
+import { Dispatcher, emptyStats, wgslType, type GpuStats, type Program } from './program.js';
 import { reduce } from './reduce.js';
 import { DeviceStatus, finiteCheck, numericsMessage, STATUS_BYTES } from './status.js';
 import * as targetlogprob from './targetlogprob.js';
@@ -71,6 +71,10 @@ export class WebGPUBackend implements Backend {
   /** Errors kernels find, read back with the next read (status.ts). */
   readonly status: DeviceStatus;
   private destroyed = false;
+  /** Counts of dispatches, submits, bind groups, buffers and staging buffers created (tests, profiles). */
+  readonly stats: GpuStats = emptyStats();
+  /** Mappable buffers for reads, by size class, kept between reads (a decode step reads once). */
+  private readonly staging = new Map<number, GPUBuffer[]>();
 
   constructor(
     readonly device: GPUDevice,
@@ -79,9 +83,9 @@ export class WebGPUBackend implements Backend {
   ) {
     this.options = { debug: false, poisonAllocations: false, batchSize: 64, ...options };
     this.features = new Set(device.features as unknown as Iterable<string>);
-    this.pool = new BufferPool(device);
+    this.pool = new BufferPool(device, this.stats);
     this.status = new DeviceStatus(device);
-    this.dispatcher = new Dispatcher(device, this.options);
+    this.dispatcher = new Dispatcher(device, this.options, this.stats);
     this.lost = device.lost.then((info) => {
       const e = new Error(
         this.destroyed ? 'webgpu: the device was destroyed' : `webgpu: device lost (${info.reason}): ${info.message}`,
@@ -142,7 +146,10 @@ export class WebGPUBackend implements Backend {
   /** Destroys the pooled (free) buffers, after submitting pending work that may still use them. */
   trim(): void {
     this.dispatcher.flush();
+    this.dispatcher.dropBindGroups();
     this.pool.trim();
+    for (const list of this.staging.values()) for (const b of list) b.destroy();
+    this.staging.clear();
   }
 
   /** Releases the device; every later op or read throws. */
@@ -166,6 +173,7 @@ export class WebGPUBackend implements Backend {
     // them, so submit those first.
     this.dispatcher.flush();
     if (data.byteLength > 0) this.device.queue.writeBuffer(h.buffer, 0, data);
+    this.stats.uploads++;
     return h;
   }
 
@@ -182,11 +190,10 @@ export class WebGPUBackend implements Backend {
     if ((x.handle as GpuHandle).released)
       throw new Error('webgpu read: the buffer has been freed (a disposed tensor?)');
     const bytes = n * 4;
-    const staging = this.device.createBuffer({
-      size: bytes + (checked ? STATUS_BYTES : 0),
-      usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */,
-      label: 'read staging',
-    });
+    const size = sizeClass(bytes + (checked ? STATUS_BYTES : 0));
+    const staging = this.staging.get(size)?.pop() ?? this.createStaging(size);
+    this.stats.reads++;
+    let reusable = false;
     try {
       if (bytes > 0) this.dispatcher.copy((x.handle as GpuHandle).buffer, staging, bytes);
       if (checked) this.dispatcher.copy(this.status.handle.buffer, staging, STATUS_BYTES, bytes);
@@ -199,15 +206,30 @@ export class WebGPUBackend implements Backend {
       }
       await this.dispatcher.settle();
       const out = arrayFor(x.dtype, n);
-      const range = staging.getMappedRange();
+      const range = staging.getMappedRange(0, bytes + (checked ? STATUS_BYTES : 0));
       out.set(x.dtype === 'int32' ? new Int32Array(range, 0, n) : new Float32Array(range, 0, n));
       const words = checked ? new Uint32Array(range.slice(bytes, bytes + STATUS_BYTES)) : null;
       staging.unmap();
+      reusable = true;
       if (words) this.status.settle(words);
       return out;
     } finally {
-      staging.destroy();
+      // Unmapped, it goes back for the next read; after a failure (mapping pending or lost) it is destroyed.
+      if (reusable) {
+        let list = this.staging.get(size);
+        if (!list) this.staging.set(size, (list = []));
+        list.push(staging);
+      } else staging.destroy();
     }
+  }
+
+  private createStaging(size: number): GPUBuffer {
+    this.stats.stagingCreated++;
+    return this.device.createBuffer({
+      size,
+      usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */,
+      label: `read staging ${size}`,
+    });
   }
 
   free(handle: unknown, _dtype?: DType): void {
