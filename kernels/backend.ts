@@ -16,6 +16,7 @@ import * as norms from './norms.js';
 import { BufferPool, sizeClass, type GpuHandle, type MemoryReport } from './pool.js';
 import { Dispatcher, emptyStats, wgslType, type GpuStats, type Program } from './program.js';
 import { reduce } from './reduce.js';
+import * as rope from './rope.js';
 import { DeviceStatus, finiteCheck, numericsMessage, STATUS_BYTES } from './status.js';
 import * as targetlogprob from './targetlogprob.js';
 
@@ -59,6 +60,9 @@ export class WebGPUBackend implements Backend {
     layerNormBackward: (x, weight, mean, rstd, dy) => norms.layerNormBackward(this, x, weight, mean, rstd, dy),
     rmsNorm: (x, weight, eps) => norms.rmsNorm(this, x, weight, eps),
     rmsNormBackward: (x, weight, rstd, dy) => norms.rmsNormBackward(this, x, weight, rstd, dy),
+    addRmsNorm: (x, r, weight, eps) => norms.addRmsNorm(this, x, r, weight, eps),
+    ropeHeads: (q, k, v, cos, sin, nHead) => rope.ropeHeads(this, q, k, v, cos, sin, nHead),
+    ropeHeadsBackward: (g, cos, sin) => rope.ropeHeadsBackward(this, g, cos, sin),
     adamw: (param, grad, m, v, hp) => adamw(this, param, grad, m, v, hp),
   };
   readonly pool: BufferPool;
