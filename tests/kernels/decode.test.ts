@@ -241,7 +241,7 @@ describeWebGPU('one decode step of the default decoder', (env) => {
       );
       // Steady state, per step: one forward of [8, 1] and one read of the logits.
       expect(per.reads).toBe(1);
-      expect(per.dispatches).toBeLessThanOrEqual(53);
+      expect(per.dispatches).toBeLessThanOrEqual(46);
       expect(per.submits).toBeLessThanOrEqual(2.5);
       expect(per.bindGroups).toBeLessThanOrEqual(12);
       expect(per.buffersCreated).toBeLessThanOrEqual(1);
