@@ -160,16 +160,17 @@ const catUniforms = new Uniforms([
  * input): the output is (outer, total, inner) around the axis; a thread writes one element of the columns
  * [start, start + width) its inputs cover, finding its input from the offsets along the axis.
  */
-function catProgram(k: number, n: number): Program {
-  const inputs = Array.from({ length: k }, (_, p) => [`x${p}`, 'u32'] as const);
+function catProgram(k: number, n: number, vec: boolean): Program {
+  const t = vec ? 'vec4<u32>' : 'u32';
+  const inputs = Array.from({ length: k }, (_, p) => [`x${p}`, t] as const);
   const reads = inputs.map(([x], p) => `case ${p}u: { v = ${x}[src]; }`).join('\n    ');
   return {
     name: 'cat',
-    cacheKey: `cat|k${k}`,
+    cacheKey: `cat|k${k}|${t}`,
     workgroupSize: [WG, 1, 1],
     dispatch: grid1d(n, WG),
     wgsl: () => `${catUniforms.wgsl}
-${declareBindings(inputs, [['out', 'u32']])}
+${declareBindings(inputs, [['out', t]])}
 @compute @workgroup_size(${WG})
 fn main(${FLAT_BUILTINS}) {
   let idx = ${flatId(WG)};
@@ -182,7 +183,7 @@ fn main(${FLAT_BUILTINS}) {
   var p = 0u;
   for (var q = 1u; q < u_parts(); q++) { if (j >= u_off(q)) { p = q; } }
   let src = (o * u_len(p) + (j - u_off(p))) * inner + i;
-  var v = 0u;
+  var v = ${t}(0u);
   switch p {
     ${reads}
     default: {}
@@ -199,7 +200,10 @@ export function cat(backend: WebGPUBackend, xs: readonly View[], axis: number): 
   shape[axis] = xs.reduce((n, x) => n + x.shape[axis], 0);
   const out = backend.alloc(sizeOf(shape), xs[0].dtype, 'cat');
   const outer = sizeOf(shape.slice(0, axis));
-  const inner = sizeOf(shape.slice(axis + 1));
+  // Whole rows of 4 words move as vec4s (a KV cache's rows of hs = 16: a quarter of the threads).
+  const words = sizeOf(shape.slice(axis + 1));
+  const vec = words % 4 === 0;
+  const inner = vec ? words / 4 : words;
   const total = shape[axis];
   if (outer * inner === 0) return out;
   const parts: { x: View; off: number; len: number }[] = [];
@@ -217,7 +221,7 @@ export function cat(backend: WebGPUBackend, xs: readonly View[], axis: number): 
     const pad = (f: (q: (typeof group)[number]) => number) =>
       Array.from({ length: CAT_PARTS }, (_, q) => (q < group.length ? f(group[q]) : 0));
     backend.dispatch(
-      catProgram(group.length, n),
+      catProgram(group.length, n, vec),
       group.map((q) => handle(q.x)),
       [out],
       catUniforms.pack({
