@@ -99,6 +99,17 @@ export interface FusedKernels {
   ): { dx: unknown; dweight: unknown; dbias: unknown };
   rmsNorm(x: View, weight: View, eps: number): { y: unknown; rstd: unknown };
   rmsNormBackward(x: View, weight: View, rstd: View, dy: View): { dx: unknown; dweight: unknown };
+  // Optional even for a complete backend: they save dispatches on a GPU, and the CPU's composed forms are
+  // the decoder's original ops (its numbers stay those of earlier runs).
+  /** x + r and RMSNorm of it (the pre-norm residual step) in one pass: sum, y and rstd ([...] shaped). */
+  addRmsNorm?(x: View, r: View, weight: View, eps: number): { sum: unknown; y: unknown; rstd: unknown };
+  /**
+   * Attention's inputs: projections q, k, v (B, T, C) split into nHead heads (B, nh, T, hs), q and k
+   * rotated by RoPE; cos and sin (B, T, hs/2) hold each token's angles (half-split form, as engine/fused.ts).
+   */
+  ropeHeads?(q: View, k: View, v: View, cos: View, sin: View, nHead: number): { q: unknown; k: unknown; v: unknown };
+  /** The gradient of a rotated head tensor (B, nh, T, hs) -> that of its projection (B, T, C). */
+  ropeHeadsBackward?(g: View, cos: View, sin: View): unknown;
   /** Updates param, m and v in place. */
   adamw(param: View, grad: View, m: View, v: View, hp: AdamWParams): void;
 }

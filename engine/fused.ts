@@ -1,4 +1,5 @@
-// Fused ops: log-softmax, target log-prob, cross-entropy, causal attention, LayerNorm and RMSNorm.
+// Fused ops: log-softmax, target log-prob, cross-entropy, causal attention, LayerNorm and RMSNorm, the
+// residual add with RMSNorm, and attention's inputs (projections split into heads, RoPE).
 // Each forward and backward is a named fused primitive when the backend has it, and is composed from
 // primitive ops here when it does not; the two paths are tested against each other.
 
@@ -262,18 +263,18 @@ function normParams(
   weight: Tensor | undefined,
   bias: Tensor | undefined,
   hasBias: boolean,
-): [Tensor, Tensor] {
+): [Tensor, Tensor | undefined] {
   requireFloat(op, x);
   sameDevice(op, x, ...(weight ? [weight] : []), ...(bias ? [bias] : []));
   const C = x.shape[x.ndim - 1];
   const w = weight ?? full([C], 1, { dtype: x.dtype, device: x.device });
-  const b = bias ?? full([C], 0, { dtype: x.dtype, device: x.device });
+  // RMSNorm has no bias: a zero one would cost a fill kernel per call on a GPU.
+  const b = hasBias ? (bias ?? full([C], 0, { dtype: x.dtype, device: x.device })) : undefined;
   for (const [name, p] of [
     ['weight', w],
     ['bias', b],
   ] as const) {
-    if (!hasBias && name === 'bias') continue;
-    if (!sameShape(p.shape, [C]) || p.dtype !== x.dtype)
+    if (p && (!sameShape(p.shape, [C]) || p.dtype !== x.dtype))
       throw new Error(`${op}: ${name} ${fmt(p.shape)} ${p.dtype} must be [${C}] ${x.dtype} for input ${fmt(x.shape)}`);
   }
   return [w, b];
@@ -281,7 +282,8 @@ function normParams(
 
 /** LayerNorm over the last axis: (x - mean) * rstd * weight + bias (weight and bias optional). */
 export function layerNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
-  const [w, b] = normParams('layerNorm', x, weight, bias, true);
+  const [w, maybeBias] = normParams('layerNorm', x, weight, bias, true);
+  const b = maybeBias!;
   const rows = x.shape.slice(0, -1);
   const kf = kernel(x, 'layerNorm');
   let y: Tensor, mean: Tensor, rstd: Tensor;
@@ -335,6 +337,11 @@ export function rmsNorm(x: Tensor, weight?: Tensor, eps = 1e-6): Tensor {
       return [ops.mul(ops.mul(x, rs), w), ops.reshape(rs, rows)];
     });
   }
+  return recordRmsNorm(y, x, w, rstd);
+}
+
+/** Puts y = rmsNorm(x, w) on the tape: its backward from the saved rstd (fused where the backend has it). */
+function recordRmsNorm(y: Tensor, x: Tensor, w: Tensor, rstd: Tensor): Tensor {
   return record(y, 'rmsNorm', [x, w], (g) => {
     const kb = kernel(x, 'rmsNormBackward');
     if (kb) {
@@ -350,4 +357,98 @@ export function rmsNorm(x: Tensor, weight?: Tensor, eps = 1e-6): Tensor {
     const dx = ops.mul(rs, ops.sub(dxhat, ops.mul(xhat, ops.mean(ops.mul(dxhat, xhat), -1, true))));
     return [dx, ops.sumTo(ops.mul(g, xhat), w.shape)];
   });
+}
+
+/**
+ * The pre-norm residual step: sum = x + r and rmsNorm(sum, weight), in one kernel where the backend has
+ * it. The tape sees the two ops it replaces (an add and an RMSNorm), so gradients are theirs; without the
+ * kernel it is exactly those two ops.
+ */
+export function addRmsNorm(x: Tensor, r: Tensor, weight: Tensor, eps = 1e-6): [sum: Tensor, y: Tensor] {
+  const kf = kernel(x, 'addRmsNorm');
+  if (!kf) {
+    const sum = ops.add(x, r);
+    return [sum, rmsNorm(sum, weight, eps)];
+  }
+  const [w] = normParams('addRmsNorm', x, weight, undefined, false);
+  sameDevice('addRmsNorm', x, r);
+  if (!sameShape(x.shape, r.shape) || r.dtype !== x.dtype)
+    throw new Error(`addRmsNorm: r ${fmt(r.shape)} ${r.dtype} must match x ${fmt(x.shape)} ${x.dtype}`);
+  const out = kf(x, r, w, eps);
+  const sum = record(fromHandle('addRmsNorm', x.backend, out.sum, x.shape, x.dtype), 'add', [x, r], (g) => [g, g]);
+  const y = fromHandle('addRmsNorm', x.backend, out.y, x.shape, x.dtype);
+  const rstd = fromHandle('addRmsNorm', x.backend, out.rstd, x.shape.slice(0, -1), x.dtype);
+  return [sum, recordRmsNorm(y, sum, w, rstd)];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Attention's inputs.
+
+/**
+ * q, k, v for attention: h (B, T, C) times wq, wk, wv (C, C), split into nHead heads (B, nh, T, hs), q and
+ * k rotated by RoPE (half-split: x1 cos - x2 sin, x1 sin + x2 cos) with each token's angles in cos and
+ * sin (B, T, hs/2), which are constants (no gradient reaches them). The projections are matmuls on every
+ * backend; the split and both rotations are one kernel where the backend has ropeHeads.
+ */
+export function qkvHeads(
+  h: Tensor,
+  wq: Tensor,
+  wk: Tensor,
+  wv: Tensor,
+  cos: Tensor,
+  sin: Tensor,
+  nHead: number,
+): [q: Tensor, k: Tensor, v: Tensor] {
+  requireFloat('qkvHeads', h);
+  sameDevice('qkvHeads', h, wq, wk, wv, cos, sin);
+  const [B, T, C] = h.shape;
+  const hs = C / nHead;
+  if (h.ndim !== 3 || !Number.isInteger(hs) || hs % 2 !== 0)
+    throw new Error(`qkvHeads: h ${fmt(h.shape)} must be (B, T, C) with C = ${nHead} heads of an even size`);
+  for (const t of [cos, sin])
+    if (!sameShape(t.shape, [B, T, hs / 2]) || t.dtype !== h.dtype)
+      throw new Error(
+        `qkvHeads: cos and sin must be [${B}, ${T}, ${hs / 2}] ${h.dtype}, got ${fmt(t.shape)} ${t.dtype}`,
+      );
+  const kf = kernel(h, 'ropeHeads');
+  const kb = kernel(h, 'ropeHeadsBackward');
+  if (!kf || !kb) return composedQkvHeads(h, wq, wk, wv, cos, sin, nHead);
+  const ql = ops.matmul(h, wq); // (B, T, C)
+  const kl = ops.matmul(h, wk);
+  const vl = ops.matmul(h, wv);
+  const r = kf(ql, kl, vl, cos, sin, nHead);
+  const shape = [B, nHead, T, hs];
+  const wrap = (handle: unknown) => fromHandle('ropeHeads', h.backend, handle, shape, h.dtype);
+  const unrotate = (g: Tensor) => [fromHandle('ropeHeadsBackward', h.backend, kb(g, cos, sin), [B, T, C], h.dtype)];
+  return [
+    record(wrap(r.q), 'ropeHeads', [ql], unrotate),
+    record(wrap(r.k), 'ropeHeads', [kl], unrotate),
+    record(wrap(r.v), 'ropeHeads', [vl], (g) => [ops.reshape(ops.transpose(g, 1, 2), [B, T, C])]),
+  ];
+}
+
+/** qkvHeads in primitive ops: the decoder's original lines, whose sums a backend without the kernel keeps. */
+function composedQkvHeads(
+  h: Tensor,
+  wq: Tensor,
+  wk: Tensor,
+  wv: Tensor,
+  cos: Tensor,
+  sin: Tensor,
+  nHead: number,
+): [Tensor, Tensor, Tensor] {
+  const [B, T, C] = h.shape;
+  const hs = C / nHead;
+  const half = hs / 2;
+  const c = ops.reshape(cos, [B, 1, T, half]);
+  const s = ops.reshape(sin, [B, 1, T, half]);
+  const heads = (w: Tensor) => ops.transpose(ops.reshape(ops.matmul(h, w), [B, T, nHead, hs]), 1, 2); // (B, nh, T, hs)
+  const rope = (x: Tensor) => {
+    const x1 = ops.narrow(x, -1, 0, half);
+    const x2 = ops.narrow(x, -1, half, half);
+    return ops.cat([ops.sub(ops.mul(x1, c), ops.mul(x2, s)), ops.add(ops.mul(x1, s), ops.mul(x2, c))], -1);
+  };
+  const q = rope(heads(wq));
+  const k = rope(heads(wk));
+  return [q, k, heads(wv)];
 }

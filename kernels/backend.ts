@@ -14,9 +14,10 @@ import * as logsoftmax from './logsoftmax.js';
 import { matmul } from './matmul.js';
 import * as movement from './movement.js';
 import * as norms from './norms.js';
-import { BufferPool, type GpuHandle, type MemoryReport } from './pool.js';
-import { Dispatcher, wgslType, type Program } from './program.js';
+import { BufferPool, sizeClass, type GpuHandle, type MemoryReport } from './pool.js';
+import { Dispatcher, emptyStats, wgslType, type GpuStats, type Program } from './program.js';
 import { reduce } from './reduce.js';
+import * as rope from './rope.js';
 import { DeviceStatus, finiteCheck, numericsMessage, STATUS_BYTES } from './status.js';
 import * as targetlogprob from './targetlogprob.js';
 
@@ -60,6 +61,9 @@ export class WebGPUBackend implements Backend {
     layerNormBackward: (x, weight, mean, rstd, dy) => norms.layerNormBackward(this, x, weight, mean, rstd, dy),
     rmsNorm: (x, weight, eps) => norms.rmsNorm(this, x, weight, eps),
     rmsNormBackward: (x, weight, rstd, dy) => norms.rmsNormBackward(this, x, weight, rstd, dy),
+    addRmsNorm: (x, r, weight, eps) => norms.addRmsNorm(this, x, r, weight, eps),
+    ropeHeads: (q, k, v, cos, sin, nHead) => rope.ropeHeads(this, q, k, v, cos, sin, nHead),
+    ropeHeadsBackward: (g, cos, sin) => rope.ropeHeadsBackward(this, g, cos, sin),
     adamw: (param, grad, m, v, hp) => adamw(this, param, grad, m, v, hp),
   };
   readonly pool: BufferPool;
@@ -72,6 +76,10 @@ export class WebGPUBackend implements Backend {
   /** Errors kernels find, read back with the next read (status.ts). */
   readonly status: DeviceStatus;
   private destroyed = false;
+  /** Counts of dispatches, submits, bind groups, buffers and staging buffers created (tests, profiles). */
+  readonly stats: GpuStats = emptyStats();
+  /** Mappable buffers for reads, by size class, kept between reads (a decode step reads once). */
+  private readonly staging = new Map<number, GPUBuffer[]>();
 
   constructor(
     readonly device: GPUDevice,
@@ -80,9 +88,9 @@ export class WebGPUBackend implements Backend {
   ) {
     this.options = { debug: false, poisonAllocations: false, batchSize: 64, ...options };
     this.features = new Set(device.features as unknown as Iterable<string>);
-    this.pool = new BufferPool(device);
+    this.pool = new BufferPool(device, this.stats);
     this.status = new DeviceStatus(device);
-    this.dispatcher = new Dispatcher(device, this.options);
+    this.dispatcher = new Dispatcher(device, this.options, this.stats);
     this.lost = device.lost.then((info) => {
       const e = new Error(
         this.destroyed ? 'webgpu: the device was destroyed' : `webgpu: device lost (${info.reason}): ${info.message}`,
@@ -143,7 +151,10 @@ export class WebGPUBackend implements Backend {
   /** Destroys the pooled (free) buffers, after submitting pending work that may still use them. */
   trim(): void {
     this.dispatcher.flush();
+    this.dispatcher.dropBindGroups();
     this.pool.trim();
+    for (const list of this.staging.values()) for (const b of list) b.destroy();
+    this.staging.clear();
   }
 
   /** Releases the device; every later op or read throws. */
@@ -167,6 +178,7 @@ export class WebGPUBackend implements Backend {
     // them, so submit those first.
     this.dispatcher.flush();
     if (data.byteLength > 0) this.device.queue.writeBuffer(h.buffer, 0, data);
+    this.stats.uploads++;
     return h;
   }
 
@@ -183,11 +195,10 @@ export class WebGPUBackend implements Backend {
     if ((x.handle as GpuHandle).released)
       throw new Error('webgpu read: the buffer has been freed (a disposed tensor?)');
     const bytes = n * 4;
-    const staging = this.device.createBuffer({
-      size: bytes + (checked ? STATUS_BYTES : 0),
-      usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */,
-      label: 'read staging',
-    });
+    const size = sizeClass(bytes + (checked ? STATUS_BYTES : 0));
+    const staging = this.staging.get(size)?.pop() ?? this.createStaging(size);
+    this.stats.reads++;
+    let reusable = false;
     try {
       if (bytes > 0) this.dispatcher.copy((x.handle as GpuHandle).buffer, staging, bytes);
       if (checked) this.dispatcher.copy(this.status.handle.buffer, staging, STATUS_BYTES, bytes);
@@ -200,15 +211,30 @@ export class WebGPUBackend implements Backend {
       }
       await this.dispatcher.settle();
       const out = arrayFor(x.dtype, n);
-      const range = staging.getMappedRange();
+      const range = staging.getMappedRange(0, bytes + (checked ? STATUS_BYTES : 0));
       out.set(x.dtype === 'int32' ? new Int32Array(range, 0, n) : new Float32Array(range, 0, n));
       const words = checked ? new Uint32Array(range.slice(bytes, bytes + STATUS_BYTES)) : null;
       staging.unmap();
+      reusable = true;
       if (words) this.status.settle(words);
       return out;
     } finally {
-      staging.destroy();
+      // Unmapped, it goes back for the next read; after a failure (mapping pending or lost) it is destroyed.
+      if (reusable) {
+        let list = this.staging.get(size);
+        if (!list) this.staging.set(size, (list = []));
+        list.push(staging);
+      } else staging.destroy();
     }
+  }
+
+  private createStaging(size: number): GPUBuffer {
+    this.stats.stagingCreated++;
+    return this.device.createBuffer({
+      size,
+      usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */,
+      label: `read staging ${size}`,
+    });
   }
 
   free(handle: unknown, _dtype?: DType): void {

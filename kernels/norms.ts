@@ -54,20 +54,26 @@ function normForward(
   weight: View,
   bias: View | null,
   eps: number,
-): { y: GpuHandle; mean: GpuHandle | null; rstd: GpuHandle } {
-  const op = kind === 'layer' ? 'layerNorm' : 'rmsNorm';
+  residual: View | null = null,
+): { y: GpuHandle; mean: GpuHandle | null; rstd: GpuHandle; sum: GpuHandle | null } {
+  const add = residual !== null;
+  const op = kind === 'layer' ? 'layerNorm' : add ? 'addRmsNorm' : 'rmsNorm';
   const { rows, cols } = rowsOf(op, x, weight);
+  if (residual && (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i])))
+    throw new Error(`${op}: r [${residual.shape}] does not match x [${x.shape}]`);
+  const sum = add ? backend.alloc(sizeOf(x.shape), x.dtype, op) : null;
   const y = backend.alloc(sizeOf(x.shape), x.dtype, op);
   const mean = kind === 'layer' ? backend.alloc(rows, x.dtype, op) : null;
   const rstd = backend.alloc(rows, x.dtype, op);
-  if (rows === 0) return { y, mean, rstd };
+  if (rows === 0) return { y, mean, rstd, sum };
   const layer = kind === 'layer';
-  const inputs = layer ? handles(x, weight, bias!) : handles(x, weight);
-  const outputs = layer ? [y, mean!, rstd] : [y, rstd];
+  const inputs = layer ? handles(x, weight, bias!) : add ? handles(x, residual, weight) : handles(x, weight);
+  const outputs = layer ? [y, mean!, rstd] : add ? [sum!, y, rstd] : [y, rstd];
   const plan = planRowParts(backend, rows, cols);
   if (plan.parts === 1) {
-    backend.dispatch(rowForwardProgram(kind, plan.width, rows), inputs, outputs, rowUniforms.pack({ rows, cols, eps }));
-    return { y, mean, rstd };
+    const program = rowForwardProgram(kind, plan.width, rows, add);
+    backend.dispatch(program, inputs, outputs, rowUniforms.pack({ rows, cols, eps }));
+    return { y, mean, rstd, sum };
   }
   const stats = layer
     ? `var s = 0.0;
@@ -78,7 +84,13 @@ function normForward(
   let rs = 1.0 / sqrt(wg_sum(s2, lid) / f32(cols) + u_eps());
   for (var j = lid; j < cols; j += ${ROW_WG}u) { y[base + j] = (x[base + j] - mu) * rs * weight[j] + bias[j]; }
   if (lid == 0u) { mean[row] = mu; rstd[row] = rs; }`
-    : `var s2 = 0.0;
+    : add
+      ? `var s2 = 0.0;
+  for (var j = lid; j < cols; j += ${ROW_WG}u) { let v = x[base + j] + r[base + j]; sum[base + j] = v; s2 += v * v; }
+  let rs = 1.0 / sqrt(wg_sum(s2, lid) / f32(cols) + u_eps());
+  for (var j = lid; j < cols; j += ${ROW_WG}u) { y[base + j] = sum[base + j] * rs * weight[j]; }
+  if (lid == 0u) { rstd[row] = rs; }`
+      : `var s2 = 0.0;
   for (var j = lid; j < cols; j += ${ROW_WG}u) { let v = x[base + j]; s2 += v * v; }
   let rs = 1.0 / sqrt(wg_sum(s2, lid) / f32(cols) + u_eps());
   for (var j = lid; j < cols; j += ${ROW_WG}u) { y[base + j] = x[base + j] * rs * weight[j]; }
@@ -97,20 +109,14 @@ ${declareBindings(
         ['weight', 'f32'],
         ['bias', 'f32'],
       ]
-    : [
-        ['x', 'f32'],
-        ['weight', 'f32'],
-      ],
+    : [['x', 'f32'], ...(add ? [['r', 'f32'] as const] : []), ['weight', 'f32']],
   layer
     ? [
         ['y', 'f32'],
         ['mean', 'f32'],
         ['rstd', 'f32'],
       ]
-    : [
-        ['y', 'f32'],
-        ['rstd', 'f32'],
-      ],
+    : [...(add ? [['sum', 'f32'] as const] : []), ['y', 'f32'], ['rstd', 'f32']],
 )}
 ${workgroupReduceWGSL('wg_sum', 'f32', ROW_WG, (a, b) => `${a} + ${b}`)}
 ${ROW_MAIN}
@@ -118,12 +124,15 @@ ${ROW_MAIN}
 }`,
   };
   backend.dispatch(program, inputs, outputs, rowUniforms.pack({ rows, cols, eps }));
-  return { y, mean, rstd };
+  return { y, mean, rstd, sum };
 }
 
-/** The forward with one thread per row: every pass in the thread, over units of `width` columns. */
-function rowForwardProgram(kind: Kind, width: 1 | 4, rows: number): Program {
-  const op = kind === 'layer' ? 'layerNorm' : 'rmsNorm';
+/**
+ * The forward with one thread per row: every pass in the thread, over units of `width` columns. With
+ * `add` (RMSNorm only) it normalises x + r and writes that sum too.
+ */
+function rowForwardProgram(kind: Kind, width: 1 | 4, rows: number, add = false): Program {
+  const op = kind === 'layer' ? 'layerNorm' : add ? 'addRmsNorm' : 'rmsNorm';
   const layer = kind === 'layer';
   const vt = width === 4 ? 'vec4<f32>' : 'f32';
   const hsum = (v: string) => (width === 4 ? `((${v}.x + ${v}.y) + (${v}.z + ${v}.w))` : v);
@@ -140,7 +149,14 @@ function rowForwardProgram(kind: Kind, width: 1 | 4, rows: number): Program {
   { ${loop((j) => `y[base + ${j}] = (x[base + ${j}] - muv) * rsv * weight[${j}] + bias[${j}];`)} }
   mean[row] = mu;
   rstd[row] = rs;`
-    : `var s2 = ${vt}(0.0);
+    : add
+      ? `var s2 = ${vt}(0.0);
+  { ${loop((j) => `let v = x[base + ${j}] + r[base + ${j}]; sum[base + ${j}] = v; s2 += v * v;`)} }
+  let rs = 1.0 / sqrt(${hsum('s2')} / f32(cols) + u_eps());
+  let rsv = ${vt}(rs);
+  { ${loop((j) => `y[base + ${j}] = sum[base + ${j}] * rsv * weight[${j}];`)} }
+  rstd[row] = rs;`
+      : `var s2 = ${vt}(0.0);
   { ${loop((j) => `let v = x[base + ${j}]; s2 += v * v;`)} }
   let rs = 1.0 / sqrt(${hsum('s2')} / f32(cols) + u_eps());
   let rsv = ${vt}(rs);
@@ -160,20 +176,14 @@ ${declareBindings(
         ['weight', vt],
         ['bias', vt],
       ]
-    : [
-        ['x', vt],
-        ['weight', vt],
-      ],
+    : [['x', vt], ...(add ? [['r', vt] as const] : []), ['weight', vt]],
   layer
     ? [
         ['y', vt],
         ['mean', 'f32'],
         ['rstd', 'f32'],
       ]
-    : [
-        ['y', vt],
-        ['rstd', 'f32'],
-      ],
+    : [...(add ? [['sum', vt] as const] : []), ['y', vt], ['rstd', 'f32']],
 )}
 @compute @workgroup_size(${PART_WG})
 fn main(${FLAT_BUILTINS}) {
@@ -201,6 +211,18 @@ export function layerNorm(
 export function rmsNorm(backend: WebGPUBackend, x: View, weight: View, eps: number): { y: GpuHandle; rstd: GpuHandle } {
   const r = normForward(backend, 'rms', x, weight, null, eps);
   return { y: r.y, rstd: r.rstd };
+}
+
+/** sum = x + r and y = rmsNorm(sum): the residual stream's add and the next norm in one kernel. */
+export function addRmsNorm(
+  backend: WebGPUBackend,
+  x: View,
+  r: View,
+  weight: View,
+  eps: number,
+): { sum: GpuHandle; y: GpuHandle; rstd: GpuHandle } {
+  const out = normForward(backend, 'rms', x, weight, null, eps, r);
+  return { sum: out.sum!, y: out.y, rstd: out.rstd };
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -54,7 +54,11 @@ export class BufferPool {
   private readonly maxBindingSize: number;
   private readonly maxBytes: number;
 
-  constructor(private readonly device: GPUDevice) {
+  constructor(
+    private readonly device: GPUDevice,
+    /** Counts buffers created (pool misses); the backend passes the dispatcher's stats. */
+    private readonly stats: { buffersCreated: number } = { buffersCreated: 0 },
+  ) {
     this.maxBufferSize = device.limits.maxBufferSize;
     this.maxBindingSize = device.limits.maxStorageBufferBindingSize;
     this.maxBytes = Math.min(this.maxBufferSize, this.maxBindingSize);
@@ -76,7 +80,10 @@ export class BufferPool {
     const list = this.free.get(byteSize);
     let buffer = list?.pop();
     if (buffer) this.bytesPooled -= byteSize;
-    else buffer = this.device.createBuffer({ size: byteSize, usage: USAGE, label: `pool ${byteSize}` });
+    else {
+      buffer = this.device.createBuffer({ size: byteSize, usage: USAGE, label: `pool ${byteSize}` });
+      this.stats.buffersCreated++;
+    }
     this.bytesLive += byteSize;
     this.buffersLive++;
     if (this.bytesLive > this.bytesPeak) this.bytesPeak = this.bytesLive;

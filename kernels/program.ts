@@ -240,12 +240,47 @@ export interface DispatcherOptions {
 /** Uniform slots per batch; a full arena submits the batch. */
 const ARENA_SLOTS = 512;
 const SLOT_BYTES = 256;
+/** Bind groups kept for reuse; a full cache starts over (a training step touches a few thousand). */
+const BIND_GROUP_CACHE = 8192;
+
+/**
+ * What the backend has done so far, for tests and profiles: on lavapipe each dispatch, bind group and
+ * buffer creation costs CPU time on the host, so a decode step's cost is mostly these counts.
+ */
+export interface GpuStats {
+  dispatches: number;
+  submits: number;
+  /** Pipelines compiled (cache misses). */
+  pipelines: number;
+  /** Bind groups created (misses of the bind-group cache). */
+  bindGroups: number;
+  /** Storage buffers created (misses of the buffer pool). */
+  buffersCreated: number;
+  /** Staging buffers created for reads (misses of the staging pool). */
+  stagingCreated: number;
+  /** Uploads (queue writes of tensor data). */
+  uploads: number;
+  reads: number;
+}
+
+export const emptyStats = (): GpuStats => ({
+  dispatches: 0,
+  submits: 0,
+  pipelines: 0,
+  bindGroups: 0,
+  buffersCreated: 0,
+  stagingCreated: 0,
+  uploads: 0,
+  reads: 0,
+});
 
 /**
  * Owns the command encoder. Every run is encoded into one open compute pass; the batch is submitted when
  * it holds batchSize dispatches, when its uniform arena is full, on a read, and at the end of the current
  * JS task (a microtask), so work never waits unsubmitted behind an await. Uniforms of a batch live in one
  * arena buffer written just before the submit (queue order makes reusing it for the next batch safe).
+ * The arena is bound with a dynamic offset, so a bind group depends only on the storage buffers: pooled
+ * buffers recur (a decode step reuses the last step's), and their bind groups are cached.
  *
  * Errors: each batch runs inside validation / out-of-memory / internal error scopes; device loss and
  * uncaptured errors are recorded too. A recorded error is thrown by the next op (synchronously) or read.
@@ -261,12 +296,15 @@ export class Dispatcher {
   private slots = 0;
   private readonly pending = new Set<Promise<void>>();
   private failure: Error | null = null;
-  /** Dispatches and submits so far (for tests and profiles). */
-  readonly stats = { dispatches: 0, submits: 0, pipelines: 0 };
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 0;
 
   constructor(
     readonly device: GPUDevice,
     readonly options: DispatcherOptions,
+    /** Counts for tests and profiles (the backend shares it with its pools). */
+    readonly stats: GpuStats = emptyStats(),
   ) {
     const align = device.limits.minUniformBufferOffsetAlignment;
     if (SLOT_BYTES % align !== 0)
@@ -323,19 +361,41 @@ export class Dispatcher {
     const pass = this.openPass();
     const slot = this.slots++;
     this.arenaCpu.set(uniforms, (slot * SLOT_BYTES) / 4);
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.arena, offset: slot * SLOT_BYTES, size: SLOT_BYTES } },
-    ];
-    let b = 1;
-    for (const h of inputs) entries.push({ binding: b++, resource: { buffer: h.buffer } });
-    for (const h of outputs) entries.push({ binding: b++, resource: { buffer: h.buffer } });
-    const bindGroup = this.device.createBindGroup({ layout: this.layout(inputs.length, outputs.length).bgl, entries });
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    pass.setBindGroup(0, this.bindGroup(inputs, outputs), [slot * SLOT_BYTES]);
     pass.dispatchWorkgroups(x, y, z);
     this.batchNames.push(program.name);
     this.stats.dispatches++;
     if (this.options.debug || this.batchNames.length >= this.options.batchSize) this.flush();
+  }
+
+  /** Forgets cached bind groups (before buffers they name are destroyed). */
+  dropBindGroups(): void {
+    this.bindGroups.clear();
+  }
+
+  private bindGroup(inputs: readonly GpuHandle[], outputs: readonly GpuHandle[]): GPUBindGroup {
+    let key = `${inputs.length}:${outputs.length}`;
+    for (const h of inputs) key += `,${this.bufferId(h.buffer)}`;
+    for (const h of outputs) key += `,${this.bufferId(h.buffer)}`;
+    let bg = this.bindGroups.get(key);
+    if (!bg) {
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, size: SLOT_BYTES } }];
+      let b = 1;
+      for (const h of inputs) entries.push({ binding: b++, resource: { buffer: h.buffer } });
+      for (const h of outputs) entries.push({ binding: b++, resource: { buffer: h.buffer } });
+      bg = this.device.createBindGroup({ layout: this.layout(inputs.length, outputs.length).bgl, entries });
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+      this.bindGroups.set(key, bg);
+      this.stats.bindGroups++;
+    }
+    return bg;
+  }
+
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
+    return id;
   }
 
   /** Encodes a buffer-to-buffer copy in stream order (ends the open compute pass). */
@@ -418,7 +478,9 @@ export class Dispatcher {
     let l = this.layouts.get(key);
     if (!l) {
       const COMPUTE = 0x4;
-      const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: COMPUTE, buffer: { type: 'uniform' } }];
+      const entries: GPUBindGroupLayoutEntry[] = [
+        { binding: 0, visibility: COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+      ];
       for (let i = 0; i < nIn; i++)
         entries.push({ binding: 1 + i, visibility: COMPUTE, buffer: { type: 'read-only-storage' } });
       for (let i = 0; i < nOut; i++)

@@ -208,18 +208,9 @@ export class GPT {
     E.dispose([...this.params.values(), this.ropeCos, this.ropeSin]);
   }
 
-  /** Rotary embedding of x (B, nh, T, hs) at positions given by cos/sin (B, 1, T, hs/2). */
-  private rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
-    const half = x.shape[3] / 2;
-    const x1 = x.narrow(-1, 0, half);
-    const x2 = x.narrow(-1, half, half);
-    return E.cat([x1.mul(cos).sub(x2.mul(sin)), x1.mul(sin).add(x2.mul(cos))], -1);
-  }
-
   /** ids (B, T) int32 -> logits (B, T, V), and the extended cache and final hidden states when asked. */
   forward(ids: Tensor, opts: ForwardOptions = {}): { logits: Tensor; cache?: KVCache; hidden?: Tensor } {
     const { nHead: nh, nEmbd: C, nLayer: L } = this.cfg;
-    const hs = C / nh;
     if (ids.ndim !== 2 || ids.dtype !== 'int32')
       throw new Error(`GPT.forward: ids must be (B, T) int32, got ${E.fmt(ids.shape)} ${ids.dtype}`);
     const [B, T] = ids.shape;
@@ -229,8 +220,8 @@ export class GPT {
     const pos = opts.pos ?? E.arange(T, { device: ids.device }).add(past).reshape([1, T]).expand([B, T]);
     if (pos.shape[0] !== B || pos.shape[1] !== T)
       throw new Error(`GPT.forward: pos ${E.fmt(pos.shape)} must match ids ${E.fmt(ids.shape)}`);
-    const cos = E.indexSelect(this.ropeCos, 0, pos).reshape([B, 1, T, hs / 2]);
-    const sin = E.indexSelect(this.ropeSin, 0, pos).reshape([B, 1, T, hs / 2]);
+    const cos = E.indexSelect(this.ropeCos, 0, pos); // (B, T, hs/2)
+    const sin = E.indexSelect(this.ropeSin, 0, pos);
 
     let x = E.embedding(ids, this.p('wte')); // (B, T, C)
     const n = this.cfg.prevTokens ?? 0;
@@ -260,12 +251,11 @@ export class GPT {
       const newBias = opts.keyBias ?? E.zeros([B, T], { device: ids.device, dtype: this.ropeCos.dtype });
       E.noGrad(() => E.writeInto(cache.keyBias, newBias, 1, past));
     }
+    const eps = this.cfg.normEps;
+    let h = E.rmsNorm(x, this.p('h.0.ln1'), eps); // (B, T, C); later blocks' come with the residual add
     for (let l = 0; l < L; l++) {
-      const h = E.rmsNorm(x, this.p(`h.${l}.ln1`), this.cfg.normEps);
-      const heads = (w: string) => h.matmul(this.p(w)).reshape([B, T, nh, hs]).transpose(1, 2); // (B, nh, T, hs)
-      const q = this.rope(heads(`h.${l}.wq`), cos, sin);
-      const k = this.rope(heads(`h.${l}.wk`), cos, sin);
-      const v = heads(`h.${l}.wv`);
+      const w = (name: string) => this.p(`h.${l}.${name}`);
+      const [q, k, v] = E.qkvHeads(h, w('wq'), w('wk'), w('wv'), cos, sin, nh); // (B, nh, T, hs), q and k rotated
       if (cache)
         E.noGrad(() => {
           E.writeInto(cache.k[l], k, 2, past); // slots [past, past + T) of (B, nh, capacity, hs)
@@ -276,23 +266,13 @@ export class GPT {
       const y = c
         ? E.scaledDotProductAttention(q, c.k[l], c.v[l], { keyBias: c.keyBias, kvLen: past + T })
         : E.scaledDotProductAttention(q, k, v, { keyBias: opts.keyBias }); // (B, nh, T, hs)
-      x = x.add(
-        y
-          .transpose(1, 2)
-          .reshape([B, T, C])
-          .matmul(this.p(`h.${l}.wo`)),
-      );
-      const m = E.rmsNorm(x, this.p(`h.${l}.ln2`), this.cfg.normEps);
-      x = x.add(
-        m
-          .matmul(this.p(`h.${l}.fc`))
-          .gelu()
-          .matmul(this.p(`h.${l}.proj`)),
-      );
+      let m: Tensor;
+      [x, m] = E.addRmsNorm(x, y.transpose(1, 2).reshape([B, T, C]).matmul(w('wo')), w('ln2'), eps);
+      const next = l + 1 < L ? this.p(`h.${l + 1}.ln1`) : this.p('lnf');
+      [x, h] = E.addRmsNorm(x, m.matmul(w('fc')).gelu().matmul(w('proj')), next, eps); // h: the next block's input
     }
-    x = E.rmsNorm(x, this.p('lnf'), this.cfg.normEps);
-    const logits = E.matmulT(x, this.p('wte'), false, true); // (B, T, V), tied head
-    const hidden = opts.returnHidden ? { hidden: x } : {}; // (B, T, C)
+    const logits = E.matmulT(h, this.p('wte'), false, true); // (B, T, V), tied head
+    const hidden = opts.returnHidden ? { hidden: h } : {}; // (B, T, C)
     if (!cache) return { logits, ...hidden };
     cache.length = past + T;
     return { logits, cache, ...hidden };

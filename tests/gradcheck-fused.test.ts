@@ -157,6 +157,33 @@ describe.each([
     });
   }
 
+  const addNormArb = shapeArb(0, 2, 4).chain((rows) =>
+    dim(5).chain((C) => fc.tuple(input([...rows, C]), input([...rows, C]), input([C]))),
+  );
+  // Both outputs feed the loss (their product), so the residual sum's gradient meets the norm's.
+  fcTest.prop([addNormArb, seedArb])('addRmsNorm: x + r and its RMSNorm', ([x, r, w], seed) => {
+    check((tx, tr, tw) => E.mul(...E.addRmsNorm(tx, tr, tw, 1e-5)), [x, r, w], `addRmsNorm of [${x.shape}]`, seed);
+  });
+
+  // Attention's inputs: three projections into heads, q and k rotated at fixed angles (constants).
+  const qkvArb = fc.record({ B: dim(2), T: dim(3), nh: dim(2), half: dim(2) }).chain(({ B, T, nh, half }) => {
+    const C = nh * 2 * half;
+    return fc.tuple(fc.constant({ B, T, nh, half }), input([B, T, C]), input([C, C]), input([C, C]), input([C, C]));
+  });
+  fcTest.prop([qkvArb, seedArb])(
+    'qkvHeads: projections, heads and RoPE',
+    ([{ B, T, nh, half }, h, wq, wk, wv], seed) => {
+      const angle = Float64Array.from({ length: B * T * half }, (_, i) => 0.7 * i + 0.3);
+      const fn = (th: E.Tensor, a: E.Tensor, b: E.Tensor, c: E.Tensor) => {
+        const cos = E.tensor(angle.map(Math.cos), [B, T, half]);
+        const sin = E.tensor(angle.map(Math.sin), [B, T, half]);
+        const [q, k, v] = E.qkvHeads(th, a, b, c, cos, sin, nh);
+        return E.cat([q, E.mul(k, 2), E.mul(v, 3)], -1);
+      };
+      check(fn, [h, wq, wk, wv], `qkvHeads of [${h.shape}], ${nh} heads`, seed);
+    },
+  );
+
   // A pre-norm residual block: the tape orders a diamond graph, and a weight is used twice.
   const blockArb = fc.tuple(fc.array(dim(2), { maxLength: 1 }), dim(4), dim(4)).chain(([batch, T, C]) =>
     fc.tuple(

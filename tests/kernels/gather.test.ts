@@ -23,8 +23,11 @@ const values = (dtype: DType, n: number): fc.Arbitrary<TypedArray> =>
   dtype === 'float32' ? floats(n, 10) : ints(n, -1000, 1000);
 const SMALL = [1, 2, 3, 5, 17, 33];
 
-/** x's shape, an axis, and an index shape for mode 'select' (any rank). */
-const selectCase = shapeArb(1, 3, 3000, SMALL).chain((xs) =>
+/**
+ * x's shape, an axis, and an index shape for mode 'select' (any rank); sizes 4 and 16 give rows of 4 and
+ * 16k columns after the axis, which scatterAdd sums as vec4s, four a thread.
+ */
+const selectCase = shapeArb(1, 3, 3000, [...SMALL, 4, 16]).chain((xs) =>
   fc.tuple(fc.constant(xs), fc.integer({ min: 0, max: xs.length - 1 }), shapeArb(0, 2, 200, [1, 2, 3, 7, 65])),
 );
 /** x's shape, an axis, and an index shape of x's rank, no larger than x off the axis. */
