@@ -1,7 +1,8 @@
-// The CPU matmul's second thread: a worker that runs the same WebAssembly kernel over the same shared memory
-// on part of the output's panels, handed its share through Atomics so that the engine's matmul stays
-// synchronous. Every output element is computed by the same code in the same order whichever thread takes
-// it, so results are bit-identical to one thread. Not a thread pool: one worker, one job at a time.
+// The CPU matmul's second thread: a worker that runs the same WebAssembly kernel over the same shared memory,
+// handed a product through Atomics so that the engine's matmul stays synchronous. The output's panels go in
+// chunks that either thread takes from a shared counter, so a worker that the OS runs late costs nothing but
+// its share: this thread takes the rest. Every output element is one call of the same kernel whichever
+// thread makes it, so results are bit-identical to one thread. Not a thread pool: one worker, one job at a time.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -9,15 +10,38 @@ import type { WasmMemory } from './wasm.js';
 
 /**
  * The hand-off block: the first CONTROL_BYTES of the shared memory, as Int32 slots. SEQ counts jobs posted,
- * CLAIM is the job the worker took (or -1: the main thread gave up on it), DONE the job it finished, READY
- * 1 once it is listening, and ARGS the kernel's arguments.
+ * CLAIM is the last job decided (the worker took it, or this thread finished it first and shut the worker
+ * out), DONE the last the worker finished, READY 1 once it listens, NEXT the next chunk to take, and ARGS
+ * the job: the kernel's seven arguments, then the axis split (1: columns), panels per chunk and chunks.
  */
 export const CONTROL_BYTES = 64;
 const SEQ = 0;
 const CLAIM = 1;
 const DONE = 2;
 const READY = 3;
-const ARGS = 4;
+const NEXT = 4;
+const ARGS = 5;
+
+/**
+ * Takes chunks until none is left and runs the kernel on each: plain JavaScript, compiled once here and once
+ * in the worker, so both threads cut the panels the same way.
+ */
+const CHUNKS = `(gemm, c) => {
+  const ap = c[${ARGS}], bp = c[${ARGS + 1}], cp = c[${ARGS + 2}], mp = c[${ARGS + 3}], np = c[${ARGS + 4}];
+  const k = c[${ARGS + 5}], ldc = c[${ARGS + 6}], byCols = c[${ARGS + 7}], per = c[${ARGS + 8}], count = c[${ARGS + 9}];
+  for (let i; (i = Atomics.add(c, ${NEXT}, 1)) < count; ) {
+    if (byCols) {
+      const j0 = i * per * 8;
+      gemm(ap, bp + j0 * k * 4, cp + j0 * 4, mp, Math.min(per * 8, np - j0), k, ldc);
+    } else {
+      const i0 = i * per * 4;
+      gemm(ap + i0 * k * 4, bp, cp + i0 * ldc * 4, Math.min(per * 4, mp - i0), np, k, ldc);
+    }
+  }
+}`;
+
+type Gemm = (ap: number, bp: number, cp: number, mp: number, np: number, k: number, ldc: number) => void;
+const runChunks = new Function(`return ${CHUNKS}`)() as (gemm: Gemm, ctl: Int32Array) => void;
 
 /**
  * The worker's code, plain JavaScript run with `eval: true`, so that it starts the same way under tsx,
@@ -26,9 +50,10 @@ const ARGS = 4;
  */
 const WORKER = `
 const { workerData } = require('node:worker_threads');
-const { bytes, mem, nargs } = workerData;
+const { bytes, mem } = workerData;
 const gemm = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { mem } }).exports.gemm;
 const ctl = new Int32Array(mem.buffer, 0, ${CONTROL_BYTES / 4});
+const chunks = ${CHUNKS};
 Atomics.store(ctl, ${READY}, 1);
 let seen = 0;
 for (;;) {
@@ -36,20 +61,13 @@ for (;;) {
   const seq = Atomics.load(ctl, ${SEQ});
   if (seq === seen) continue;
   seen = seq;
-  // The main thread may have given the job up (and turned threads off) if this thread was slow to start.
-  if (Atomics.compareExchange(ctl, ${CLAIM}, seq - 1, seq) !== seq - 1) break;
-  gemm(...ctl.subarray(${ARGS}, ${ARGS} + nargs));
+  // Too late: the main thread finished this job and shut this thread out of it.
+  if (Atomics.compareExchange(ctl, ${CLAIM}, seq - 1, seq) !== seq - 1) continue;
+  chunks(gemm, ctl);
   Atomics.store(ctl, ${DONE}, seq);
   Atomics.notify(ctl, ${DONE});
 }
 `;
-
-/**
- * How long the main thread waits for the worker to take a job before doing it itself and staying on one
- * thread from then on: far above a wake-up on a loaded machine (tens of milliseconds), so only a worker
- * that died or never started runs into it.
- */
-const CLAIM_TIMEOUT_MS = 2000;
 
 /** Threads the CPU matmul may use: env IGPO_THREADS (1 turns the worker off), else 2 where there are 2 cores. */
 export function cpuThreads(): number {
@@ -62,7 +80,7 @@ export function cpuThreads(): number {
   return Math.min(availableParallelism(), 2);
 }
 
-/** The second thread over `mem`, started on first use; `run` is false until it is listening. */
+/** The second thread over `mem`, started on first use. */
 export class GemmWorker {
   private worker: Worker | null = null;
   private failed = false;
@@ -72,7 +90,6 @@ export class GemmWorker {
   constructor(
     private readonly bytes: Uint8Array,
     private readonly mem: WasmMemory,
-    private readonly nargs: number,
   ) {
     this.ctl = new Int32Array(mem.buffer, 0, CONTROL_BYTES / 4);
   }
@@ -92,7 +109,7 @@ export class GemmWorker {
 
   /** Starts the worker if need be and resolves once it listens (true) or cannot (false). */
   async started(): Promise<boolean> {
-    const deadline = performance.now() + CLAIM_TIMEOUT_MS;
+    const deadline = performance.now() + 5000;
     while (!this.ready()) {
       if (this.failed || performance.now() > deadline) return false;
       await new Promise((r) => setTimeout(r, 5));
@@ -102,7 +119,7 @@ export class GemmWorker {
 
   private start(): void {
     try {
-      const w = new Worker(WORKER, { eval: true, workerData: { bytes: this.bytes, mem: this.mem, nargs: this.nargs } });
+      const w = new Worker(WORKER, { eval: true, workerData: { bytes: this.bytes, mem: this.mem } });
       // A CLI exits when its work is done; the worker, blocked in Atomics.wait, must not keep it alive.
       w.unref();
       w.on('error', () => (this.failed = true));
@@ -113,35 +130,23 @@ export class GemmWorker {
     }
   }
 
-  /** Posts kernel(args) to the worker; `finish` waits for it. Call only when ready() said yes. */
-  post(args: readonly number[]): void {
-    const { ctl } = this;
-    for (let i = 0; i < args.length; i++) ctl[ARGS + i] = args[i];
-    this.seq++;
-    Atomics.store(ctl, SEQ, this.seq);
-    Atomics.notify(ctl, SEQ);
-  }
-
   /**
-   * Waits for the job posted last. Returns false when the worker never took it (it then never will, and
-   * threads stay off): the caller computes that share itself.
+   * Runs gemm(args) over both threads, in `count` chunks of `per` panels along the columns (byCols) or the
+   * rows, and returns when every chunk is written. Call only when ready() said yes.
    */
-  finish(): boolean {
-    const { ctl, seq } = this;
-    const deadline = performance.now() + CLAIM_TIMEOUT_MS;
-    while (Atomics.load(ctl, DONE) !== seq) {
-      if (Atomics.load(ctl, CLAIM) === seq) {
-        Atomics.wait(ctl, DONE, seq - 1);
-        continue;
-      }
-      const left = deadline - performance.now();
-      if (left > 0) {
-        Atomics.wait(ctl, DONE, seq - 1, left);
-      } else if (Atomics.compareExchange(ctl, CLAIM, seq - 1, -1) === seq - 1) {
-        this.failed = true;
-        return false;
-      }
-    }
-    return true;
+  run(gemm: Gemm, args: readonly number[], byCols: boolean, per: number, count: number): void {
+    const { ctl } = this;
+    for (let i = 0; i < 7; i++) ctl[ARGS + i] = args[i];
+    ctl[ARGS + 7] = byCols ? 1 : 0;
+    ctl[ARGS + 8] = per;
+    ctl[ARGS + 9] = count;
+    Atomics.store(ctl, NEXT, 0);
+    const seq = ++this.seq;
+    Atomics.store(ctl, SEQ, seq);
+    Atomics.notify(ctl, SEQ);
+    runChunks(gemm, ctl);
+    // Every chunk is taken. If the worker has not claimed the job yet, it never will: nothing to wait for.
+    if (Atomics.compareExchange(ctl, CLAIM, seq - 1, seq) === seq - 1) return;
+    while (Atomics.load(ctl, DONE) !== seq) Atomics.wait(ctl, DONE, seq - 1);
   }
 }

@@ -68,26 +68,61 @@ const wat = (shared: boolean) => `
         (local.set $i (i32.add (local.get $i) (i32.const 4)))
         (br $iloop)))
       (local.set $j (i32.add (local.get $j) (i32.const 8)))
-      (br $jloop)))))
+      (br $jloop))))
+  ;; Panels of P rows from X [R, K] at src, element (r, k) at float r*rs + k*ks: dst[(r/P)*K*P + k*P + r%P],
+  ;; zero past R. Written front to back; the reads walk at most P rows (or columns) side by side.
+  (func (export "pack") (param $src i32) (param $R i32) (param $K i32) (param $rs i32) (param $ks i32)
+    (param $P i32) (param $dst i32)
+    (local $r0 i32) (local $k i32) (local $p i32) (local $h i32) (local $s i32) (local $rs4 i32) (local $ks4 i32)
+    (local.set $rs4 (i32.shl (local.get $rs) (i32.const 2)))
+    (local.set $ks4 (i32.shl (local.get $ks) (i32.const 2)))
+    (block $rend (loop $rloop
+      (br_if $rend (i32.ge_u (local.get $r0) (local.get $R)))
+      (local.set $h (i32.sub (local.get $R) (local.get $r0)))
+      (if (i32.gt_u (local.get $h) (local.get $P)) (then (local.set $h (local.get $P))))
+      (local.set $k (i32.const 0))
+      (block $kend (loop $kloop
+        (br_if $kend (i32.ge_u (local.get $k) (local.get $K)))
+        (local.set $s (i32.add (local.get $src)
+          (i32.add (i32.mul (local.get $r0) (local.get $rs4)) (i32.mul (local.get $k) (local.get $ks4)))))
+        (local.set $p (i32.const 0))
+        (block $pend (loop $ploop
+          (br_if $pend (i32.ge_u (local.get $p) (local.get $h)))
+          (f32.store (local.get $dst) (f32.load (local.get $s)))
+          (local.set $s (i32.add (local.get $s) (local.get $rs4)))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+          (local.set $p (i32.add (local.get $p) (i32.const 1)))
+          (br $ploop)))
+        (block $zend (loop $zloop
+          (br_if $zend (i32.ge_u (local.get $p) (local.get $P)))
+          (f32.store (local.get $dst) (f32.const 0))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+          (local.set $p (i32.add (local.get $p) (i32.const 1)))
+          (br $zloop)))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br $kloop)))
+      (local.set $r0 (i32.add (local.get $r0) (local.get $P)))
+      (br $rloop)))))
 `;
 
 type GemmFn = (ap: number, bp: number, cp: number, mp: number, np: number, k: number, ldc: number) => void;
 
+type PackFn = (src: number, R: number, K: number, rs: number, ks: number, P: number, dst: number) => void;
+interface Exports {
+  gemm: GemmFn;
+  pack: PackFn;
+}
+
 /** The kernel on a shared memory, with its bytes for the worker; or on a memory of its own; or null. */
-async function load(): Promise<{ gemm: GemmFn; mem: WasmMemory; worker: GemmWorker | null } | null> {
+async function load(): Promise<(Exports & { mem: WasmMemory; worker: GemmWorker | null }) | null> {
   const shared = wasmMemory(1, 65536, true);
   if (shared) {
-    const m = await loadWasmBytes<{ gemm: GemmFn }>(
-      'gemm',
-      wat(true),
-      { simd: true, threads: true },
-      { env: { mem: shared } },
-    );
-    if (m) return { gemm: m.exports.gemm, mem: shared, worker: new GemmWorker(m.bytes, shared, 7) };
+    const m = await loadWasmBytes<Exports>('gemm', wat(true), { simd: true, threads: true }, { env: { mem: shared } });
+    if (m) return { ...m.exports, mem: shared, worker: new GemmWorker(m.bytes, shared) };
   }
   const own = wasmMemory(1, 65536, false);
-  const m = own && (await loadWasmBytes<{ gemm: GemmFn }>('gemm', wat(false), { simd: true }, { env: { mem: own } }));
-  return m ? { gemm: m.exports.gemm, mem: own!, worker: null } : null;
+  const m = own && (await loadWasmBytes<Exports>('gemm', wat(false), { simd: true }, { env: { mem: own } }));
+  return m ? { ...m.exports, mem: own!, worker: null } : null;
 }
 
 // null without SIMD in this runtime: the TypeScript kernel does the work.
@@ -98,6 +133,11 @@ export const wasmGemmAvailable = kernel !== null;
 
 /** Whether a second thread can take part of large products here (shared memory and workers exist). */
 export const wasmGemmThreaded = kernel?.worker != null;
+
+/** Threads the matmul runs on now: cpuThreads() where a worker can be used, else 1. */
+export function matmulThreads(): number {
+  return wasmGemmThreaded ? cpuThreads() : 1;
+}
 
 /** Products split across two threads so far (tests check that the split path ran). */
 export const splitCount = { value: 0 };
@@ -114,28 +154,41 @@ export function threadsReady(): Promise<boolean> {
  */
 export const SPLIT_FLOP = 2 ** 22;
 
-/** Float32 views of the kernel's memory for the packed operands and the padded output, grown on demand. */
+/**
+ * Float32 views of the kernel's memory, grown on demand: the packed operands, the padded output, and a
+ * staging area where an operand is copied (one memcpy) to be packed by `pack`, the kernel's own loop.
+ */
 export function wasmBuffers(
   aFloats: number,
   bFloats: number,
   cFloats: number,
-): { Ap: Float32Array; Bp: Float32Array; Cp: Float32Array } {
+  stageFloats: number,
+): { Ap: Float32Array; Bp: Float32Array; Cp: Float32Array; S: Float32Array } {
   const k = kernel!;
-  const bytes = CONTROL_BYTES + (aFloats + bFloats + cFloats) * 4;
+  const bytes = CONTROL_BYTES + (aFloats + bFloats + cFloats + stageFloats) * 4;
   const have = k.mem.buffer.byteLength;
   if (bytes > have) k.mem.grow(Math.ceil((bytes - have) / 65536));
   const buf = k.mem.buffer;
-  return {
-    Ap: new Float32Array(buf, CONTROL_BYTES, aFloats),
-    Bp: new Float32Array(buf, CONTROL_BYTES + aFloats * 4, bFloats),
-    Cp: new Float32Array(buf, CONTROL_BYTES + (aFloats + bFloats) * 4, cFloats),
-  };
+  let at = CONTROL_BYTES;
+  const view = (n: number) => new Float32Array(buf, (at += n * 4) - n * 4, n);
+  return { Ap: view(aFloats), Bp: view(bFloats), Cp: view(cFloats), S: view(stageFloats) };
 }
 
 /**
+ * Packs op(X) [R, K], staged in S (element (r, k) at r*rs + k*ks), into panels of P rows in dst: the
+ * layout matmul.ts's packPanels makes, for the WebAssembly kernel, by a loop in WebAssembly.
+ */
+export function wasmPack(S: Float32Array, R: number, K: number, rs: number, ks: number, P: number, dst: Float32Array) {
+  kernel!.pack(S.byteOffset, R, K, rs, ks, P, dst.byteOffset);
+}
+
+/** Chunks a split product is cut into: enough that a thread the OS runs late leaves the other little to do. */
+const CHUNKS = 8;
+
+/**
  * Cp[mp, np] = panels of Ap times panels of Bp (mp a multiple of 4, np of 8), views from wasmBuffers. A
- * large product goes to two threads, split along its longer side at a panel boundary; each output element
- * is one call of the same kernel either way.
+ * large product goes to two threads in chunks of panels along its longer side; each output element is one
+ * call of the same kernel either way.
  */
 export function wasmGemm(
   Ap: Float32Array,
@@ -147,26 +200,14 @@ export function wasmGemm(
   threads = cpuThreads(),
 ): void {
   const { gemm, worker } = kernel!;
-  const [ap, bp, cp] = [Ap.byteOffset, Bp.byteOffset, Cp.byteOffset];
-  const rowPanels = mp / 4;
-  const colPanels = np / 8;
-  if (threads < 2 || !worker || 2 * mp * np * K < SPLIT_FLOP || Math.max(rowPanels, colPanels) < 2 || !worker.ready()) {
-    gemm(ap, bp, cp, mp, np, K, np);
+  const args = [Ap.byteOffset, Bp.byteOffset, Cp.byteOffset, mp, np, K, np] as const;
+  const byCols = np / 8 >= mp / 4;
+  const panels = byCols ? np / 8 : mp / 4;
+  if (threads < 2 || !worker || 2 * mp * np * K < SPLIT_FLOP || panels < 2 || !worker.ready()) {
+    gemm(...args);
     return;
   }
   splitCount.value++;
-  // This thread takes the first half of the panels, the worker the rest.
-  let theirs: number[];
-  if (colPanels >= rowPanels) {
-    const n0 = Math.ceil(colPanels / 2) * 8;
-    theirs = [ap, bp + n0 * K * 4, cp + n0 * 4, mp, np - n0, K, np];
-    worker.post(theirs);
-    gemm(ap, bp, cp, mp, n0, K, np);
-  } else {
-    const m0 = Math.ceil(rowPanels / 2) * 4;
-    theirs = [ap + m0 * K * 4, bp, cp + m0 * np * 4, mp - m0, np, K, np];
-    worker.post(theirs);
-    gemm(ap, bp, cp, m0, np, K, np);
-  }
-  if (!worker.finish()) gemm(...(theirs as Parameters<GemmFn>));
+  const per = Math.ceil(panels / CHUNKS);
+  worker.run(gemm, args, byCols, per, Math.ceil(panels / per));
 }
