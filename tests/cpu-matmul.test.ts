@@ -172,6 +172,20 @@ describe('cpu matmul vs a float64 triple loop', () => {
     });
   }
 
+  test("K across the kernel's K blocks (256 steps) and M across its row blocks, every flag", () => {
+    let seed = 6000;
+    for (const [transA, transB] of FLAGS)
+      for (const [M, N, K] of [
+        [17, 33, 255],
+        [9, 17, 256],
+        [33, 9, 257],
+        [5, 65, 513],
+        [1029, 9, 33],
+      ]) {
+        check({ aShape: mat(M, K, transA), bShape: mat(K, N, transB), transA, transB, dtype: 'float32' }, seed++);
+      }
+  });
+
   test('an empty dimension gives zeros or an empty result', () => {
     expect(Array.from(E.matmul(E.zeros([3, 0]), E.zeros([0, 2])).dataSync())).toEqual([0, 0, 0, 0, 0, 0]);
     expect(E.matmul(E.zeros([0, 4]), E.zeros([4, 5])).shape).toEqual([0, 5]);

@@ -22,6 +22,9 @@ const READY = 3;
 const NEXT = 4;
 const ARGS = 5;
 
+/** K goes in blocks of KC steps: a B panel's block (KC x 8 floats, 8 KiB) and an A panel's stay in L1. */
+export const KC = 256;
+
 /**
  * Takes chunks until none is left and runs the kernel on each: plain JavaScript, compiled once here and once
  * in the worker, so both threads cut the panels the same way.
@@ -30,18 +33,55 @@ const CHUNKS = `(gemm, c) => {
   const ap = c[${ARGS}], bp = c[${ARGS + 1}], cp = c[${ARGS + 2}], mp = c[${ARGS + 3}], np = c[${ARGS + 4}];
   const k = c[${ARGS + 5}], ldc = c[${ARGS + 6}], byCols = c[${ARGS + 7}], per = c[${ARGS + 8}], count = c[${ARGS + 9}];
   for (let i; (i = Atomics.add(c, ${NEXT}, 1)) < count; ) {
-    if (byCols) {
-      const j0 = i * per * 8;
-      gemm(ap, bp + j0 * k * 4, cp + j0 * 4, mp, Math.min(per * 8, np - j0), k, ldc);
-    } else {
-      const i0 = i * per * 4;
-      gemm(ap + i0 * k * 4, bp, cp + i0 * ldc * 4, Math.min(per * 4, mp - i0), np, k, ldc);
+    const r0 = byCols ? 0 : i * per * 4;
+    const c0 = byCols ? i * per * 8 : 0;
+    const h = byCols ? mp : Math.min(per * 4, mp - r0);
+    const w = byCols ? Math.min(per * 8, np - c0) : np;
+    for (let k0 = 0; k0 < k; k0 += ${KC}) {
+      const a = ap + (r0 * k + k0 * 4) * 4;
+      const b = bp + (c0 * k + k0 * 8) * 4;
+      gemm(a, b, cp + (r0 * ldc + c0) * 4, h, w, k, ldc, Math.min(${KC}, k - k0), k0 > 0 ? 1 : 0);
     }
   }
 }`;
 
-type Gemm = (ap: number, bp: number, cp: number, mp: number, np: number, k: number, ldc: number) => void;
+export type Gemm = (
+  ap: number,
+  bp: number,
+  cp: number,
+  mp: number,
+  np: number,
+  k: number,
+  ldc: number,
+  kc: number,
+  acc: number,
+) => void;
 const runChunks = new Function(`return ${CHUNKS}`)() as (gemm: Gemm, ctl: Int32Array) => void;
+
+/**
+ * Writes a job into the control block `ctl` (the memory's first CONTROL_BYTES): gemm's arguments, then
+ * `count` chunks of `per` panels along the columns (byCols) or the rows.
+ */
+function setJob(ctl: Int32Array, args: readonly number[], byCols: boolean, per: number, count: number): void {
+  for (let i = 0; i < 7; i++) ctl[ARGS + i] = args[i];
+  ctl[ARGS + 7] = byCols ? 1 : 0;
+  ctl[ARGS + 8] = per;
+  ctl[ARGS + 9] = count;
+  Atomics.store(ctl, NEXT, 0);
+}
+
+/** The job's chunks one after another on this thread: the same kernel calls the two threads make. */
+export function runChunked(
+  gemm: Gemm,
+  ctl: Int32Array,
+  args: readonly number[],
+  byCols: boolean,
+  per: number,
+  count: number,
+): void {
+  setJob(ctl, args, byCols, per, count);
+  runChunks(gemm, ctl);
+}
 
 /**
  * The worker's code, plain JavaScript run with `eval: true`, so that it starts the same way under tsx,
@@ -136,11 +176,7 @@ export class GemmWorker {
    */
   run(gemm: Gemm, args: readonly number[], byCols: boolean, per: number, count: number): void {
     const { ctl } = this;
-    for (let i = 0; i < 7; i++) ctl[ARGS + i] = args[i];
-    ctl[ARGS + 7] = byCols ? 1 : 0;
-    ctl[ARGS + 8] = per;
-    ctl[ARGS + 9] = count;
-    Atomics.store(ctl, NEXT, 0);
+    setJob(ctl, args, byCols, per, count);
     const seq = ++this.seq;
     Atomics.store(ctl, SEQ, seq);
     Atomics.notify(ctl, SEQ);

@@ -3,7 +3,7 @@
 // float32 only, accumulating in float32 (as a GPU does); float64 stays on the TypeScript kernel.
 // Large products are split between this thread and a worker over the same shared memory (gemm-threads.ts).
 
-import { CONTROL_BYTES, cpuThreads, GemmWorker } from './gemm-threads.js';
+import { CONTROL_BYTES, cpuThreads, type Gemm, GemmWorker, KC, runChunked } from './gemm-threads.js';
 import { loadWasmBytes, wasmMemory, type WasmMemory } from './wasm.js';
 
 /**
@@ -13,9 +13,11 @@ import { loadWasmBytes, wasmMemory, type WasmMemory } from './wasm.js';
 const wat = (shared: boolean) => `
 (module
   (import "env" "mem" (memory 1 ${shared ? '65536 shared' : ''}))
-  ;; C[mp, np] at cp, row stride ldc floats, = A panels at ap ((mp/4) x [k][4]) times B panels at bp ((np/8) x [k][8]).
+  ;; C[mp, np] at cp, row stride ldc floats, = A panels at ap ((mp/4) x [k][4]) times B panels at bp ((np/8) x [k][8])
+  ;; over kc of the panels' k steps, added to C as it is when acc is 1: a K split in blocks sums each element
+  ;; in the same order as one pass, since every partial sum is a float32 either way.
   (func (export "gemm") (param $ap i32) (param $bp i32) (param $cp i32) (param $mp i32) (param $np i32) (param $k i32)
-    (param $ldc i32)
+    (param $ldc i32) (param $kc i32) (param $acc i32)
     (local $i i32) (local $j i32) (local $kk i32) (local $pa i32) (local $pb i32) (local $pb0 i32)
     (local $out i32) (local $row i32)
     (local $a v128) (local $b0 v128) (local $b1 v128)
@@ -31,11 +33,24 @@ const wat = (shared: boolean) => `
         (br_if $iend (i32.ge_u (local.get $i) (local.get $mp)))
         (local.set $pa (i32.add (local.get $ap) (i32.shl (i32.mul (local.get $i) (local.get $k)) (i32.const 2))))
         (local.set $pb (local.get $pb0))
-        (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0))
-        (local.set $c10 (v128.const i32x4 0 0 0 0)) (local.set $c11 (v128.const i32x4 0 0 0 0))
-        (local.set $c20 (v128.const i32x4 0 0 0 0)) (local.set $c21 (v128.const i32x4 0 0 0 0))
-        (local.set $c30 (v128.const i32x4 0 0 0 0)) (local.set $c31 (v128.const i32x4 0 0 0 0))
-        (local.set $kk (local.get $k))
+        (local.set $out (i32.add (local.get $cp)
+          (i32.shl (i32.add (i32.mul (local.get $i) (local.get $ldc)) (local.get $j)) (i32.const 2))))
+        (if (local.get $acc)
+          (then
+            (local.set $c00 (v128.load (local.get $out))) (local.set $c01 (v128.load offset=16 (local.get $out)))
+            (local.set $pa (i32.add (local.get $out) (local.get $row)))
+            (local.set $c10 (v128.load (local.get $pa))) (local.set $c11 (v128.load offset=16 (local.get $pa)))
+            (local.set $pa (i32.add (local.get $pa) (local.get $row)))
+            (local.set $c20 (v128.load (local.get $pa))) (local.set $c21 (v128.load offset=16 (local.get $pa)))
+            (local.set $pa (i32.add (local.get $pa) (local.get $row)))
+            (local.set $c30 (v128.load (local.get $pa))) (local.set $c31 (v128.load offset=16 (local.get $pa))))
+          (else
+            (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0))
+            (local.set $c10 (v128.const i32x4 0 0 0 0)) (local.set $c11 (v128.const i32x4 0 0 0 0))
+            (local.set $c20 (v128.const i32x4 0 0 0 0)) (local.set $c21 (v128.const i32x4 0 0 0 0))
+            (local.set $c30 (v128.const i32x4 0 0 0 0)) (local.set $c31 (v128.const i32x4 0 0 0 0))))
+        (local.set $pa (i32.add (local.get $ap) (i32.shl (i32.mul (local.get $i) (local.get $k)) (i32.const 2))))
+        (local.set $kk (local.get $kc))
         (block $kend (loop $kloop
           (br_if $kend (i32.eqz (local.get $kk)))
           (local.set $b0 (v128.load (local.get $pb)))
@@ -56,8 +71,6 @@ const wat = (shared: boolean) => `
           (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
           (local.set $kk (i32.sub (local.get $kk) (i32.const 1)))
           (br $kloop)))
-        (local.set $out (i32.add (local.get $cp)
-          (i32.shl (i32.add (i32.mul (local.get $i) (local.get $ldc)) (local.get $j)) (i32.const 2))))
         (v128.store (local.get $out) (local.get $c00)) (v128.store offset=16 (local.get $out) (local.get $c01))
         (local.set $out (i32.add (local.get $out) (local.get $row)))
         (v128.store (local.get $out) (local.get $c10)) (v128.store offset=16 (local.get $out) (local.get $c11))
@@ -105,7 +118,7 @@ const wat = (shared: boolean) => `
       (br $rloop)))))
 `;
 
-type GemmFn = (ap: number, bp: number, cp: number, mp: number, np: number, k: number, ldc: number) => void;
+type GemmFn = Gemm;
 
 type PackFn = (src: number, R: number, K: number, rs: number, ks: number, P: number, dst: number) => void;
 interface Exports {
@@ -113,16 +126,19 @@ interface Exports {
   pack: PackFn;
 }
 
+/** The control block at the start of a kernel memory (gemm-threads.ts lays it out). */
+const control = (mem: WasmMemory) => new Int32Array(mem.buffer, 0, CONTROL_BYTES / 4);
+
 /** The kernel on a shared memory, with its bytes for the worker; or on a memory of its own; or null. */
-async function load(): Promise<(Exports & { mem: WasmMemory; worker: GemmWorker | null }) | null> {
+async function load(): Promise<(Exports & { mem: WasmMemory; ctl: Int32Array; worker: GemmWorker | null }) | null> {
   const shared = wasmMemory(1, 65536, true);
   if (shared) {
     const m = await loadWasmBytes<Exports>('gemm', wat(true), { simd: true, threads: true }, { env: { mem: shared } });
-    if (m) return { ...m.exports, mem: shared, worker: new GemmWorker(m.bytes, shared) };
+    if (m) return { ...m.exports, mem: shared, ctl: control(shared), worker: new GemmWorker(m.bytes, shared) };
   }
   const own = wasmMemory(1, 65536, false);
   const m = own && (await loadWasmBytes<Exports>('gemm', wat(false), { simd: true }, { env: { mem: own } }));
-  return m ? { ...m.exports, mem: own!, worker: null } : null;
+  return m ? { ...m.exports, mem: own!, ctl: control(own!), worker: null } : null;
 }
 
 // null without SIMD in this runtime: the TypeScript kernel does the work.
@@ -186,9 +202,17 @@ export function wasmPack(S: Float32Array, R: number, K: number, rs: number, ks: 
 const CHUNKS = 8;
 
 /**
- * Cp[mp, np] = panels of Ap times panels of Bp (mp a multiple of 4, np of 8), views from wasmBuffers. A
- * large product goes to two threads in chunks of panels along its longer side; each output element is one
- * call of the same kernel either way.
+ * Bytes of A panels that one pass over every B panel may stream: a quarter of a 2 MiB L2. Past it the rows
+ * go in blocks of this size, each block's panels reused by every B panel from L2 instead of read again
+ * from L3 or memory (at 1024^3, unblocked, A's 4 MiB are read 128 times).
+ */
+const A_BLOCK_BYTES = 1 << 19;
+
+/**
+ * Cp[mp, np] = panels of Ap times panels of Bp (mp a multiple of 4, np of 8), views from wasmBuffers. The
+ * work goes in chunks of panels: blocks of rows when A's panels outgrow A_BLOCK_BYTES, else along the
+ * longer side; a large product's chunks are shared by two threads. Each output element is summed over K
+ * in order, in blocks of KC, by the same kernel calls however the chunks fall.
  */
 export function wasmGemm(
   Ap: Float32Array,
@@ -199,15 +223,21 @@ export function wasmGemm(
   K: number,
   threads = cpuThreads(),
 ): void {
-  const { gemm, worker } = kernel!;
+  const { gemm, worker, ctl } = kernel!;
   const args = [Ap.byteOffset, Bp.byteOffset, Cp.byteOffset, mp, np, K, np] as const;
-  const byCols = np / 8 >= mp / 4;
-  const panels = byCols ? np / 8 : mp / 4;
-  if (threads < 2 || !worker || 2 * mp * np * K < SPLIT_FLOP || panels < 2 || !worker.ready()) {
-    gemm(...args);
-    return;
+  const rowPanels = mp / 4;
+  const blockPanels = Math.max(1, Math.floor(A_BLOCK_BYTES / (16 * Math.min(K, KC))));
+  const blocked = rowPanels > blockPanels;
+  const byCols = !blocked && np / 8 >= rowPanels;
+  const panels = byCols ? np / 8 : rowPanels;
+  const per = blocked ? blockPanels : Math.ceil(panels / CHUNKS);
+  const count = Math.ceil(panels / per);
+  if (threads > 1 && worker && 2 * mp * np * K >= SPLIT_FLOP && count > 1 && worker.ready()) {
+    splitCount.value++;
+    worker.run(gemm, args, byCols, per, count);
+  } else if (blocked) {
+    runChunked(gemm, ctl, args, byCols, per, count);
+  } else {
+    runChunked(gemm, ctl, args, byCols, panels, 1);
   }
-  splitCount.value++;
-  const per = Math.ceil(panels / CHUNKS);
-  worker.run(gemm, args, byCols, per, Math.ceil(panels / per));
 }
