@@ -1,16 +1,19 @@
 // Suite `model`: the main job's decoder (PRESETS.default.model) on cpu and on webgpu when an adapter exists:
 // training and sampling (KV cache, batch 8) tokens/s with FLOP per token, and causal attention over T on the
-// CPU against tfjs-cpu. Not the RL loop: that is the igpo suite.
+// CPU against tfjs-cpu; on cpu, PyTorch runs the same decoder as the peer (bench/peers/torch.ts) when a
+// python3 with torch is found. Not the RL loop: that is the igpo suite.
 
+import { matmulThreads, SPLIT_FLOP, threadsReady } from '../../engine/cpu/wasm-gemm.js';
 import * as E from '../../engine/index.js';
 import { PRESETS } from '../../igpo/presets.js';
 import { GPT, type GPTConfig } from '../../model/gpt.js';
 import { BatchDecoder } from '../../model/sample.js';
 import { defaultTokenizer } from '../../model/tokenizer.js';
 import { batchLoss, makeBatch, type Example } from '../../model/train.js';
-import { compare, makeRow, timeJobs, type Row, type SuiteOptions } from '../harness.js';
+import { checkAgree, compare, makeRow, timeJobs, type Row, type SuiteOptions } from '../harness.js';
 import { forwardFlopsPerToken, syntheticFloats, syntheticIds, trainFlopsPerToken } from '../napkin.js';
 import { tfjsCpu } from '../peers/tfjs-cpu.js';
+import { torchRun, type TorchJob, type TorchResult } from '../peers/torch.js';
 import { webgpuForBench } from '../webgpu.js';
 
 export const name = 'model';
@@ -34,6 +37,14 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       'times slower than ours (cpu suite), so it would repeat that finding at many times the run time.',
   );
   const rows: Row[] = [];
+  // The worker of a two-thread matmul is started before timing, so no sample pays for its start.
+  await threadsReady();
+  const threads = matmulThreads();
+  opts.note(
+    `cpu: float32 matmuls of at least 2^${Math.log2(SPLIT_FLOP)} FLOP split over ${threads} ` +
+      `thread${threads > 1 ? 's' : ''} (env IGPO_THREADS=1: one); every other op on one. ` +
+      'The "1 thread" row runs with IGPO_THREADS=1.',
+  );
   rows.push(...(await modelCases('cpu', cfg, tok.pad, opts)));
 
   const gpu = await webgpuForBench();
@@ -46,6 +57,7 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
 /** Training and sampling on one device. */
 async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts: SuiteOptions): Promise<Row[]> {
   const liveBefore = E.memory().liveTensors;
+  const threadCount = matmulThreads();
   const model = new GPT(cfg, { generator: new E.Generator(0), device });
   const params = model.numParams();
   const rows: Row[] = [];
@@ -67,6 +79,7 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
         const ids = syntheticIds(T + 1, cfg.vocabSize, 100 + b);
         return { ids, lossMask: ids.map((_, t) => t > 0) };
       });
+      let firstLoss: number | undefined;
       const step = async () => {
         const loss = E.tidy(() => {
           opt.zeroGrad();
@@ -78,26 +91,60 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
         });
         const v = await loss.item();
         loss.dispose();
+        firstLoss ??= v;
         return [v];
       };
       const tokens = B * T;
       const flop = trainFlopsPerToken(cfg, params, T);
-      rows.push(
-        await compare(
-          {
-            case: `training step (${device})`,
-            shape: `${B} x ${T} tokens`,
-            unit: 'tokens/s',
-            work: tokens,
-            also: { unit: 'GFLOP/s', work: tokens * flop },
-            ours: step,
-            note: `${(flop / 1e6).toFixed(2)} MFLOP/token (6N = ${((6 * params) / 1e6).toFixed(2)} M, N = ${params})`,
-            growth: shapes.length > 1 ? [{ series: `training step (${device}), B=4, over T`, size: T }] : undefined,
-            budget: { time: 500, iterations: slow ? 2 : 3 },
-          },
-          opts,
-        ),
-      );
+      // On cpu a second row at one thread, where the default uses two (same steps, same peer at one thread).
+      const runs = device === 'cpu' && threadCount > 1 && T === shapes[0][1] ? [threadCount, 1] : [threadCount];
+      for (const threads of runs) {
+        const weights = device === 'cpu' ? snapshot(model) : null;
+        firstLoss = undefined;
+        const env = process.env.IGPO_THREADS;
+        if (threads < threadCount) process.env.IGPO_THREADS = '1';
+        const c = {
+          case: `training step (${device}${threads < threadCount ? ', 1 thread' : ''})`,
+          shape: `${B} x ${T} tokens`,
+          unit: 'tokens/s' as const,
+          work: tokens,
+          also: { unit: 'GFLOP/s' as const, work: tokens * flop },
+          ours: step,
+          note: `${(flop / 1e6).toFixed(2)} MFLOP/token (6N = ${((6 * params) / 1e6).toFixed(2)} M, N = ${params})`,
+          growth:
+            shapes.length > 1 && threads === threadCount
+              ? [{ series: `training step (${device}), B=4, over T`, size: T }]
+              : undefined,
+          budget: { time: 500, iterations: slow ? 2 : 3 },
+        };
+        let row: Row;
+        try {
+          row = await compare(c, opts);
+        } finally {
+          if (env === undefined) delete process.env.IGPO_THREADS;
+          else process.env.IGPO_THREADS = env;
+        }
+        if (weights) {
+          const batch = makeBatch(examples, padId);
+          const job: TorchJob = {
+            kind: 'train',
+            B,
+            T,
+            ids: Array.from(batch.ids.dataSync()),
+            targets: Array.from(batch.targets.dataSync()),
+            adamw: { lr: opt.lr, betas: [opt.beta1, opt.beta2], eps: opt.eps, weightDecay: opt.weightDecay },
+            clip: 1,
+          };
+          E.dispose([batch.ids, batch.targets]);
+          const peer = torchPeer(cfg, weights, threads, job, opts);
+          if (typeof peer !== 'string') {
+            // The same work on both sides: the first step's loss, on the same weights and batch, agrees.
+            checkAgree(`${c.case} ${c.shape}: first-step loss of ours and ${peer.name}`, [firstLoss!], [peer.loss!]);
+            row = makeRow(c, row.ours, peer);
+          }
+        }
+        rows.push(row);
+      }
     }
     opt.zeroGrad();
 
@@ -122,6 +169,7 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
     };
     await prefill();
     await generate();
+    const weights = device === 'cpu' ? snapshot(model) : null;
     opts.log(`  sampling (${device}) batch ${B}, ${steps} tokens after ${P}`);
     const t = await timeJobs(
       `sampling (${device})`,
@@ -129,6 +177,8 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
       opts,
       { time: 500, iterations: slow ? 2 : 3 },
     );
+    const r = weights ? torchPeer(cfg, weights, threadCount, sampleJob(prompts, steps), opts) : null;
+    const peer = typeof r === 'string' ? null : r;
     const S = P + (steps + 1) / 2; // keys seen by the average new token
     const flop = forwardFlopsPerToken(cfg, params, S);
     rows.push(
@@ -144,7 +194,7 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
             `logits per step (${(t.ours.medianMs / steps).toFixed(1)} ms/step); prefill not timed`,
         },
         t.ours,
-        null,
+        peer,
       ),
     );
   } finally {
@@ -155,6 +205,50 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
   if (liveAfter !== liveBefore)
     throw new Error(`model suite (${device}) leaked tensors: ${liveBefore} -> ${liveAfter}`);
   return rows;
+}
+
+/** Every parameter's data and shape, as they are now (the peer starts from the same weights). */
+function snapshot(model: GPT): Record<string, { shape: number[]; data: Float32Array }> {
+  const out: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const [name, p] of model.params) out[name] = { shape: [...p.shape], data: Float32Array.from(p.dataSync()) };
+  return out;
+}
+
+/** The sampling case's job for the peer: temperature 1, the prompts as ours. */
+function sampleJob(prompts: number[][], steps: number): TorchJob {
+  return { kind: 'sample', prompts, steps, temperature: 1, seed: 7 };
+}
+
+let torchNoted = false;
+
+/**
+ * The PyTorch peer's timing of a job with `threads` threads (the budget of ours: a warm-up call, then 500 ms
+ * and 3 calls at least), or null when there is none: the suite's notes say why, once.
+ */
+function torchPeer(
+  cfg: GPTConfig,
+  weights: Record<string, { shape: number[]; data: Float32Array }>,
+  threads: number,
+  job: TorchJob,
+  opts: SuiteOptions,
+): TorchResult | string {
+  opts.log(`  PyTorch peer: ${job.kind}, ${threads} thread${threads > 1 ? 's' : ''}`);
+  const r = torchRun(cfg, weights, threads, job, {
+    time: opts.quick ? 50 : 500,
+    iterations: 3,
+    warmup: 1,
+  });
+  if (!torchNoted) {
+    torchNoted = true;
+    opts.note(
+      typeof r === 'string'
+        ? r
+        : `PyTorch peer on cpu rows: ${r.name}, scripts/decoder.py (the golden tests' model) in float32 with the ` +
+            'same weights and batch, timed by bench/peers/torch_decoder.py (perf_counter, median after a warm-up); ' +
+            'its first training step must give the loss ours gives.',
+    );
+  }
+  return r;
 }
 
 /**
