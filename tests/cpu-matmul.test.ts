@@ -3,6 +3,7 @@
 // broadcast batch dims and in float64. Forward values only; gradients are in gradcheck-matmul.test.ts.
 // Then the products large enough to split across two threads, bit for bit against one thread.
 
+import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, test } from 'vitest';
 import { SPLIT_FLOP, splitCount, threadsReady, wasmGemmThreaded } from '../engine/cpu/wasm-gemm.js';
 import * as E from '../engine/index.js';
@@ -262,3 +263,29 @@ describe.runIf(wasmGemmThreaded)('cpu matmul on two threads', () => {
     a.dispose();
   });
 });
+
+test('a process started with IGPO_THREADS=1 (the kernel on a memory of its own, no worker) gives the same bits', () => {
+  // The memory that is not shared is the fallback where wasm threads are missing; growing it detaches views.
+  const code = `
+    import * as E from './engine/index.js';
+    import { wasmGemmAvailable, wasmGemmThreaded } from './engine/cpu/wasm-gemm.js';
+    const out = [wasmGemmAvailable, wasmGemmThreaded];
+    for (const [M, N, K] of [[601, 9, 300], [127, 129, 513]]) {
+      const a = E.rand([M, K], { generator: new E.Generator(M) });
+      const b = E.rand([K, N], { generator: new E.Generator(N) });
+      out.push(Array.from(new Uint32Array(E.matmul(a, b).dataSync().slice().buffer)).join(','));
+    }
+    console.log(JSON.stringify(out));`;
+  const run = (threads: string) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      env: { ...process.env, IGPO_THREADS: threads },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as [boolean, boolean, ...string[]];
+  };
+  const [ownAvailable, ownThreaded, ...own] = run('1');
+  const [, sharedThreaded, ...shared] = run('2');
+  expect([ownAvailable, ownThreaded, sharedThreaded]).toEqual([true, false, wasmGemmThreaded]);
+  expect(own).toEqual(shared);
+}, 60_000);

@@ -118,27 +118,29 @@ const wat = (shared: boolean) => `
       (br $rloop)))))
 `;
 
-type GemmFn = Gemm;
-
 type PackFn = (src: number, R: number, K: number, rs: number, ks: number, P: number, dst: number) => void;
 interface Exports {
-  gemm: GemmFn;
+  gemm: Gemm;
   pack: PackFn;
 }
 
-/** The control block at the start of a kernel memory (gemm-threads.ts lays it out). */
+/**
+ * The control block at the start of a kernel memory (gemm-threads.ts lays it out), viewed afresh: growing a
+ * memory that is not shared detaches its old buffer.
+ */
 const control = (mem: WasmMemory) => new Int32Array(mem.buffer, 0, CONTROL_BYTES / 4);
 
 /** The kernel on a shared memory, with its bytes for the worker; or on a memory of its own; or null. */
-async function load(): Promise<(Exports & { mem: WasmMemory; ctl: Int32Array; worker: GemmWorker | null }) | null> {
-  const shared = wasmMemory(1, 65536, true);
+async function load(): Promise<(Exports & { mem: WasmMemory; worker: GemmWorker | null }) | null> {
+  // A process started with IGPO_THREADS=1 never needs the worker: it gets the memory of its own too.
+  const shared = process.env.IGPO_THREADS === '1' ? null : wasmMemory(1, 65536, true);
   if (shared) {
     const m = await loadWasmBytes<Exports>('gemm', wat(true), { simd: true, threads: true }, { env: { mem: shared } });
-    if (m) return { ...m.exports, mem: shared, ctl: control(shared), worker: new GemmWorker(m.bytes, shared) };
+    if (m) return { ...m.exports, mem: shared, worker: new GemmWorker(m.bytes, shared) };
   }
   const own = wasmMemory(1, 65536, false);
   const m = own && (await loadWasmBytes<Exports>('gemm', wat(false), { simd: true }, { env: { mem: own } }));
-  return m ? { ...m.exports, mem: own!, ctl: control(own!), worker: null } : null;
+  return m ? { ...m.exports, mem: own!, worker: null } : null;
 }
 
 // null without SIMD in this runtime: the TypeScript kernel does the work.
@@ -223,7 +225,7 @@ export function wasmGemm(
   K: number,
   threads = cpuThreads(),
 ): void {
-  const { gemm, worker, ctl } = kernel!;
+  const { gemm, worker, mem } = kernel!;
   const args = [Ap.byteOffset, Bp.byteOffset, Cp.byteOffset, mp, np, K, np] as const;
   const rowPanels = mp / 4;
   const blockPanels = Math.max(1, Math.floor(A_BLOCK_BYTES / (16 * Math.min(K, KC))));
@@ -236,8 +238,8 @@ export function wasmGemm(
     splitCount.value++;
     worker.run(gemm, args, byCols, per, count);
   } else if (blocked) {
-    runChunked(gemm, ctl, args, byCols, per, count);
+    runChunked(gemm, control(mem), args, byCols, per, count);
   } else {
-    runChunked(gemm, ctl, args, byCols, panels, 1);
+    runChunked(gemm, control(mem), args, byCols, panels, 1);
   }
 }
