@@ -1,8 +1,8 @@
 // The CPU matmul's second thread: a worker that runs the same WebAssembly kernel over the same shared memory,
 // handed a product through Atomics so that the engine's matmul stays synchronous. The output's panels go in
 // chunks that either thread takes from a shared counter, so a worker that the OS runs late costs nothing but
-// its share: this thread takes the rest. Every output element is one call of the same kernel whichever
-// thread makes it, so results are bit-identical to one thread. Not a thread pool: one worker, one job at a time.
+// its share: this thread takes the rest. Every output element comes from the same kernel calls whichever
+// thread makes them, so results are bit-identical to one thread. Not a thread pool: one worker, one job.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
