@@ -314,7 +314,8 @@ function gemmBatched(
       }
       wasmGemm(Ap, Bp, Cp, mp, np, K);
       const cOff = bi * M * N;
-      for (let r = 0; r < M; r++) C.set(Cp.subarray(r * np, r * np + N), cOff + r * N);
+      if (np === N) C.set(Cp.subarray(0, M * N), cOff);
+      else for (let r = 0; r < M; r++) C.set(Cp.subarray(r * np, r * np + N), cOff + r * N);
     }
     return;
   }

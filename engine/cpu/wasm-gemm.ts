@@ -83,7 +83,7 @@ const wat = (shared: boolean) => `
       (local.set $j (i32.add (local.get $j) (i32.const 8)))
       (br $jloop))))
   ;; Panels of P rows from X [R, K] at src, element (r, k) at float r*rs + k*ks: dst[(r/P)*K*P + k*P + r%P],
-  ;; zero past R. Written front to back; the reads walk at most P rows (or columns) side by side.
+  ;; zero past R (P is 4 or 8). Written front to back; the reads walk at most P rows (or columns) side by side.
   (func (export "pack") (param $src i32) (param $R i32) (param $K i32) (param $rs i32) (param $ks i32)
     (param $P i32) (param $dst i32)
     (local $r0 i32) (local $k i32) (local $p i32) (local $h i32) (local $s i32) (local $rs4 i32) (local $ks4 i32)
@@ -99,6 +99,14 @@ const wat = (shared: boolean) => `
         (local.set $s (i32.add (local.get $src)
           (i32.add (i32.mul (local.get $r0) (local.get $rs4)) (i32.mul (local.get $k) (local.get $ks4)))))
         (local.set $p (i32.const 0))
+        ;; A whole panel's row of contiguous floats (B as stored, or A transposed): one or two v128 copies.
+        (if (i32.and (i32.eq (local.get $rs) (i32.const 1)) (i32.eq (local.get $h) (local.get $P)))
+          (then
+            (v128.store (local.get $dst) (v128.load (local.get $s)))
+            (if (i32.eq (local.get $P) (i32.const 8))
+              (then (v128.store offset=16 (local.get $dst) (v128.load offset=16 (local.get $s)))))
+            (local.set $dst (i32.add (local.get $dst) (i32.shl (local.get $P) (i32.const 2))))
+            (local.set $p (local.get $P))))
         (block $pend (loop $ploop
           (br_if $pend (i32.ge_u (local.get $p) (local.get $h)))
           (f32.store (local.get $dst) (f32.load (local.get $s)))
