@@ -1,23 +1,24 @@
 #!/usr/bin/env python3
 # The outside reference for tests/golden.test.ts, as llm.c checks itself against PyTorch: the project's
-# decoder (model/gpt.ts) written again in PyTorch, float64, from a fixed seed; one batch's logits, loss
-# and every parameter's gradient, and the losses of five AdamW steps, into tests/golden/pytorch.json.
+# decoder (model/gpt.ts) written again in PyTorch (scripts/decoder.py), float64, from a fixed seed; one
+# batch's logits, loss and every parameter's gradient, and the losses of five AdamW steps, into
+# tests/golden/pytorch.json.
 # Run it with Debian's PyTorch (apt install python3-torch; 1.13): /usr/bin/python3 scripts/golden.py
 # Only regenerating the file needs Python; the test reads the committed file.
 import json
-import math
 import sys
 
 import torch
 import torch.nn.functional as F
+
+from decoder import forward
 
 torch.manual_seed(20261201)
 torch.set_default_dtype(torch.float64)
 
 CFG = dict(vocabSize=23, blockSize=16, nLayer=2, nHead=2, nEmbd=16, ropeBase=10000.0, normEps=1e-5, prevTokens=2)
 B, T = 3, 9
-V, C, L, NH = CFG['vocabSize'], CFG['nEmbd'], CFG['nLayer'], CFG['nHead']
-HS = C // NH
+V, C, L = CFG['vocabSize'], CFG['nEmbd'], CFG['nLayer']
 
 
 def parameters():
@@ -36,42 +37,8 @@ def parameters():
     return {k: v.requires_grad_() for k, v in p.items()}
 
 
-def rms_norm(x, w):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + CFG['normEps']) * w
-
-
-def rope(x):
-    """Rotary embedding with the half-split rotation: (x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos)."""
-    half = HS // 2
-    pos = torch.arange(T, dtype=torch.float64)[:, None]
-    freq = CFG['ropeBase'] ** (-torch.arange(half, dtype=torch.float64) / half)
-    cos, sin = torch.cos(pos * freq), torch.sin(pos * freq)  # (T, half)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
-
-
-def forward(p, ids):
-    x = p['wte'][ids]  # (B, T, C)
-    n = CFG['prevTokens']
-    context = torch.cat([torch.zeros(B, n, dtype=torch.long), ids], 1)  # token 0 before the first
-    for j in range(1, n + 1):
-        x = x + p[f'wtePrev.{j}'][context[:, n - j:n - j + T]]
-    mask = torch.full((T, T), float('-inf')).triu(1)
-    for l in range(L):
-        h = rms_norm(x, p[f'h.{l}.ln1'])
-        heads = lambda w: (h @ p[f'h.{l}.{w}']).view(B, T, NH, HS).transpose(1, 2)  # (B, nh, T, hs)
-        q, k, v = rope(heads('wq')), rope(heads('wk')), heads('wv')
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(HS) + mask, -1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + y @ p[f'h.{l}.wo']
-        m = rms_norm(x, p[f'h.{l}.ln2'])
-        x = x + F.gelu(m @ p[f'h.{l}.fc'], approximate='tanh') @ p[f'h.{l}.proj']
-    x = rms_norm(x, p['lnf'])
-    return x @ p['wte'].T  # tied head
-
-
 def loss_of(p, ids, targets):
-    logits = forward(p, ids)
+    logits = forward(p, CFG, ids)
     return logits, F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-1)
 
 

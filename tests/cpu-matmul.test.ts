@@ -1,8 +1,11 @@
 // The CPU matmul against a naive triple loop in float64, at sizes that are not multiples of the kernel's
 // 4x8 tile (1, 3, 17, 33, 65, 127 and the tile edges), under every pair of transpose flags, with
 // broadcast batch dims and in float64. Forward values only; gradients are in gradcheck-matmul.test.ts.
+// Then the products large enough to split across two threads, bit for bit against one thread.
 
-import { describe, expect, test } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, test } from 'vitest';
+import { SPLIT_FLOP, splitCount, threadsReady, wasmGemmThreaded } from '../engine/cpu/wasm-gemm.js';
 import * as E from '../engine/index.js';
 
 /** mulberry32: a small seeded generator, so a failing case replays. */
@@ -170,8 +173,119 @@ describe('cpu matmul vs a float64 triple loop', () => {
     });
   }
 
+  test("K across the kernel's K blocks (256 steps) and M across its row blocks, every flag", () => {
+    let seed = 6000;
+    for (const [transA, transB] of FLAGS)
+      for (const [M, N, K] of [
+        [17, 33, 255],
+        [9, 17, 256],
+        [33, 9, 257],
+        [5, 65, 513],
+        [601, 9, 300],
+      ]) {
+        check({ aShape: mat(M, K, transA), bShape: mat(K, N, transB), transA, transB, dtype: 'float32' }, seed++);
+      }
+  });
+
   test('an empty dimension gives zeros or an empty result', () => {
     expect(Array.from(E.matmul(E.zeros([3, 0]), E.zeros([0, 2])).dataSync())).toEqual([0, 0, 0, 0, 0, 0]);
     expect(E.matmul(E.zeros([0, 4]), E.zeros([4, 5])).shape).toEqual([0, 5]);
   });
 });
+
+describe.runIf(wasmGemmThreaded)('cpu matmul on two threads', () => {
+  const env = process.env.IGPO_THREADS;
+  afterEach(() => {
+    if (env === undefined) delete process.env.IGPO_THREADS;
+    else process.env.IGPO_THREADS = env;
+  });
+
+  const f32 = (shape: number[], seed: number) =>
+    E.tensor(
+      values(
+        shape.reduce((p, d) => p * d, 1),
+        seed,
+      ),
+      shape,
+      { dtype: 'float32' },
+    );
+
+  /** op(A) op(B) with IGPO_THREADS set to `threads`, as raw float32 bits. */
+  const bits = (a: E.Tensor, b: E.Tensor, transA: boolean, transB: boolean, threads: number) => {
+    process.env.IGPO_THREADS = String(threads);
+    return new Uint32Array(E.matmulT(a, b, transA, transB).dataSync().slice().buffer);
+  };
+
+  test('every product above the threshold equals one thread bit for bit, split by rows or by columns', async () => {
+    expect(await threadsReady()).toBe(true);
+    // [batch of A, M, N, K]: split by rows (more 4-row panels than 8-column ones), by columns, batched.
+    const cases: [number[], number, number, number][] = [
+      [[], 127, 129, 131],
+      [[], 257, 17, 513],
+      [[], 33, 1025, 65],
+      [[3], 65, 255, 127],
+    ];
+    let seed = 4000;
+    for (const [batch, M, N, K] of cases) {
+      for (const [transA, transB] of FLAGS) {
+        const aShape = [...batch, ...mat(M, K, transA)];
+        const bShape = mat(K, N, transB);
+        const a = f32(aShape, seed++);
+        const b = f32(bShape, seed++);
+        expect(2 * M * N * K).toBeGreaterThanOrEqual(SPLIT_FLOP);
+        const one = bits(a, b, transA, transB, 1);
+        const splits = splitCount.value;
+        const two = bits(a, b, transA, transB, 2);
+        expect(splitCount.value - splits, `[${aShape}] @ [${bShape}] was not split`).toBeGreaterThan(0);
+        let diff = -1;
+        for (let i = 0; i < one.length && diff < 0; i++) if (one[i] !== two[i]) diff = i;
+        expect(diff, `[${aShape}]${transA ? '^T' : ''} @ [${bShape}]${transB ? '^T' : ''}: first bit difference`).toBe(
+          -1,
+        );
+        E.dispose([a, b]);
+      }
+    }
+    // And the split result is right, not only equal: the float64 reference at one size.
+    process.env.IGPO_THREADS = '2';
+    const splits = splitCount.value;
+    check({ aShape: [127, 131], bShape: [131, 129], transA: false, transB: false, dtype: 'float32' }, 5000);
+    expect(splitCount.value).toBe(splits + 1);
+  });
+
+  test('IGPO_THREADS=1 keeps every product on one thread; a bad value is refused with its name', () => {
+    const a = f32([256, 256], 1);
+    const splits = splitCount.value;
+    process.env.IGPO_THREADS = '1';
+    E.matmul(a, a).dispose();
+    expect(splitCount.value).toBe(splits);
+    process.env.IGPO_THREADS = 'two';
+    expect(() => E.matmul(a, a)).toThrow(/IGPO_THREADS: expected a whole number >= 1, got 'two'/);
+    a.dispose();
+  });
+});
+
+test('a process started with IGPO_THREADS=1 (the kernel on a memory of its own, no worker) gives the same bits', () => {
+  // The memory that is not shared is the fallback where wasm threads are missing; growing it detaches views.
+  const code = `
+    import * as E from './engine/index.js';
+    import { wasmGemmAvailable, wasmGemmThreaded } from './engine/cpu/wasm-gemm.js';
+    const out = [wasmGemmAvailable, wasmGemmThreaded];
+    for (const [M, N, K] of [[601, 9, 300], [127, 129, 513]]) {
+      const a = E.rand([M, K], { generator: new E.Generator(M) });
+      const b = E.rand([K, N], { generator: new E.Generator(N) });
+      out.push(Array.from(new Uint32Array(E.matmul(a, b).dataSync().slice().buffer)).join(','));
+    }
+    console.log(JSON.stringify(out));`;
+  const run = (threads: string) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      env: { ...process.env, IGPO_THREADS: threads },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as [boolean, boolean, ...string[]];
+  };
+  const [ownAvailable, ownThreaded, ...own] = run('1');
+  const [, sharedThreaded, ...shared] = run('2');
+  expect([ownAvailable, ownThreaded, sharedThreaded]).toEqual([true, false, wasmGemmThreaded]);
+  expect(own).toEqual(shared);
+}, 60_000);

@@ -1,16 +1,19 @@
 // Suite `model`: the main job's decoder (PRESETS.default.model) on cpu and on webgpu when an adapter exists:
 // training and sampling (KV cache, batch 8) tokens/s with FLOP per token, and causal attention over T on the
-// CPU against tfjs-cpu. Not the RL loop: that is the igpo suite.
+// CPU against tfjs-cpu; on cpu, PyTorch runs the same decoder as the peer (bench/peers/torch.ts) when a
+// python3 with torch is found. Not the RL loop: that is the igpo suite.
 
+import { matmulThreads, SPLIT_FLOP, threadsReady } from '../../engine/cpu/wasm-gemm.js';
 import * as E from '../../engine/index.js';
 import { PRESETS } from '../../igpo/presets.js';
 import { GPT, type GPTConfig } from '../../model/gpt.js';
 import { BatchDecoder } from '../../model/sample.js';
 import { defaultTokenizer } from '../../model/tokenizer.js';
 import { batchLoss, makeBatch, type Example } from '../../model/train.js';
-import { compare, makeRow, timeJobs, type Row, type SuiteOptions } from '../harness.js';
+import { checkAgree, compare, makeRow, timeJobs, type Row, type SuiteOptions } from '../harness.js';
 import { forwardFlopsPerToken, syntheticFloats, syntheticIds, trainFlopsPerToken } from '../napkin.js';
 import { tfjsCpu } from '../peers/tfjs-cpu.js';
+import { torchRun, type TorchJob, type TorchResult } from '../peers/torch.js';
 import { webgpuForBench } from '../webgpu.js';
 
 export const name = 'model';
@@ -34,6 +37,14 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       'times slower than ours (cpu suite), so it would repeat that finding at many times the run time.',
   );
   const rows: Row[] = [];
+  // The worker of a two-thread matmul is started before timing, so no sample pays for its start.
+  await threadsReady();
+  const threads = matmulThreads();
+  opts.note(
+    `cpu: float32 matmuls of at least 2^${Math.log2(SPLIT_FLOP)} FLOP split over ${threads} ` +
+      `thread${threads > 1 ? 's' : ''} (env IGPO_THREADS=1: one); every other op on one. ` +
+      'The "1 thread" rows run with IGPO_THREADS=1, their PyTorch peer with 1 thread.',
+  );
   rows.push(...(await modelCases('cpu', cfg, tok.pad, opts)));
 
   const gpu = await webgpuForBench();
@@ -46,6 +57,7 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
 /** Training and sampling on one device. */
 async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts: SuiteOptions): Promise<Row[]> {
   const liveBefore = E.memory().liveTensors;
+  const threadCount = matmulThreads();
   const model = new GPT(cfg, { generator: new E.Generator(0), device });
   const params = model.numParams();
   const rows: Row[] = [];
@@ -67,6 +79,7 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
         const ids = syntheticIds(T + 1, cfg.vocabSize, 100 + b);
         return { ids, lossMask: ids.map((_, t) => t > 0) };
       });
+      let firstLoss: number | undefined;
       const step = async () => {
         const loss = E.tidy(() => {
           opt.zeroGrad();
@@ -78,32 +91,58 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
         });
         const v = await loss.item();
         loss.dispose();
+        firstLoss ??= v;
         return [v];
       };
       const tokens = B * T;
       const flop = trainFlopsPerToken(cfg, params, T);
-      rows.push(
-        await compare(
-          {
-            case: `training step (${device})`,
-            shape: `${B} x ${T} tokens`,
-            unit: 'tokens/s',
-            work: tokens,
-            also: { unit: 'GFLOP/s', work: tokens * flop },
-            ours: step,
-            note: `${(flop / 1e6).toFixed(2)} MFLOP/token (6N = ${((6 * params) / 1e6).toFixed(2)} M, N = ${params})`,
-            growth: shapes.length > 1 ? [{ series: `training step (${device}), B=4, over T`, size: T }] : undefined,
-            budget: { time: 500, iterations: slow ? 2 : 3 },
-          },
-          opts,
-        ),
-      );
+      // On cpu a second row at one thread, where the default uses two (same steps, same peer at one thread).
+      const runs = device === 'cpu' && threadCount > 1 && T === shapes[0][1] ? [threadCount, 1] : [threadCount];
+      for (const threads of runs) {
+        const weights = device === 'cpu' ? snapshot(model) : null;
+        firstLoss = undefined;
+        const c = {
+          case: `training step (${device}${threads < threadCount ? ', 1 thread' : ''})`,
+          shape: `${B} x ${T} tokens`,
+          unit: 'tokens/s' as const,
+          work: tokens,
+          also: { unit: 'GFLOP/s' as const, work: tokens * flop },
+          ours: step,
+          note: `${(flop / 1e6).toFixed(2)} MFLOP/token (6N = ${((6 * params) / 1e6).toFixed(2)} M, N = ${params})`,
+          growth:
+            shapes.length > 1 && threads === threadCount
+              ? [{ series: `training step (${device}), B=4, over T`, size: T }]
+              : undefined,
+          budget: { time: 500, iterations: slow ? 2 : 3 },
+        };
+        let row = await onThreads(threads < threadCount ? 1 : null, () => compare(c, opts));
+        if (weights) {
+          const batch = makeBatch(examples, padId);
+          const job: TorchJob = {
+            kind: 'train',
+            B,
+            T,
+            ids: Array.from(batch.ids.dataSync()),
+            targets: Array.from(batch.targets.dataSync()),
+            adamw: { lr: opt.lr, betas: [opt.beta1, opt.beta2], eps: opt.eps, weightDecay: opt.weightDecay },
+            clip: 1,
+          };
+          E.dispose([batch.ids, batch.targets]);
+          const peer = torchPeer(cfg, weights, threads, job, opts);
+          if (typeof peer !== 'string') {
+            // The same work on both sides: the first step's loss, on the same weights and batch, agrees.
+            checkAgree(`${c.case} ${c.shape}: first-step loss of ours and ${peer.name}`, [firstLoss!], [peer.loss!]);
+            row = makeRow(c, row.ours, peer);
+          }
+        }
+        rows.push(row);
+      }
     }
     opt.zeroGrad();
 
     // Sampling after a 64-token prompt, and after 384 (rollout contexts reach several hundred tokens, where
     // a cache that copied its keys every token paid for their number).
-    for (const P of [64, 384]) rows.push(await sampling(model, device, padId, P, opts));
+    for (const P of [64, 384]) rows.push(...(await sampling(model, device, padId, P, threadCount, opts)));
   } finally {
     opt.dispose();
     model.dispose();
@@ -114,11 +153,75 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
   return rows;
 }
 
+/** f() with env IGPO_THREADS set to `threads` (null: as it is), restored after. */
+async function onThreads<T>(threads: number | null, f: () => Promise<T>): Promise<T> {
+  const env = process.env.IGPO_THREADS;
+  if (threads !== null) process.env.IGPO_THREADS = String(threads);
+  try {
+    return await f();
+  } finally {
+    if (env === undefined) delete process.env.IGPO_THREADS;
+    else process.env.IGPO_THREADS = env;
+  }
+}
+
+/** Every parameter's data and shape, as they are now (the peer starts from the same weights). */
+function snapshot(model: GPT): Record<string, { shape: number[]; data: Float32Array }> {
+  const out: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const [name, p] of model.params) out[name] = { shape: [...p.shape], data: Float32Array.from(p.dataSync()) };
+  return out;
+}
+
+/** The sampling case's job for the peer: temperature 1, the prompts as ours. */
+function sampleJob(prompts: number[][], steps: number): TorchJob {
+  return { kind: 'sample', prompts, steps, temperature: 1, seed: 7 };
+}
+
+let torchNoted = false;
+
+/**
+ * The PyTorch peer's timing of a job with `threads` threads (the budget of ours: a warm-up call, then 500 ms
+ * and 3 calls at least), or null when there is none: the suite's notes say why, once.
+ */
+function torchPeer(
+  cfg: GPTConfig,
+  weights: Record<string, { shape: number[]; data: Float32Array }>,
+  threads: number,
+  job: TorchJob,
+  opts: SuiteOptions,
+): TorchResult | string {
+  opts.log(`  PyTorch peer: ${job.kind}, ${threads} thread${threads > 1 ? 's' : ''}`);
+  const r = torchRun(cfg, weights, threads, job, {
+    time: opts.quick ? 50 : 500,
+    iterations: 3,
+    warmup: 1,
+  });
+  if (!torchNoted) {
+    torchNoted = true;
+    opts.note(
+      typeof r === 'string'
+        ? r
+        : `PyTorch peer on cpu rows: ${r.name}, scripts/decoder.py (the golden tests' model) in float32 with the ` +
+            'same weights and batch, timed by bench/peers/torch_decoder.py (perf_counter, median after a warm-up); ' +
+            'its first training step must give the loss ours gives.',
+    );
+  }
+  return r;
+}
+
 /**
  * Sampling: batch 8, a P-token prompt, then `steps` tokens each (no stop token, temperature 1). The
- * prompt's prefill runs before each sample and is not timed.
+ * prompt's prefill runs before each sample and is not timed. On cpu with two threads, a second row at one
+ * (the peer too): PyTorch's two threads on a busy machine say more about the machine than about the work.
  */
-async function sampling(model: GPT, device: E.Device, padId: number, P: number, opts: SuiteOptions): Promise<Row> {
+async function sampling(
+  model: GPT,
+  device: E.Device,
+  padId: number,
+  P: number,
+  threadCount: number,
+  opts: SuiteOptions,
+): Promise<Row[]> {
   const cfg = model.cfg;
   const params = model.numParams();
   const slow = device !== 'cpu';
@@ -140,29 +243,40 @@ async function sampling(model: GPT, device: E.Device, padId: number, P: number, 
   };
   await prefill();
   await generate();
-  opts.log(`  sampling (${device}) batch ${B}, ${steps} tokens after ${P}`);
-  const t = await timeJobs(
-    `sampling (${device}) after ${P}`,
-    { ours: { fn: generate, async: true, beforeEach: prefill } },
-    opts,
-    { time: 500, iterations: slow ? 2 : 3 },
-  );
-  const S = P + (steps + 1) / 2; // keys seen by the average new token
-  const flop = forwardFlopsPerToken(cfg, params, S);
-  return makeRow(
-    {
-      case: `sampling, KV cache (${device})`,
-      shape: `batch ${B}, ${steps} new tokens after ${P}`,
-      unit: 'tokens/s',
-      work: B * steps,
-      also: { unit: 'GFLOP/s', work: B * steps * flop },
-      note:
-        `${(flop / 1e6).toFixed(2)} MFLOP/token at ${S} keys; one forward of [${B}, 1] and one read of the ` +
-        `logits per step (${(t.ours.medianMs / steps).toFixed(1)} ms/step); prefill not timed`,
-    },
-    t.ours,
-    null,
-  );
+  const weights = device === 'cpu' ? snapshot(model) : null;
+  const rows: Row[] = [];
+  for (const threads of device === 'cpu' && threadCount > 1 ? [threadCount, 1] : [threadCount]) {
+    const one = threads < threadCount;
+    opts.log(`  sampling (${device}${one ? ', 1 thread' : ''}) batch ${B}, ${steps} tokens after ${P}`);
+    const t = await onThreads(one ? 1 : null, () =>
+      timeJobs(
+        `sampling (${device}${one ? ', 1 thread' : ''}) after ${P}`,
+        { ours: { fn: generate, async: true, beforeEach: prefill } },
+        opts,
+        { time: 500, iterations: slow ? 2 : 3 },
+      ),
+    );
+    const r = weights ? torchPeer(cfg, weights, threads, sampleJob(prompts, steps), opts) : null;
+    const S = P + (steps + 1) / 2; // keys seen by the average new token
+    const flop = forwardFlopsPerToken(cfg, params, S);
+    rows.push(
+      makeRow(
+        {
+          case: `sampling, KV cache (${device}${one ? ', 1 thread' : ''})`,
+          shape: `batch ${B}, ${steps} new tokens after ${P}`,
+          unit: 'tokens/s',
+          work: B * steps,
+          also: { unit: 'GFLOP/s', work: B * steps * flop },
+          note:
+            `${(flop / 1e6).toFixed(2)} MFLOP/token at ${S} keys; one forward of [${B}, 1] and one read of the ` +
+            `logits per step (${(t.ours.medianMs / steps).toFixed(1)} ms/step); prefill not timed`,
+        },
+        t.ours,
+        typeof r === 'string' ? null : r,
+      ),
+    );
+  }
+  return rows;
 }
 
 /**

@@ -11,6 +11,7 @@ export interface WasmMemory {
 }
 declare const WebAssembly: {
   instantiate(bytes: Uint8Array, imports?: object): Promise<{ instance: { exports: unknown } }>;
+  Memory: new (d: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
 };
 
 /** Features a module may use, as wabt names them. */
@@ -32,6 +33,16 @@ export async function loadWasm<T>(
   features: WasmFeatures = { simd: true },
   imports: object = {},
 ): Promise<T | null> {
+  return (await loadWasmBytes<T>(name, wat, features, imports))?.exports ?? null;
+}
+
+/** loadWasm, also returning the assembled module, for a worker thread that instantiates it again. */
+export async function loadWasmBytes<T>(
+  name: string,
+  wat: string,
+  features: WasmFeatures = { simd: true },
+  imports: object = {},
+): Promise<{ exports: T; bytes: Uint8Array } | null> {
   if (!wasmEnabled) return null;
   try {
     const wabt = await wabtInit();
@@ -39,7 +50,19 @@ export async function loadWasm<T>(
     const { buffer } = mod.toBinary({});
     mod.destroy();
     const { instance } = await WebAssembly.instantiate(buffer, imports);
-    return instance.exports as T;
+    return { exports: instance.exports as T, bytes: buffer };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A memory of `initial` 64 KiB pages for a module to import, shared between threads (its maximum then
+ * fixed up front, as wasm threads require) or not; null where the runtime has no shared memory.
+ */
+export function wasmMemory(initial: number, maximum: number, shared: boolean): WasmMemory | null {
+  try {
+    return new WebAssembly.Memory({ initial, maximum, shared });
   } catch {
     return null;
   }
