@@ -6,7 +6,9 @@ import { arrayFor, type DType, type TypedArray } from '../dtype.js';
 import { broadcastStrides, fmt, sameShape, sizeOf, stridesOf, type Shape } from '../shape.js';
 import { cpuFused } from './fused.js';
 import { matmulCpu } from './matmul.js';
-import { stridedOffsets, stridedRows } from './strided.js';
+import { wasmBinary, wasmRowSums } from './elementwise.js';
+import { freeHeap, HEAP_MIN, heapFloat32 } from './heap.js';
+import { stridedOffsets, stridedRows, type Rows } from './strided.js';
 
 // Each elementwise op is one expression over `a` (and `b`); loops are compiled once per op, path and dtype,
 // so every inner loop is monomorphic (the same idea as a GPU kernel template with a snippet per op).
@@ -106,6 +108,20 @@ function binaryRowsLoop(op: BinaryOp, sa: number, sb: number, dtype: DType): Loo
 
 const arr = (v: View) => v.handle as TypedArray;
 
+/** Storage for an output that is written in full: float32 from the shared memory's pool (heap.ts). */
+const outputFor = (dtype: DType, n: number): TypedArray => (dtype === 'float32' ? heapFloat32(n) : arrayFor(dtype, n));
+
+/** One row, both operands along it: equal shapes. */
+const ONE_ROW = new Int32Array(1);
+
+/** The broadcast walk of a binary op as rows (equal shapes and a single value are one row). */
+function binaryRows(a: View, b: View, outShape: Shape): Rows {
+  const n = sizeOf(outShape);
+  if (sameShape(a.shape, outShape) && sameShape(b.shape, outShape))
+    return { length: n, steps: [1, 1], starts: [ONE_ROW, ONE_ROW] };
+  return stridedRows(outShape, [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
+}
+
 /** Offsets of `v` read broadcast to outShape. */
 const bcast = (v: View, outShape: Shape) => stridedOffsets(outShape, broadcastStrides(v.shape, outShape));
 
@@ -118,9 +134,11 @@ const REDUCE: Record<ReduceOp, { init: number; step: (s: string, v: string) => s
 
 /**
  * Partial results a reduced row keeps side by side: one running value would wait on each add (or max) in
- * turn. max and min come out the same in any order; a sum is then summed in LANES interleaved parts.
+ * turn. max and min come out the same in any order; a sum is then summed in LANES interleaved parts, added
+ * as ((s0 + s2) + (s4 + s6)) + ((s1 + s3) + (s5 + s7)) (the order of elementwise.ts's float64 pairs).
  */
-const LANES = 4;
+const LANES = 8;
+const LANE_ORDER = [0, 2, 4, 6, 1, 3, 5, 7];
 
 /**
  * Rows of x (stridedRows) into the float64 accumulator: row r starts at ox[r] and lands at oacc[r], and
@@ -130,15 +148,15 @@ function reduceRowsLoop(op: ReduceOp, step: number, dtype: DType): Loop {
   const { init, step: take } = REDUCE[op];
   let row: string;
   if (step === 0) {
-    const lanes = Array.from({ length: LANES }, (_, l) => `s${l}`);
     const join = (p: string, q: string) => (op === 'sum' ? `(${p} + ${q})` : `Math.${op}(${p}, ${q})`);
     const combine = (ls: string[]): string =>
       ls.length === 1 ? ls[0] : join(combine(ls.slice(0, ls.length / 2)), combine(ls.slice(ls.length / 2)));
-    const start = lanes.map((s, l) => `${s} = ${l === 0 ? 'acc[d]' : init}`).join(', ');
-    const unrolled = lanes.map((s, l) => take(s, `x[o + j + ${l}]`)).join(' ');
+    const lanes = LANE_ORDER.map((l) => `s${l}`);
+    const start = LANE_ORDER.map((l) => `s${l} = ${init}`).join(', ');
+    const unrolled = LANE_ORDER.map((l) => take(`s${l}`, `x[o + j + ${l}]`)).join(' ');
     row =
       `let ${start}; let j = 0; for (; j + ${LANES} <= len; j += ${LANES}) { ${unrolled} } ` +
-      `for (; j < len; j++) { ${take('s0', 'x[o + j]')} } acc[d] = ${combine(lanes)};`;
+      `let v = ${combine(lanes)}; for (; j < len; j++) { ${take('v', 'x[o + j]')} } ${take('acc[d]', 'v')}`;
   } else {
     row = `for (let j = 0; j < len; j++) { ${take(`acc[d + j * ${step}]`, 'x[o + j]')} }`;
   }
@@ -158,7 +176,11 @@ function reduce(op: ReduceOp, x: View, axes: readonly number[]): TypedArray {
   if (src.length > 0) {
     // x walked in its own order beside the keepdim output read broadcast to x's shape.
     const rows = stridedRows(x.shape, [stridesOf(x.shape), broadcastStrides(kshape, x.shape)]);
-    reduceRowsLoop(op, rows.steps[1], x.dtype)(src, acc, rows.length, rows.starts[0], rows.starts[1]);
+    const [len, dst] = [rows.length, rows.starts[1]];
+    const sums =
+      op === 'sum' && rows.steps[1] === 0 && src instanceof Float32Array && wasmRowSums(src, len, dst.length);
+    if (sums) for (let r = 0; r < dst.length; r++) acc[dst[r]] += sums[r];
+    else reduceRowsLoop(op, rows.steps[1], x.dtype)(src, acc, len, rows.starts[0], dst);
   }
   const out = arrayFor(x.dtype, n);
   out.set(acc);
@@ -209,7 +231,10 @@ export class CpuBackend implements Backend {
   readonly fused = cpuFused;
 
   upload(data: TypedArray): unknown {
-    return data.slice();
+    if (!(data instanceof Float32Array)) return data.slice();
+    const out = heapFloat32(data.length);
+    out.set(data);
+    return out;
   }
   async read(x: View): Promise<TypedArray> {
     return arr(x).slice();
@@ -217,30 +242,35 @@ export class CpuBackend implements Backend {
   readSync(x: View): TypedArray {
     return arr(x).slice();
   }
-  free(): void {
-    // The garbage collector reclaims typed arrays once no tensor refers to them.
+  free(handle: unknown): void {
+    // Float32 storage from the shared memory goes back to its pool; the garbage collector reclaims the rest.
+    freeHeap(handle as TypedArray);
   }
   fill(shape: Shape, dtype: DType, value: number): unknown {
-    return arrayFor(dtype, sizeOf(shape)).fill(value);
+    return outputFor(dtype, sizeOf(shape)).fill(value);
   }
 
   unary(op: UnaryOp, x: View): unknown {
-    const out = arrayFor(x.dtype, sizeOf(x.shape));
+    const out = outputFor(x.dtype, sizeOf(x.shape));
     unaryLoop(op, x.dtype)(arr(x), out, out.length);
     return out;
   }
 
   binary(op: BinaryOp, a: View, b: View, outShape: Shape): unknown {
-    const out = arrayFor(a.dtype, sizeOf(outShape));
-    const n = out.length;
+    const n = sizeOf(outShape);
     const A = arr(a);
     const B = arr(b);
     const dt = a.dtype;
+    if (dt === 'float32' && n >= HEAP_MIN) {
+      const fast = wasmBinary(op, A as Float32Array, B as Float32Array, n, binaryRows(a, b, outShape));
+      if (fast) return fast;
+    }
+    const out = outputFor(dt, n);
     if (sameShape(a.shape, outShape) && sameShape(b.shape, outShape)) binaryLoop(op, 'same', dt)(A, B, out, n);
     else if (A.length === 1 && sameShape(b.shape, outShape)) binaryLoop(op, 'sa', dt)(A, B, out, n);
     else if (B.length === 1 && sameShape(a.shape, outShape)) binaryLoop(op, 'sb', dt)(A, B, out, n);
     else if (n > 0) {
-      const rows = stridedRows(outShape, [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
+      const rows = binaryRows(a, b, outShape);
       const [sa, sb] = rows.steps;
       binaryRowsLoop(op, sa, sb, dt)(A, B, out, rows.length, rows.starts[0], rows.starts[1]);
     }
