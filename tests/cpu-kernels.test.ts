@@ -5,6 +5,8 @@
 import { describe, expect, test } from 'vitest';
 import { arrayFor, CpuBackend, sizeOf, stridesOf, type BinaryOp, type DType, type ReduceOp } from '../engine/index.js';
 import type { TypedArray } from '../engine/index.js';
+import { wasmElementwiseAvailable } from '../engine/cpu/elementwise.js';
+import { HEAP_MIN, inHeap } from '../engine/cpu/heap.js';
 
 const cpu = new CpuBackend();
 
@@ -299,5 +301,141 @@ describe('reductions', () => {
     X[0] = 2 ** 24;
     const got = cpu.reduce('sum', view(X, [n], 'float32'), [0]) as Float32Array;
     expect(got[0]).toBe(Math.fround(2 ** 24 + n - 1));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// The WebAssembly paths (engine/cpu/elementwise.ts) take float32 from HEAP_MIN elements up, reading operands
+// in the shared memory in place (storage from upload) or from a copy (any other array). Run this file
+// with IGPO_NO_WASM=1 too: the same checks then cover the TypeScript loops at these sizes.
+
+describe('float32 from HEAP_MIN elements (WebAssembly when present)', () => {
+  const LARGE = [HEAP_MIN - 1, HEAP_MIN, HEAP_MIN + 1, HEAP_MIN + 3, HEAP_MIN + 7, 4099];
+  const ARITH: BinaryOp[] = ['add', 'sub', 'mul', 'div', 'maximum', 'eq'];
+
+  test('the kernels are in use unless IGPO_NO_WASM=1', () => {
+    expect(wasmElementwiseAvailable).toBe(process.env.IGPO_NO_WASM !== '1');
+  });
+
+  test('equal shapes, single values and broadcast rows match the scalar loop', () => {
+    let seed = 3000;
+    for (const op of ARITH) {
+      for (const n of LARGE) {
+        checkBinary(op, [n], [n], 'float32', seed++);
+        checkBinary(op, [n], [1], 'float32', seed++);
+        checkBinary(op, [], [n], 'float32', seed++);
+      }
+      for (const [as, bs] of [
+        [[8, 33, 17], [17]],
+        [[17], [8, 33, 17]],
+        [
+          [8, 33, 17],
+          [8, 33, 1],
+        ],
+        [
+          [8, 33, 1],
+          [8, 33, 17],
+        ],
+        [
+          [4, 1, 301],
+          [1, 5, 301],
+        ],
+        [
+          [2, 600],
+          [2, 1],
+        ],
+        [
+          [1030, 1],
+          [1, 3],
+        ],
+      ]) {
+        checkBinary(op, as, bs, 'float32', seed++);
+      }
+    }
+  });
+
+  test('operands already in the shared memory are read in place, and the pool reuses freed blocks', () => {
+    const n = 3 * HEAP_MIN + 5;
+    const [x, y] = [data('float32', n, 1), data('float32', n, 2)];
+    const a = cpu.upload(x) as Float32Array;
+    const b = cpu.upload(y) as Float32Array;
+    expect(inHeap(a)).toBe(wasmElementwiseAvailable);
+    const want = arrayFor('float32', n);
+    for (let i = 0; i < n; i++) want[i] = x[i] * y[i];
+    const out = cpu.binary('mul', view(a, [n], 'float32'), view(b, [n], 'float32'), [n]) as Float32Array;
+    expectSame(out, want, 'mul in place');
+    // A freed block comes back for the next array of its size, holding whatever was there: outputs are
+    // written in full, and an array still in use keeps its values.
+    const offset = a.byteOffset;
+    cpu.free(a);
+    cpu.free(a); // a second free of one handle is ignored
+    const c = cpu.upload(y) as Float32Array;
+    if (wasmElementwiseAvailable) expect(c.byteOffset).toBe(offset);
+    expectSame(c, y, 'reused block');
+    expectSame(out, want, 'output after its input was freed');
+    const d = cpu.fill([n], 'float32', 2.5) as Float32Array;
+    expect(d.every((v) => v === 2.5)).toBe(true);
+    for (const h of [b, c, d, out]) cpu.free(h);
+  });
+
+  /**
+   * +-2^e (1 + m) for e up to 60, then the same values negated in a shuffled order: the exact sum is 0, and
+   * what float64 leaves is rounding error, which another summation order changes visibly.
+   */
+  function wide(n: number, seed: number): Float32Array {
+    const r = rng(seed);
+    const half = Math.floor(n / 2);
+    const out = new Float32Array(n).fill(1);
+    for (let i = 0; i < half; i++) out[i] = (r() < 0.5 ? -1 : 1) * 2 ** Math.floor(r() * 61) * (1 + r());
+    const order = Array.from({ length: half }, (_, i) => i).sort(() => r() - 0.5);
+    for (let i = 0; i < half; i++) out[half + i] = -out[order[i]];
+    return out;
+  }
+
+  /** The row sum's order, written out: eight interleaved float64 partial sums, paired, then the tail. */
+  function sumInOrder(X: Float32Array, o: number, len: number): number {
+    const s = new Float64Array(8);
+    let j = 0;
+    for (; j + 8 <= len; j += 8) for (let l = 0; l < 8; l++) s[l] += X[o + j + l];
+    let v = s[0] + s[2] + (s[4] + s[6]) + (s[1] + s[3] + (s[5] + s[7]));
+    for (; j < len; j++) v += X[o + j];
+    return v;
+  }
+
+  test('row sums keep one summation order at every size, in WebAssembly and in TypeScript', () => {
+    let seed = 4000;
+    for (const [rows, len] of [
+      [1, 1],
+      [1, 7],
+      [1, 9],
+      [1, 1000],
+      [1, HEAP_MIN],
+      [1, HEAP_MIN + 5],
+      [1, 1 << 16],
+      [3, 1031],
+      [1200, 5],
+      [257, 17],
+      [9, 127],
+    ]) {
+      for (const kind of ['plain', 'special', 'wide'] as const) {
+        const X =
+          kind === 'wide'
+            ? wide(rows * len, seed++)
+            : (data('float32', rows * len, seed++, kind === 'special') as Float32Array);
+        const want = new Float32Array(rows);
+        for (let r = 0; r < rows; r++) want[r] = sumInOrder(X, r * len, len);
+        const got = cpu.reduce('sum', view(X, [rows, len], 'float32'), [1]) as Float32Array;
+        expectSame(got, want, `sum [${rows}, ${len}]`);
+      }
+    }
+  });
+
+  test('reductions over other axes of large inputs match the scalar loop', () => {
+    let seed = 5000;
+    for (const op of ['sum', 'max', 'min'] as ReduceOp[]) {
+      for (const axes of subsets(3)) checkReduce(op, [5, 300, 3], axes, 'float32', seed++);
+      checkReduce(op, [3, 400, 5], [2], 'float32', seed++);
+      checkReduce(op, [3, 400, 5], [0, 2], 'float32', seed++);
+    }
   });
 });
