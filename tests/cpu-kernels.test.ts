@@ -1,11 +1,12 @@
 // The CPU backend's fast paths against plain scalar loops written here to be obviously right: elementwise
-// binary ops (equal shapes, a single value, broadcasting row by row), reductions, at odd sizes and sizes
-// around the loops' unrolling, in float32, float64 and int32, with NaN, +-Infinity and -0 among the inputs.
+// binary ops (equal shapes, a single value, broadcasting row by row), reductions, RMSNorm and AdamW, at odd
+// sizes and sizes around the loops' unrolling, in float32, float64 and int32, with NaN, +-Infinity and -0.
 
 import { describe, expect, test } from 'vitest';
 import { arrayFor, CpuBackend, sizeOf, stridesOf, type BinaryOp, type DType, type ReduceOp } from '../engine/index.js';
 import type { TypedArray } from '../engine/index.js';
 import { wasmElementwiseAvailable } from '../engine/cpu/elementwise.js';
+import { wasmFusedAvailable } from '../engine/cpu/fused-wasm.js';
 import { HEAP_MIN, inHeap } from '../engine/cpu/heap.js';
 
 const cpu = new CpuBackend();
@@ -437,5 +438,91 @@ describe('float32 from HEAP_MIN elements (WebAssembly when present)', () => {
       checkReduce(op, [3, 400, 5], [2], 'float32', seed++);
       checkReduce(op, [3, 400, 5], [0, 2], 'float32', seed++);
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Fused kernels with a WebAssembly path for float32 (engine/cpu/fused-wasm.ts): RMSNorm forward and AdamW,
+// against their formulas as scalar loops, bit for bit, on both sides of HEAP_MIN.
+
+describe('fused RMSNorm and AdamW', () => {
+  const fused = cpu.fused;
+
+  function rmsNormRef(X: TypedArray, W: TypedArray, C: number, eps: number, dtype: DType) {
+    const rows = X.length / C;
+    const [y, rstd] = [arrayFor(dtype, X.length), arrayFor(dtype, rows)];
+    for (let r = 0; r < rows; r++) {
+      let ms = 0;
+      for (let j = 0; j < C; j++) ms += X[r * C + j] * X[r * C + j];
+      const rs = 1 / Math.sqrt(ms / C + eps);
+      for (let j = 0; j < C; j++) y[r * C + j] = X[r * C + j] * rs * W[j];
+      rstd[r] = rs;
+    }
+    return { y, rstd };
+  }
+
+  test.each(['float32', 'float64'] as DType[])('RMSNorm forward, %s', (dtype) => {
+    let seed = 6000;
+    for (const [rows, C] of [
+      [1, 1],
+      [3, 17],
+      [1, 1023],
+      [1, 1024],
+      [33, 33],
+      [16, 64],
+      [65, 127],
+      [257, 3],
+    ]) {
+      for (const special of [false, true]) {
+        const X = data(dtype, rows * C, seed++, special);
+        const W = data(dtype, C, seed++, false);
+        for (const [x, w] of [
+          [X, W],
+          [cpu.upload(X), cpu.upload(W)],
+        ] as TypedArray[][]) {
+          const got = fused.rmsNorm(view(x, [rows, C], dtype), view(w, [C], dtype), 1e-5) as {
+            y: TypedArray;
+            rstd: TypedArray;
+          };
+          const want = rmsNormRef(X, W, C, 1e-5, dtype);
+          expectSame(got.y, want.y, `rmsNorm y [${rows}, ${C}] ${dtype}`);
+          expectSame(got.rstd, want.rstd, `rmsNorm rstd [${rows}, ${C}] ${dtype}`);
+        }
+      }
+    }
+  });
+
+  test.each(['float32', 'float64'] as DType[])('AdamW, three steps, %s', (dtype) => {
+    let seed = 7000;
+    for (const n of [1, 3, 17, HEAP_MIN - 1, HEAP_MIN, HEAP_MIN + 5, 4099]) {
+      for (const resident of [false, true]) {
+        const init = [data(dtype, n, seed++, false), data(dtype, n, seed++, false)];
+        const place = (a: TypedArray) => (resident ? (cpu.upload(a) as TypedArray) : a.slice());
+        const [P, M, V] = [place(init[0]), place(arrayFor(dtype, n)), place(arrayFor(dtype, n))];
+        const [p, m, v] = [init[0].slice(), arrayFor(dtype, n), arrayFor(dtype, n)];
+        const hp = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 0 };
+        for (let step = 1; step <= 3; step++) {
+          const G = data(dtype, n, seed++, step === 3);
+          fused.adamw(view(P, [n], dtype), view(place(G), [n], dtype), view(M, [n], dtype), view(V, [n], dtype), {
+            ...hp,
+            step,
+          });
+          const [bc1, bc2] = [1 - hp.beta1 ** step, 1 - hp.beta2 ** step];
+          for (let i = 0; i < n; i++) {
+            m[i] = hp.beta1 * m[i] + (1 - hp.beta1) * G[i];
+            v[i] = hp.beta2 * v[i] + (1 - hp.beta2) * G[i] * G[i];
+            p[i] = p[i] * (1 - hp.lr * hp.weightDecay) - (hp.lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + hp.eps);
+          }
+          const what = `adamw n ${n} step ${step} ${dtype}${resident ? ' (shared memory)' : ''}`;
+          expectSame(P, p, `${what} param`);
+          expectSame(M, m, `${what} m`);
+          expectSame(V, v, `${what} v`);
+        }
+      }
+    }
+  });
+
+  test('the WebAssembly fused kernels are in use unless IGPO_NO_WASM=1', () => {
+    expect(wasmFusedAvailable).toBe(process.env.IGPO_NO_WASM !== '1');
   });
 });

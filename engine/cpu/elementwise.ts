@@ -4,7 +4,7 @@
 // sum keeps the TypeScript loop's eight float64 partial sums and the order it adds them in (backend.ts).
 // Not here: other dtypes and ops, which stay on the compiled TypeScript loops of backend.ts.
 
-import { freeHeap, HEAP_MIN, heapFloat32, heapMemory, inHeap, ZERO_OFFSETS } from './heap.js';
+import { freeHeap, HEAP_MIN, heapFloat32, heapMemory, inHeap, resident, ZERO_OFFSETS } from './heap.js';
 import type { Rows } from './strided.js';
 import { loadWasm } from './wasm.js';
 
@@ -109,16 +109,6 @@ const kernels = heapMemory
 
 /** Whether these kernels run (WebAssembly SIMD and shared memory present, IGPO_NO_WASM unset). */
 export const wasmElementwiseAvailable = kernels !== null;
-
-/** x in the shared memory: itself if it lives there, else a scratch copy (null when none can be had). */
-function resident(x: Float32Array, scratch: Float32Array[]): Float32Array | null {
-  if (inHeap(x)) return x;
-  const copy = heapFloat32(x.length, 0);
-  if (!inHeap(copy)) return null;
-  copy.set(x);
-  scratch.push(copy);
-  return copy;
-}
 
 /** Int32 row offsets in the shared memory (a scratch block), or the shared zero offset for a single row. */
 function offsets(starts: Int32Array, scratch: Float32Array[]): number | null {

@@ -84,3 +84,16 @@ export function freeHeap(x: object): void {
   reclaim.unregister(x);
   release((x as Float32Array).byteOffset, bytes);
 }
+
+/**
+ * x in the shared memory for a kernel call: itself if it lives there, else a copy added to `scratch` (for
+ * the caller to free); null when no block can be had.
+ */
+export function resident(x: Float32Array, scratch: Float32Array[]): Float32Array | null {
+  if (inHeap(x)) return x;
+  const copy = heapFloat32(x.length, 0);
+  if (!inHeap(copy)) return null;
+  copy.set(x);
+  scratch.push(copy);
+  return copy;
+}
