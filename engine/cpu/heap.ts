@@ -6,6 +6,7 @@
 // a shared memory grows in place, so a view handed out stays valid for good. Why a pool at all: a fresh
 // typed array of 4 MB costs more in page faults (on first write) than the add that fills it.
 
+import { arrayFor } from '../dtype.js';
 import { loadWasm, type WasmMemory } from './wasm.js';
 
 /** Up to 2 GiB (32768 pages of 64 KiB); past that, storage falls back to ordinary typed arrays. */
@@ -61,10 +62,11 @@ function take(bytes: number): number {
  * zeroed ordinary one. Only for outputs that are written in full.
  */
 export function heapFloat32(n: number, min = HEAP_MIN): Float32Array {
-  if (!heapMemory || n < min) return new Float32Array(n);
+  // arrayFor refuses a size the process cannot allocate in one line.
+  if (!heapMemory || n < min) return arrayFor('float32', n) as Float32Array;
   const bytes = Math.ceil((n * 4) / ALIGN) * ALIGN;
   const at = take(bytes);
-  if (at < 0) return new Float32Array(n);
+  if (at < 0) return arrayFor('float32', n) as Float32Array;
   const view = new Float32Array(heapMemory.buffer, at, n);
   blocks.set(view, bytes);
   reclaim.register(view, [at, bytes], view);
