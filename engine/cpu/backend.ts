@@ -1,5 +1,6 @@
 // The CPU backend: every primitive and fused kernel in plain TypeScript over typed arrays. It is the
-// reference each WebGPU kernel is tested against, so clarity wins over speed except in matmul.
+// reference each WebGPU kernel is tested against, so clarity wins over speed except in matmul and in the
+// float32 add/sub/mul/div and sums, which run in WebAssembly (elementwise.ts) with the same results.
 
 import type { Backend, BinaryOp, ReduceOp, UnaryOp, View } from '../backend.js';
 import { arrayFor, type DType, type TypedArray } from '../dtype.js';
