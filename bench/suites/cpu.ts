@@ -1,7 +1,8 @@
 // Suite `cpu`: the engine's CPU backend against two TensorFlow.js backends, each case in one tinybench run:
 // tfjs-backend-cpu (pure JavaScript on one thread, as ours) and tfjs-backend-wasm (WebAssembly SIMD on one
-// thread, C++ kernels with XNNPACK). Matmul (square and model-shaped, GFLOP/s), elementwise add and a full sum
-// (GB/s). Each call reads its result back with dataSync, so the work is done and every side pays for the read.
+// thread, C++ kernels with XNNPACK). Matmul (square and model-shaped, GFLOP/s), elementwise add and a full sum,
+// broadcast add and mul, log-softmax, RMSNorm and an AdamW step at the decoder's shapes (GB/s). Each call reads
+// its result back with dataSync, so the work is done and every side pays for the read.
 
 import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import * as E from '../../engine/index.js';
@@ -145,6 +146,94 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
         opts,
       )),
     );
+
+    // The decoder's row ops at its shapes (PRESETS.default: batch 8, T 512, C 64, vocabulary 107): a bias
+    // [C] and a per-row gate [B, T, 1] broadcast over [B, T, C], log-softmax over the vocabulary for a
+    // batch row and for the whole batch, RMSNorm over C. GB/s counts each input read once and the output.
+    const [B, T, C, V] = [8, 512, 64, 107];
+    const [eh, ths] = await pair([B, T, C], seed++);
+    const broadcasts: [string, number[], 'add' | 'mul'][] = [
+      ['broadcast add (bias)', [C], 'add'],
+      ['broadcast mul (row gate)', [B, T, 1], 'mul'],
+    ];
+    for (const [label, bs, op] of broadcasts) {
+      const [eb, tbs] = await pair(bs, seed++);
+      rows.push(
+        ...(await comparePeers(
+          {
+            case: label,
+            shape: `${dims([B, T, C])}${op === 'add' ? '+' : '*'}${dims(bs)}`,
+            unit: 'GB/s',
+            work: 4 * (2 * B * T * C + bs.reduce((p, d) => p * d, 1)),
+            ours: () => E.tidy(() => E[op](eh, eb).dataSync()),
+          },
+          peerJobs(zip2(ths, tbs), (th, tb) => (op === 'add' ? tf.add(th, tb) : tf.mul(th, tb))),
+          opts,
+        )),
+      );
+    }
+    for (const rowsN of [T, B * T]) {
+      const [el, tls] = await pair([rowsN, V], seed++);
+      rows.push(
+        ...(await comparePeers(
+          {
+            case: 'log-softmax',
+            shape: dims([rowsN, V]),
+            unit: 'GB/s',
+            work: 2 * 4 * rowsN * V,
+            ours: () => E.tidy(() => E.logSoftmax(el).dataSync()),
+          },
+          peerJobs(
+            tls.map((t) => [t] as [TfTensor]),
+            (tl) => tf.logSoftmax(tl),
+          ),
+          opts,
+        )),
+      );
+    }
+    // tfjs has no RMSNorm kernel and no fused AdamW step: these rows are ours alone.
+    const [ex2] = await pair([B * T, C], seed++);
+    const [ew] = await pair([C], seed++);
+    rows.push(
+      ...(await comparePeers(
+        {
+          case: 'RMSNorm',
+          shape: `${dims([B * T, C])}, weight ${dims([C])}`,
+          unit: 'GB/s',
+          work: 4 * (2 * B * T * C + C),
+          ours: () => E.tidy(() => E.rmsNorm(ex2, ew).dataSync()),
+        },
+        [],
+        opts,
+      )),
+    );
+    // One AdamW step, in place on 2^18 parameters: reads param, grad, m and v, writes param, m and v.
+    const np = 1 << 18;
+    const param = E.tensor(uniform(np, seed++), [np], { requiresGrad: true });
+    const grad = E.tensor(uniform(np, seed++), [np]);
+    ours.push(param, grad);
+    E.tidy(() => E.sum(E.mul(param, grad)).backward()); // param.grad = grad
+    const adamw = new E.AdamW([param], { lr: 1e-3, weightDecay: 0.01 });
+    try {
+      rows.push(
+        ...(await comparePeers(
+          {
+            case: 'AdamW step',
+            shape: dims([np]),
+            unit: 'GB/s',
+            work: 7 * 4 * np,
+            tol: null,
+            ours: () => adamw.step(),
+            note: 'in place: nothing to read back',
+          },
+          [],
+          opts,
+        )),
+      );
+    } finally {
+      adamw.dispose();
+      param.grad?.dispose();
+    }
   } finally {
     for (const t of ours) t.dispose();
     for (const t of theirs) t.dispose();

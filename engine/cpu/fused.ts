@@ -1,14 +1,20 @@
 // The CPU's fused kernels: straightforward loops with float64 accumulators, written to be read.
 // They are the references for the WGSL kernels, and are themselves tested against the composed ops.
+// Float32 RMSNorm and AdamW run the same operations in WebAssembly (fused-wasm.ts), with the same results.
 
 import type { AdamWParams, FusedKernels, View } from '../backend.js';
 import { arrayFor, type TypedArray } from '../dtype.js';
 import { fmt, sizeOf } from '../shape.js';
+import { wasmAdamW, wasmRmsNorm } from './fused-wasm.js';
+import { heapFloat32 } from './heap.js';
 import { matmulCpu } from './matmul.js';
 
 const arr = (v: View) => v.handle as TypedArray;
 const last = (v: View) => v.shape[v.shape.length - 1];
 const like = (v: View, n = sizeOf(v.shape)) => arrayFor(v.dtype, n);
+const isF32 = (a: TypedArray): a is Float32Array => a instanceof Float32Array;
+/** Storage for an output written in full: float32 from the shared memory's pool (heap.ts), no page faults. */
+const likeFull = (v: View, n = sizeOf(v.shape)) => (v.dtype === 'float32' ? heapFloat32(n) : like(v, n));
 
 /**
  * Row [base, base + C)'s max m (0 when it is not finite) and log sum exp(x - m): log-softmax is then
@@ -229,7 +235,7 @@ export const cpuFused: FusedKernels = {
   logSoftmax(x) {
     const src = arr(x);
     const C = last(x);
-    const out = like(x);
+    const out = likeFull(x);
     for (let base = 0; base < src.length; base += C) {
       const { m, ls } = rowStats(src, base, C);
       for (let j = 0; j < C; j++) out[base + j] = src[base + j] - m - ls;
@@ -241,7 +247,7 @@ export const cpuFused: FusedKernels = {
     const Y = arr(y);
     const D = arr(dy);
     const C = last(y);
-    const out = like(y);
+    const out = likeFull(y);
     for (let base = 0; base < Y.length; base += C) {
       let s = 0;
       for (let j = 0; j < C; j++) s += D[base + j];
@@ -395,6 +401,8 @@ export const cpuFused: FusedKernels = {
   rmsNorm(x, weight, eps) {
     const [X, W] = [arr(x), arr(weight)];
     const C = last(x);
+    const fast = isF32(X) && isF32(W) && wasmRmsNorm(X, W, C, eps);
+    if (fast) return fast;
     const rows = X.length / C;
     const y = like(x);
     const rstd = like(x, rows);
@@ -438,6 +446,8 @@ export const cpuFused: FusedKernels = {
     const { lr, beta1, beta2, eps, weightDecay, step } = hp;
     const bc1 = 1 - beta1 ** step;
     const bc2 = 1 - beta2 ** step;
+    const wasmHp = { ...hp, decay: 1 - lr * weightDecay, bc1, bc2 };
+    if (isF32(P) && isF32(G) && isF32(Mm) && isF32(Vv) && wasmAdamW(P, G, Mm, Vv, wasmHp)) return;
     for (let i = 0; i < P.length; i++) {
       const g = G[i];
       Mm[i] = beta1 * Mm[i] + (1 - beta1) * g;

@@ -1,0 +1,101 @@
+// Float32 storage for the CPU backend inside one shared WebAssembly memory, so that the WebAssembly kernels
+// (elementwise.ts) read their operands where they lie instead of copying them in. Not a general allocator:
+// blocks of one size are kept for reuse, nothing is merged or handed back to the system.
+//
+// Why shared: growing an unshared memory detaches its buffer, and every Float32Array over it would go empty;
+// a shared memory grows in place, so a view handed out stays valid for good. Why a pool at all: a fresh
+// typed array of 4 MB costs more in page faults (on first write) than the add that fills it.
+
+import { arrayFor } from '../dtype.js';
+import { loadWasm, type WasmMemory } from './wasm.js';
+
+/** Up to 2 GiB (32768 pages of 64 KiB); past that, storage falls back to ordinary typed arrays. */
+const MAX_PAGES = 32768;
+const WAT = `(module (memory (export "mem") 16 ${MAX_PAGES} shared))`;
+
+/** The first bytes hold a zero row offset (elementwise.ts's single-row calls); blocks start after them. */
+export const ZERO_OFFSETS = 0;
+const BASE = 64;
+/** Block sizes are multiples of a cache line, so blocks never share one. */
+const ALIGN = 64;
+/** Smaller arrays stay ordinary typed arrays: pooling them saves nothing and costs bookkeeping per op. */
+export const HEAP_MIN = 1024;
+
+const exports_ = await loadWasm<{ mem: WasmMemory }>('heap', WAT, { simd: true, threads: true });
+
+/** The shared memory, for kernels to import; null with WebAssembly off (IGPO_NO_WASM=1) or unavailable. */
+export const heapMemory: WasmMemory | null = exports_?.mem ?? null;
+
+let top = BASE;
+const freeBlocks = new Map<number, number[]>();
+/** Every view handed out and not yet freed, with its block's size in bytes. */
+const blocks = new WeakMap<object, number>();
+// A view dropped without free() (a tensor never disposed) returns its block once the collector takes it.
+const reclaim = new FinalizationRegistry<[number, number]>(([offset, bytes]) => release(offset, bytes));
+
+function release(offset: number, bytes: number): void {
+  let list = freeBlocks.get(bytes);
+  if (!list) freeBlocks.set(bytes, (list = []));
+  list.push(offset);
+}
+
+/** Byte offset of a block of at least `bytes`, or -1 when the memory cannot grow that far. */
+function take(bytes: number): number {
+  const reused = freeBlocks.get(bytes)?.pop();
+  if (reused !== undefined) return reused;
+  const mem = heapMemory!;
+  const need = top + bytes - mem.buffer.byteLength;
+  if (need > 0) {
+    try {
+      mem.grow(Math.ceil(need / 65536));
+    } catch {
+      return -1;
+    }
+  }
+  const at = top;
+  top += bytes;
+  return at;
+}
+
+/**
+ * An uninitialised Float32Array of n elements in the shared memory (n >= min and WebAssembly on), else a
+ * zeroed ordinary one. Only for outputs that are written in full.
+ */
+export function heapFloat32(n: number, min = HEAP_MIN): Float32Array {
+  // arrayFor refuses a size the process cannot allocate in one line.
+  if (!heapMemory || n < min) return arrayFor('float32', n) as Float32Array;
+  const bytes = Math.ceil((n * 4) / ALIGN) * ALIGN;
+  const at = take(bytes);
+  if (at < 0) return arrayFor('float32', n) as Float32Array;
+  const view = new Float32Array(heapMemory.buffer, at, n);
+  blocks.set(view, bytes);
+  reclaim.register(view, [at, bytes], view);
+  return view;
+}
+
+/** Whether `x` is a view heapFloat32 handed out (and not freed): kernels then read it in place. */
+export function inHeap(x: object): boolean {
+  return blocks.has(x);
+}
+
+/** Returns a view's block for reuse; anything else (an ordinary array, a view already freed) is left alone. */
+export function freeHeap(x: object): void {
+  const bytes = blocks.get(x);
+  if (bytes === undefined) return;
+  blocks.delete(x);
+  reclaim.unregister(x);
+  release((x as Float32Array).byteOffset, bytes);
+}
+
+/**
+ * x in the shared memory for a kernel call: itself if it lives there, else a copy added to `scratch` (for
+ * the caller to free); null when no block can be had.
+ */
+export function resident(x: Float32Array, scratch: Float32Array[]): Float32Array | null {
+  if (inHeap(x)) return x;
+  const copy = heapFloat32(x.length, 0);
+  if (!inHeap(copy)) return null;
+  copy.set(x);
+  scratch.push(copy);
+  return copy;
+}
