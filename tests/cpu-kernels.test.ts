@@ -7,7 +7,7 @@ import { arrayFor, CpuBackend, sizeOf, stridesOf, type BinaryOp, type DType, typ
 import type { TypedArray } from '../engine/index.js';
 import { wasmElementwiseAvailable } from '../engine/cpu/elementwise.js';
 import { wasmFusedAvailable } from '../engine/cpu/fused-wasm.js';
-import { HEAP_MIN, inHeap } from '../engine/cpu/heap.js';
+import { blockBytes, HEAP_MIN, heapBytes, inHeap } from '../engine/cpu/heap.js';
 
 const cpu = new CpuBackend();
 
@@ -377,6 +377,32 @@ describe('float32 from HEAP_MIN elements (WebAssembly when present)', () => {
     const d = cpu.fill([n], 'float32', 2.5) as Float32Array;
     expect(d.every((v) => v === 2.5)).toBe(true);
     for (const h of [b, c, d, out]) cpu.free(h);
+  });
+
+  test('arrays of many lengths share blocks: the pool grows with what is live, not with the lengths seen', () => {
+    // A training batch padded to its longest row has a new length at almost every step.
+    const lengths = Array.from({ length: 400 }, (_, i) => 50_000 + 97 * i);
+    const start = heapBytes();
+    for (const n of lengths) {
+      const a = cpu.fill([n], 'float32', 1) as Float32Array;
+      const b = cpu.fill([n], 'float32', 2) as Float32Array;
+      const sum = cpu.binary('add', view(a, [n], 'float32'), view(b, [n], 'float32'), [n]) as Float32Array;
+      expect(sum[n - 1]).toBe(3);
+      for (const h of [a, b, sum]) cpu.free(h);
+    }
+    const grown = heapBytes() - start;
+    if (!wasmElementwiseAvailable) return expect(grown).toBe(0);
+    // Three live arrays in each block size the lengths fall into (a handful: four per doubling); exact
+    // sizes would keep 400 x 3 blocks, about 330 MB.
+    const sizes = new Set(lengths.map((n) => blockBytes(4 * n)));
+    expect(sizes.size).toBeLessThanOrEqual(6);
+    expect(grown).toBeLessThanOrEqual(3 * [...sizes].reduce((t, b) => t + b, 0));
+    for (const n of [1024, 4100, 65_537, 1_000_003]) {
+      const b = blockBytes(4 * n);
+      expect(b).toBeGreaterThanOrEqual(4 * n);
+      expect(b).toBeLessThanOrEqual(1.25 * 4 * n + 64);
+      expect(b % 64).toBe(0);
+    }
   });
 
   /**

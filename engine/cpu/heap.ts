@@ -39,7 +39,23 @@ function release(offset: number, bytes: number): void {
   list.push(offset);
 }
 
-/** Byte offset of a block of at least `bytes`, or -1 when the memory cannot grow that far. */
+/**
+ * The block size for a request: four sizes per doubling, so a block serves every request up to a quarter
+ * below it. Blocks of exact sizes would be kept for one shape each: batches padded to their longest row
+ * give a new size at every length, and the memory grew to its 2 GiB cap within a minute of training.
+ */
+export function blockBytes(bytes: number): number {
+  if (bytes <= 16 * ALIGN) return Math.ceil(bytes / ALIGN) * ALIGN;
+  const quarter = 2 ** (Math.floor(Math.log2(bytes)) - 2);
+  return Math.ceil(bytes / quarter) * quarter;
+}
+
+/** Bytes the pool has carved out of the memory so far (in use or free for reuse), for tests and reports. */
+export function heapBytes(): number {
+  return top - BASE;
+}
+
+/** Byte offset of a block of exactly `bytes` (a blockBytes size), or -1 when the memory cannot grow that far. */
 function take(bytes: number): number {
   const reused = freeBlocks.get(bytes)?.pop();
   if (reused !== undefined) return reused;
@@ -64,7 +80,7 @@ function take(bytes: number): number {
 export function heapFloat32(n: number, min = HEAP_MIN): Float32Array {
   // arrayFor refuses a size the process cannot allocate in one line.
   if (!heapMemory || n < min) return arrayFor('float32', n) as Float32Array;
-  const bytes = Math.ceil((n * 4) / ALIGN) * ALIGN;
+  const bytes = blockBytes(n * 4);
   const at = take(bytes);
   if (at < 0) return arrayFor('float32', n) as Float32Array;
   const view = new Float32Array(heapMemory.buffer, at, n);
