@@ -234,7 +234,9 @@ class Workers {
     const entry = fileURLToPath(new URL(`./compare-worker.${ts ? 'ts' : 'js'}`, import.meta.url));
     for (let i = 0; i < n; i++) {
       const execArgv = ts ? ['--import', import.meta.resolve('tsx')] : [];
-      const p = fork(entry, [], { execArgv, serialization: 'advanced' });
+      // Several processes already fill the cores: each keeps its matmuls on one thread unless told otherwise.
+      const env = n > 1 && process.env.IGPO_THREADS === undefined ? { ...process.env, IGPO_THREADS: '1' } : process.env;
+      const p = fork(entry, [], { execArgv, serialization: 'advanced', env });
       p.on('message', (m: { id: number; ok: boolean; line?: string; error?: string }) => {
         const w = this.pending.get(m.id);
         this.pending.delete(m.id);
