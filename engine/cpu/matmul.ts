@@ -1,11 +1,9 @@
 // CPU matmul: batched over broadcast leading axes, either operand transposed. op(A) is packed into
 // panels of 4 rows and op(B) into panels of 8 columns, both k-major, and a 4x8 kernel keeps its 32 sums
 // in locals over all of K. Not a BLAS: V8 emits scalar code, so register blocking pays and cache blocking barely does.
-// float32 runs the same tiles in WebAssembly SIMD (wasm-gemm.ts) when the runtime has it, with K in blocks
-// and, for large products, a second thread (gemm-threads.ts); every element's sum keeps one order.
+// float32 runs the same tiles in WebAssembly SIMD (wasm-gemm.ts) when the runtime has it.
 
 import { arrayFor, type DType, type TypedArray } from '../dtype.js';
-import { heapFloat32 } from './heap.js';
 import { broadcastStrides, sizeOf, type Shape } from '../shape.js';
 import type { View } from '../backend.js';
 import { stridedOffsets } from './strided.js';
@@ -341,9 +339,7 @@ export function matmulCpu(a: View, b: View, transA: boolean, transB: boolean, ou
   const N = outShape[r - 1];
   const K = transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
   const batch = outShape.slice(0, -2);
-  // Every element is written: float32 from the shared memory's pool (no page faults on a reused block).
-  const n = sizeOf(outShape);
-  const out = (a.dtype === 'float32' ? heapFloat32(n) : arrayFor(a.dtype, n)) as Floats;
+  const out = arrayFor(a.dtype, sizeOf(outShape)) as Floats;
   if (out.length === 0) return out;
   const aOffs = stridedOffsets(
     batch,
