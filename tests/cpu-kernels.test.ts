@@ -7,7 +7,7 @@ import { arrayFor, CpuBackend, sizeOf, stridesOf, type BinaryOp, type DType, typ
 import type { TypedArray } from '../engine/index.js';
 import { wasmElementwiseAvailable } from '../engine/cpu/elementwise.js';
 import { wasmFusedAvailable } from '../engine/cpu/fused-wasm.js';
-import { blockBytes, HEAP_MIN, heapBytes, inHeap } from '../engine/cpu/heap.js';
+import { blockBytes, HEAP_MIN, heapBytes, heapFreeBytes, inHeap } from '../engine/cpu/heap.js';
 
 const cpu = new CpuBackend();
 
@@ -377,6 +377,22 @@ describe('float32 from HEAP_MIN elements (WebAssembly when present)', () => {
     const d = cpu.fill([n], 'float32', 2.5) as Float32Array;
     expect(d.every((v) => v === 2.5)).toBe(true);
     for (const h of [b, c, d, out]) cpu.free(h);
+  });
+
+  test('freed neighbours merge: a larger array takes their place instead of growing the memory', () => {
+    if (!wasmElementwiseAvailable) return;
+    const n = 4 * HEAP_MIN;
+    const fill = (m: number) => cpu.fill([m], 'float32', 1) as Float32Array;
+    const keep = fill(n); // whatever lies below, so the three blocks are not at the top
+    const [a, b, c] = [fill(n), fill(n), fill(n)];
+    const guard = fill(n); // above them, so they do not go back to the unused end
+    const top = heapBytes();
+    for (const h of [a, c, b]) cpu.free(h); // b last: it joins both neighbours
+    expect(heapFreeBytes()).toBeGreaterThanOrEqual(3 * blockBytes(4 * n));
+    const big = fill(2 * n);
+    expect(heapBytes()).toBe(top);
+    expect(big.byteOffset).toBe(a.byteOffset);
+    for (const h of [keep, guard, big]) cpu.free(h);
   });
 
   test('arrays of many lengths share blocks: the pool grows with what is live, not with the lengths seen', () => {

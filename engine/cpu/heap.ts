@@ -1,6 +1,6 @@
 // Float32 storage for the CPU backend inside one shared WebAssembly memory, so that the WebAssembly kernels
-// (elementwise.ts) read their operands where they lie instead of copying them in. Not a general allocator:
-// blocks of one size are kept for reuse, nothing is merged or handed back to the system.
+// (elementwise.ts) read their operands where they lie instead of copying them in. A small allocator: free
+// blocks are kept by offset, merged with free neighbours, and taken best fit; the memory never shrinks.
 //
 // Why shared: growing an unshared memory detaches its buffer, and every Float32Array over it would go empty;
 // a shared memory grows in place, so a view handed out stays valid for good. Why a pool at all: a fresh
@@ -27,16 +27,42 @@ const exports_ = await loadWasm<{ mem: WasmMemory }>('heap', WAT, { simd: true, 
 export const heapMemory: WasmMemory | null = exports_?.mem ?? null;
 
 let top = BASE;
-const freeBlocks = new Map<number, number[]>();
+/** Free blocks, sorted by offset, none adjacent to another (they are merged) or to `top` (it moves down). */
+const freeOffsets: number[] = [];
+const freeSizes: number[] = [];
 /** Every view handed out and not yet freed, with its block's size in bytes. */
 const blocks = new WeakMap<object, number>();
 // A view dropped without free() (a tensor never disposed) returns its block once the collector takes it.
 const reclaim = new FinalizationRegistry<[number, number]>(([offset, bytes]) => release(offset, bytes));
 
+/** Index of the first free block at or after `offset`. */
+function freeIndex(offset: number): number {
+  let lo = 0;
+  let hi = freeOffsets.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (freeOffsets[mid] < offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 function release(offset: number, bytes: number): void {
-  let list = freeBlocks.get(bytes);
-  if (!list) freeBlocks.set(bytes, (list = []));
-  list.push(offset);
+  const i = freeIndex(offset);
+  let start = offset;
+  let end = offset + bytes;
+  let from = i;
+  let to = i;
+  if (i > 0 && freeOffsets[i - 1] + freeSizes[i - 1] === start) start = freeOffsets[(from = i - 1)];
+  if (i < freeOffsets.length && freeOffsets[i] === end) end += freeSizes[to++];
+  if (end === top) {
+    top = start; // the tail goes back to the unused end
+    freeOffsets.splice(from, to - from);
+    freeSizes.splice(from, to - from);
+  } else {
+    freeOffsets.splice(from, to - from, start);
+    freeSizes.splice(from, to - from, end - start);
+  }
 }
 
 /**
@@ -55,10 +81,29 @@ export function heapBytes(): number {
   return top - BASE;
 }
 
-/** Byte offset of a block of exactly `bytes` (a blockBytes size), or -1 when the memory cannot grow that far. */
+/** Bytes in free blocks below the top, for tests. */
+export function heapFreeBytes(): number {
+  return freeSizes.reduce((t, b) => t + b, 0);
+}
+
+/** Byte offset of a block of `bytes` (a blockBytes size), or -1 when the memory cannot grow that far. */
 function take(bytes: number): number {
-  const reused = freeBlocks.get(bytes)?.pop();
-  if (reused !== undefined) return reused;
+  let best = -1;
+  for (let i = 0; i < freeSizes.length; i++) {
+    if (freeSizes[i] >= bytes && (best < 0 || freeSizes[i] < freeSizes[best])) best = i;
+    if (best >= 0 && freeSizes[best] === bytes) break;
+  }
+  if (best >= 0) {
+    const at = freeOffsets[best];
+    if (freeSizes[best] === bytes) {
+      freeOffsets.splice(best, 1);
+      freeSizes.splice(best, 1);
+    } else {
+      freeOffsets[best] += bytes;
+      freeSizes[best] -= bytes;
+    }
+    return at;
+  }
   const mem = heapMemory!;
   const need = top + bytes - mem.buffer.byteLength;
   if (need > 0) {
