@@ -174,12 +174,12 @@ export function threadsReady(): Promise<boolean> {
 }
 
 /**
- * Products of at least this many FLOP (2 mp np K, about 0.2 ms on one thread) are split across two threads
- * when cpuThreads() says 2; below it a wake-up of the worker (tens of microseconds) is a large share of the
- * work. Not yet tuned: on the development machine, with other jobs on both cores (load 3 to 7), two threads
- * gave 0.8x to 1.2x of one at every size from 1 to 2000 MFLOP, so where the split pays is unmeasured.
+ * Products of at least this many FLOP (2 mp np K, about 0.9 ms on one thread) are split across two threads
+ * when cpuThreads() says 2; below it the worker's wake-up is too large a share of the work. Measured on the
+ * 2-core development machine with nothing else running, one thread's time over two's, [M, 128] @ [128, 512]:
+ * 0.96 at 8.4 MFLOP, 1.28 at 16.8, 1.49 at 33.6, 1.70 at 67.1 (1.54-1.60 at [256|512, 256] @ [256, 512]).
  */
-export const SPLIT_FLOP = 2 ** 22;
+export const SPLIT_FLOP = 2 ** 24;
 
 /**
  * Float32 views of the kernel's memory, grown on demand: the packed operands, the padded output, and a
