@@ -8,19 +8,9 @@ import type { TypedArray } from '../engine/index.js';
 import { wasmElementwiseAvailable } from '../engine/cpu/elementwise.js';
 import { wasmFusedAvailable } from '../engine/cpu/fused-wasm.js';
 import { blockBytes, HEAP_MIN, heapBytes, heapFreeBytes, inHeap } from '../engine/cpu/heap.js';
+import { rng } from './helpers/rng.js';
 
 const cpu = new CpuBackend();
-
-/** mulberry32: a small seeded generator, so a failing case replays. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SPECIAL = [NaN, Infinity, -Infinity, -0, 0];
 

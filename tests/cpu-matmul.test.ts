@@ -7,17 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, test } from 'vitest';
 import { SPLIT_FLOP, splitCount, threadsReady, wasmGemmThreaded } from '../engine/cpu/wasm-gemm.js';
 import * as E from '../engine/index.js';
-
-/** mulberry32: a small seeded generator, so a failing case replays. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './helpers/rng.js';
 
 /** Values in [-1, 1) that float32 holds exactly, so the float64 reference sees the same inputs. */
 function values(n: number, seed: number): Float64Array {
