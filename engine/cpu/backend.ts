@@ -339,19 +339,11 @@ export class CpuBackend implements Backend {
     const outShape = [...xs[0].shape];
     outShape[axis] = xs.reduce((n, x) => n + x.shape[axis], 0);
     const out = arrayFor(xs[0].dtype, sizeOf(outShape));
-    // Handles are dense row-major, so each input is `outer` contiguous runs that land at a fixed stride.
-    const outer = sizeOf(outShape.slice(0, axis));
-    const inner = sizeOf(outShape.slice(axis + 1));
-    const outRun = outShape[axis] * inner;
+    // Each input is written into its slots along the axis, as a KV cache's new keys are.
+    const dst: View = { handle: out, shape: outShape, dtype: xs[0].dtype };
     let at = 0;
     for (const x of xs) {
-      const src = arr(x);
-      const run = x.shape[axis] * inner;
-      for (let o = 0; o < outer && run > 0; o++) {
-        const [s0, d0] = [o * run, o * outRun + at * inner];
-        if (run >= 32) out.set(src.subarray(s0, s0 + run), d0);
-        else for (let j = 0; j < run; j++) out[d0 + j] = src[s0 + j];
-      }
+      writeInto(dst, x, axis, at);
       at += x.shape[axis];
     }
     return out;

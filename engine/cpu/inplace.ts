@@ -1,5 +1,5 @@
 // In-place writes on the CPU backend (Backend.writeInto): src copied into a slot range of an existing
-// array along one axis, one contiguous run per outer index. Not a movement op: nothing new is allocated.
+// array along one axis, one contiguous run per outer index; cat writes each of its inputs the same way.
 
 import type { View } from '../backend.js';
 import type { TypedArray } from '../dtype.js';
