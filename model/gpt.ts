@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
+import type { CausalLM } from './lm.js';
 
 export interface GPTConfig {
   /** Tokens in the vocabulary (the tokenizer's vocabSize). */
@@ -140,7 +141,7 @@ export interface ForwardOptions {
   history?: Tensor;
 }
 
-export class GPT {
+export class GPT implements CausalLM {
   readonly cfg: GPTConfig;
   /** Every parameter by its checkpoint name. */
   readonly params: Map<string, Tensor>;
@@ -186,6 +187,22 @@ export class GPT {
 
   get device(): E.Device {
     return this.p('wte').device;
+  }
+
+  get blockSize(): number {
+    return this.cfg.blockSize;
+  }
+
+  get vocabSize(): number {
+    return this.cfg.vocabSize;
+  }
+
+  get hiddenSize(): number {
+    return this.cfg.nEmbd;
+  }
+
+  get prevTokens(): number {
+    return this.cfg.prevTokens ?? 0;
   }
 
   /**

@@ -2,6 +2,7 @@
 // safetensors checkpoints and supervised training. Import from here.
 
 export * from './gpt.js';
+export * from './lm.js';
 export * from './tokenizer.js';
 export * from './sample.js';
 export * from './safetensors.js';

@@ -1,0 +1,39 @@
+// What the RL loop needs of a language model and of its tokenizer, whichever architecture backs them: the
+// project's own decoder (gpt.ts, char-level tokenizer) or a Hugging Face checkpoint (Llama, Qwen2).
+
+import type * as E from '../engine/index.js';
+import type { Tensor } from '../engine/index.js';
+import type { ForwardOptions, KVCache } from './gpt.js';
+
+/** A causal decoder: ids in, next-token logits out, with a KV cache for decoding. */
+export interface CausalLM {
+  /** Longest sequence (cached and new tokens together) the model reads. */
+  readonly blockSize: number;
+  readonly vocabSize: number;
+  /** Width of the final hidden states (a value head reads them). */
+  readonly hiddenSize: number;
+  /** Learned embeddings of this many previous tokens (gpt.ts's prevTokens); 0 for models without them. */
+  readonly prevTokens: number;
+  /** Every parameter by its checkpoint name. */
+  readonly params: Map<string, Tensor>;
+  readonly device: E.Device;
+  parameters(): Tensor[];
+  /** Parameters, counting a tied embedding once. */
+  numParams(): number;
+  /** ids (B, T) int32 -> logits (B, T, V), and the extended cache and final hidden states when asked. */
+  forward(ids: Tensor, opts?: ForwardOptions): { logits: Tensor; cache?: KVCache; hidden?: Tensor };
+  /** The same weights in storage of its own; `frozen` turns its gradients off (a reference model). */
+  clone(opts?: { frozen?: boolean }): CausalLM;
+  dispose(): void;
+}
+
+/** Text to ids and back: the char-level tokenizer (tokenizer.ts) or a tokenizer.json. */
+export interface TextTokenizer {
+  readonly vocabSize: number;
+  /** The id a batch pads with (never attended to). */
+  readonly pad: number;
+  /** The id that ends a sequence. */
+  readonly eos: number;
+  encode(text: string): number[];
+  decode(ids: Iterable<number>): string;
+}
