@@ -8,11 +8,14 @@ import * as E from '../../engine/index.js';
 import type { TypedArray } from '../../engine/index.js';
 import { attentionTuning, DECODE_MAX_T, useSubgroupKernels } from '../../kernels/attention.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
+import { rng } from '../helpers/rng.js';
 import { both, describeWebGPU, expectClose, floats, sizeOfShape, take } from '../helpers/webgpu.js';
 
 // Few head sizes, because each is a set of pipelines and lavapipe takes about a second per pipeline:
 // 5 runs the scalar path, 16 the vec4 path.
 const HEAD_SIZES = [5, 16];
+/** The unrolled kernels at hs = 64 took 72 s to compile and run on lavapipe (2 cores, no shader cache). */
+const HS64_TIMEOUT_MS = 300_000;
 type BiasKind = 'none' | 'mask' | 'finite';
 
 interface Case {
@@ -198,6 +201,40 @@ describeWebGPU('attention kernels', (env) => {
       });
     }
   });
+
+  // The unrolled kernels at the model's head sizes: decode (T <= DECODE_MAX_T) and tiled forward, D, dQ and
+  // dK/dV. One bias kind per head size keeps lavapipe's compile time (unrolled loops) within bounds; at
+  // hs = 64 that is over a minute (16 and 32: about 20 s together), so that size runs only with ATTN_HS64=1.
+  async function unrolledAtHeadSize(hs: number) {
+    attentionTuning.constantLoops = true;
+    attentionTuning.subgroups = false;
+    const rand = rng(1000 + hs);
+    const u = (n: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * 2);
+    for (const [T, extra] of [
+      [1, 6],
+      [3, 0],
+      [17, 2],
+      [33, 0],
+      [65, 1],
+    ]) {
+      const c: Case = { B0: 1, H: 2, T, S: T + extra, hs, bias: 'finite' };
+      const [nq, nk] = [sizeOfShape(qShape(c)), sizeOfShape(kShape(c))];
+      await compareKernels(c, { q: u(nq), k: u(nk), v: u(nk), dout: u(nq), bias: u(c.B0 * c.S) });
+    }
+  }
+  const UNROLLED_CASES = 'T in 1, 3, 17, 33, 65, B*H = 2';
+  for (const hs of [16, 32])
+    it(`the unrolled kernels match the CPU at hs = ${hs}, ${UNROLLED_CASES}`, () => unrolledAtHeadSize(hs));
+  const hs64 = process.env.ATTN_HS64 === '1';
+  if (!hs64)
+    console.warn(
+      'attention: the unrolled kernels at hs = 64 skipped (over a minute of compiling on lavapipe); set ATTN_HS64=1',
+    );
+  it.runIf(hs64)(
+    `the unrolled kernels match the CPU at hs = 64, ${UNROLLED_CASES} (ATTN_HS64=1)`,
+    () => unrolledAtHeadSize(64),
+    HS64_TIMEOUT_MS,
+  );
 
   // ---------------------------------------------------------------------------------------------------
   // Through the engine: E.scaledDotProductAttention and its backward on both devices.
