@@ -6,7 +6,9 @@
 import type { Backend, BinaryOp, FusedKernels, ReduceOp, UnaryOp, View } from '../engine/index.js';
 import { arrayFor, sizeOf, type DType, type Shape, type TypedArray } from '../engine/index.js';
 import { adamw } from './adamw.js';
-import * as attention from './attention.js';
+import * as attention from './attention/index.js';
+import { DEFAULT_ATTENTION_OPTIONS, type AttentionOptions } from './attention/choose.js';
+import type { KernelContext } from './context.js';
 import * as elementwise from './elementwise.js';
 import * as gather from './gather.js';
 import { writeInto } from './inplace.js';
@@ -29,6 +31,8 @@ export interface WebGPUBackendOptions {
   poisonAllocations: boolean;
   /** Dispatches per submit. */
   batchSize: number;
+  /** Which attention kernels run (kernels/attention/choose.ts): by the adapter ('auto') or forced (tests). */
+  attention: AttentionOptions;
 }
 
 /** The 32-bit pattern poisoned outputs start with: a quiet NaN as float32, 2143289344 as int32. */
@@ -46,7 +50,7 @@ export interface AdapterSummary {
   limits: Record<string, number>;
 }
 
-export class WebGPUBackend implements Backend {
+export class WebGPUBackend implements Backend, KernelContext {
   readonly name = 'webgpu' as const;
   /** Fused kernels, one file each (engine/fused.ts composes any that is missing). */
   readonly fused: Partial<FusedKernels> = {
@@ -86,7 +90,13 @@ export class WebGPUBackend implements Backend {
     readonly adapter: AdapterSummary,
     options: Partial<WebGPUBackendOptions> = {},
   ) {
-    this.options = { debug: false, poisonAllocations: false, batchSize: 64, ...options };
+    this.options = {
+      debug: false,
+      poisonAllocations: false,
+      batchSize: 64,
+      attention: { ...DEFAULT_ATTENTION_OPTIONS },
+      ...options,
+    };
     this.features = new Set(device.features as unknown as Iterable<string>);
     this.pool = new BufferPool(device, this.stats);
     this.status = new DeviceStatus(device);
@@ -104,7 +114,7 @@ export class WebGPUBackend implements Backend {
     };
   }
 
-  /** Changes runtime options (debug, poisoning, batch size); takes effect from the next op. */
+  /** Changes runtime options (debug, poisoning, batch size, kernel choices); takes effect from the next op. */
   configure(options: Partial<WebGPUBackendOptions>): void {
     this.dispatcher.flush();
     Object.assign(this.options, options);

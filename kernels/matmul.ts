@@ -1,6 +1,6 @@
 // Matmul: a register-blocked batched kernel (broadcast batch dims, either operand transposed in place) for
 // every size, with a skinny layout and split-K for few rows, an f16-input variant and a subgroup variant.
-// Not the CPU reference (engine/cpu/matmul.ts) and not attention (attention.ts has its own fused kernels).
+// Not the CPU reference (engine/cpu/matmul.ts) and not attention (attention/ has its own fused kernels).
 //
 // The layout was chosen by measuring lavapipe (Mesa's Vulkan on the CPU), where a storage load inside a
 // loop costs about as much as 30 fused multiply-adds whatever its width (it is a loop over the subgroup's
@@ -39,6 +39,7 @@ import {
   wgslType,
   type Program,
 } from './program.js';
+import { canUseSubgroups } from './features.js';
 
 /** A kernel layout: what the planner picks, and what tests and tuning may force. */
 export interface MatmulConfig {
@@ -106,13 +107,6 @@ const SPLIT_MIN_K = 256;
 const MAX_SPLITS = 16;
 /** Batch ranks (after merging) up to this share a pipeline. */
 const BATCH_RANK = 3;
-
-/** Subgroup sharing needs the feature and subgroups of at least 8 lanes (lanes 0..7 hold A's chunk). */
-export function canUseSubgroups(backend: WebGPUBackend): boolean {
-  if (!backend.features.has('subgroups')) return false;
-  const info = (backend.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
-  return (info?.subgroupMinSize ?? 0) >= 8;
-}
 
 export function matmul(
   backend: WebGPUBackend,

@@ -5,7 +5,7 @@
 // CPU suite (cpu.ts) and not model-level timings.
 //
 // Both sides run through their public ops (E.* and tf.*), so whatever fused kernel our backend registers
-// (kernels/logsoftmax.ts, kernels/attention.ts, ...) is what gets timed; each row's note says which ran, and
+// (kernels/logsoftmax.ts, kernels/attention/, ...) is what gets timed; each row's note says which ran, and
 // the peer runs the composite a tfjs user would write. Every timed call ends by reading back one element of
 // its output (a 1-element slice), which waits for all the GPU work queued before it; the full outputs are
 // compared once before timing.

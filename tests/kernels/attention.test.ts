@@ -1,4 +1,4 @@
-// The flash-style attention kernels (kernels/attention.ts) against the CPU's fused attention: forward
+// The flash-style attention kernels (kernels/attention/) against the CPU's fused attention: forward
 // (tiled and decode), backward, keyBias, fully masked rows, gradients through E.scaledDotProductAttention,
 // and memory that stays O(T * hs) at T = 2048. Not the row kernels (fused.test.ts).
 
@@ -6,7 +6,8 @@ import { fc, test as fcTest } from '@fast-check/vitest';
 import { afterEach, expect, it } from 'vitest';
 import * as E from '../../engine/index.js';
 import type { TypedArray } from '../../engine/index.js';
-import { attentionTuning, DECODE_MAX_T, useSubgroupKernels } from '../../kernels/attention.js';
+import { DECODE_MAX_T } from '../../kernels/attention/index.js';
+import { attentionKernels, chooseAttentionKernels } from '../../kernels/attention/choose.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
 import { rng } from '../helpers/rng.js';
 import { both, describeWebGPU, expectClose, floats, sizeOfShape, take } from '../helpers/webgpu.js';
@@ -83,8 +84,7 @@ const describeCase = (c: Case) => `q ${JSON.stringify(qShape(c))} S ${c.S} bias 
 
 describeWebGPU('attention kernels', (env) => {
   afterEach(() => {
-    attentionTuning.constantLoops = 'auto';
-    attentionTuning.subgroups = 'auto';
+    env.gpu.configure({ attention: { constantLoops: 'auto', subgroups: 'auto' } });
   });
 
   /** Runs the forward and backward kernels on both backends (the backward from the CPU's out and lse). */
@@ -145,8 +145,8 @@ describeWebGPU('attention kernels', (env) => {
   fcTest.prop([caseArb], { numRuns: 12 })(
     'the workgroup-memory kernels (no subgroups) match the CPU too',
     async ({ c, ...data }) => {
-      attentionTuning.subgroups = false;
-      expect(useSubgroupKernels(env.gpu)).toBe(false);
+      env.gpu.configure({ attention: { ...env.gpu.options.attention, subgroups: false } });
+      expect(attentionKernels(env.gpu).subgroups).toBe(false);
       await compareKernels(c, data);
     },
   );
@@ -156,7 +156,7 @@ describeWebGPU('attention kernels', (env) => {
     const info = (gpu.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
     const expected =
       gpu.adapter.architecture === 'software' && gpu.features.has('subgroups') && (info?.subgroupMinSize ?? 0) >= 8;
-    expect(useSubgroupKernels(gpu)).toBe(expected);
+    expect(attentionKernels(gpu).subgroups).toBe(expected);
   });
 
   it(
@@ -184,8 +184,7 @@ describeWebGPU('attention kernels', (env) => {
   );
 
   it('the constant-bound (unrolled) variant, used on hardware adapters, matches the CPU too', async () => {
-    attentionTuning.constantLoops = true;
-    attentionTuning.subgroups = false;
+    env.gpu.configure({ attention: { constantLoops: true, subgroups: false } });
     const c: Case = { B0: 2, H: 0, T: 33, S: 40, hs: 4, bias: 'finite' };
     const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.61 + k) * 2);
     const [nq, nk] = [sizeOfShape(qShape(c)), sizeOfShape(kShape(c))];
@@ -204,10 +203,9 @@ describeWebGPU('attention kernels', (env) => {
 
   // The unrolled kernels at the model's head sizes: decode (T <= DECODE_MAX_T) and tiled forward, D, dQ and
   // dK/dV. One bias kind per head size keeps lavapipe's compile time (unrolled loops) within bounds; at
-  // hs = 64 that is over a minute (16 and 32: about 20 s together), so that size runs only with ATTN_HS64=1.
+  // hs = 64 that is over a minute (16 and 32: about 16 s together), hence its timeout.
   async function unrolledAtHeadSize(hs: number) {
-    attentionTuning.constantLoops = true;
-    attentionTuning.subgroups = false;
+    env.gpu.configure({ attention: { constantLoops: true, subgroups: false } });
     const rand = rng(1000 + hs);
     const u = (n: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * 2);
     for (const [T, extra] of [
@@ -223,18 +221,37 @@ describeWebGPU('attention kernels', (env) => {
     }
   }
   const UNROLLED_CASES = 'T in 1, 3, 17, 33, 65, B*H = 2';
-  for (const hs of [16, 32])
-    it(`the unrolled kernels match the CPU at hs = ${hs}, ${UNROLLED_CASES}`, () => unrolledAtHeadSize(hs));
-  const hs64 = process.env.ATTN_HS64 === '1';
-  if (!hs64)
-    console.warn(
-      'attention: the unrolled kernels at hs = 64 skipped (over a minute of compiling on lavapipe); set ATTN_HS64=1',
+  for (const hs of [16, 32, 64])
+    it(
+      `the unrolled kernels match the CPU at hs = ${hs}, ${UNROLLED_CASES}`,
+      () => unrolledAtHeadSize(hs),
+      hs === 64 ? HS64_TIMEOUT_MS : undefined,
     );
-  it.runIf(hs64)(
-    `the unrolled kernels match the CPU at hs = 64, ${UNROLLED_CASES} (ATTN_HS64=1)`,
-    () => unrolledAtHeadSize(64),
-    HS64_TIMEOUT_MS,
-  );
+
+  it('chooses the kernel families by the adapter unless the options force them', () => {
+    const auto = { constantLoops: 'auto', subgroups: 'auto' } as const;
+    expect(chooseAttentionKernels({ architecture: 'software' }, true, auto)).toEqual({
+      constantLoops: false,
+      subgroups: true,
+    });
+    expect(chooseAttentionKernels({ architecture: 'software' }, false, auto)).toEqual({
+      constantLoops: false,
+      subgroups: false,
+    });
+    expect(chooseAttentionKernels({ architecture: 'ampere' }, true, auto)).toEqual({
+      constantLoops: true,
+      subgroups: false,
+    });
+    expect(chooseAttentionKernels({ architecture: 'ampere' }, true, { constantLoops: false, subgroups: true })).toEqual(
+      {
+        constantLoops: false,
+        subgroups: true,
+      },
+    );
+    expect(() => chooseAttentionKernels({ architecture: 'ampere' }, false, { ...auto, subgroups: true })).toThrow(
+      /^attention: the subgroup kernels need the adapter feature 'subgroups'/,
+    );
+  });
 
   // ---------------------------------------------------------------------------------------------------
   // Through the engine: E.scaledDotProductAttention and its backward on both devices.

@@ -7,7 +7,6 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import * as E from '../../engine/index.js';
-import { attentionTuning } from '../../kernels/attention.js';
 import { loadCheckpoint, saveCheckpoint } from '../../model/checkpoint.js';
 import { GPT } from '../../model/gpt.js';
 import { defaultTokenizer } from '../../model/tokenizer.js';
@@ -129,7 +128,7 @@ describeWebGPU('bad input on WebGPU', (ctx) => {
     // workgroup-memory one; a NaN and a +Infinity in the query both make the row NaN, as on the CPU.
     const cases = [1, 6].flatMap((T) => [NaN, Infinity].flatMap((bad) => [true, false].map((sg) => ({ T, bad, sg }))));
     for (const { T, bad, sg } of cases) {
-      attentionTuning.subgroups = sg ? 'auto' : false;
+      ctx.gpu.configure({ attention: { ...ctx.gpu.options.attention, subgroups: sg ? 'auto' : false } });
       const gen = new E.Generator(T);
       const data = Float32Array.from(E.randn([1, 2, T, 16], { generator: gen }).dataSync());
       data[16 * (T - 1)] = bad;
@@ -142,7 +141,7 @@ describeWebGPU('bad input on WebGPU', (ctx) => {
       for (let i = 0; i < T - 1; i++) expect(row(0, i).every(Number.isFinite)).toBe(true);
       for (let i = 0; i < T; i++) expect(row(1, i).every(Number.isFinite)).toBe(true);
     }
-    attentionTuning.subgroups = 'auto';
+    ctx.gpu.configure({ attention: { ...ctx.gpu.options.attention, subgroups: 'auto' } });
     const x = g([1e30, 1e30, 1e30, 1e30, -1e30, -1e30, 5, 5], [2, 4]);
     expect(Array.from(await E.softmax(x).data())).toEqual([0.25, 0.25, 0.25, 0.25, 0, 0, 0.5, 0.5]);
   });

@@ -7,7 +7,7 @@ import { fc, test } from '@fast-check/vitest';
 import { afterEach, expect } from 'vitest';
 import * as E from '../../engine/index.js';
 import type { DType, TypedArray } from '../../engine/index.js';
-import { attentionTuning, DECODE_MAX_T } from '../../kernels/attention.js';
+import { DECODE_MAX_T } from '../../kernels/attention/index.js';
 import { POISON_BITS } from '../../kernels/index.js';
 import { GPT, type GPTConfig } from '../../model/gpt.js';
 import { BatchDecoder } from '../../model/sample.js';
@@ -70,8 +70,7 @@ describeWebGPU('writeInto kernel', (env) => {
 
 describeWebGPU('attention kernels over the first kvLen rows of a cache', (env) => {
   afterEach(() => {
-    attentionTuning.subgroups = 'auto';
-    attentionTuning.constantLoops = 'auto';
+    env.gpu.configure({ attention: { subgroups: 'auto', constantLoops: 'auto' } });
   });
 
   /** T query rows on S = T + past keys, in buffers of cap = S + spare rows whose unused rows are NaN. */
@@ -119,8 +118,7 @@ describeWebGPU('attention kernels over the first kvLen rows of a cache', (env) =
     test.prop([caseArb([...t.headSizes])], { numRuns: t.runs })(
       `forward (decode and tiled${t.label}) matches the CPU on the used rows alone`,
       async ({ c, q, k, v, bias }) => {
-        attentionTuning.subgroups = t.subgroups;
-        attentionTuning.constantLoops = t.constantLoops;
+        env.gpu.configure({ attention: { subgroups: t.subgroups, constantLoops: t.constantLoops } });
         const { gpu, cpu } = env;
         const BH = c.B0 * c.H;
         const qs = [c.B0, c.H, c.T, c.hs];

@@ -9,14 +9,8 @@ import { fc, test as fcTest } from '@fast-check/vitest';
 import { expect, it } from 'vitest';
 import type { CpuBackend, DType, TypedArray, View } from '../../engine/index.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
-import {
-  canUseSubgroups,
-  matmul,
-  packF16,
-  planMatmul,
-  type MatmulConfig,
-  type MatmulOptions,
-} from '../../kernels/matmul.js';
+import { canUseSubgroups } from '../../kernels/features.js';
+import { matmul, packF16, planMatmul, type MatmulConfig, type MatmulOptions } from '../../kernels/matmul.js';
 import { both, describeWebGPU, expectClose, expectSame, floats, ints, sizeOfShape, take } from '../helpers/webgpu.js';
 
 const RTOL = 1e-4;
