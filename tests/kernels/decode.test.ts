@@ -105,6 +105,9 @@ describeWebGPU('fused decoder kernels: q, k, v heads with RoPE', (env) => {
         `qkvHeads B ${B} T ${T} nh ${nh} hs ${hs}`,
       );
     },
+    // 30 runs, each compiling its shape class on a cold cache: about a minute when CI runs the hs = 64
+    // attention kernels beside it on 2 cores.
+    180_000,
   );
 
   it('ropeHeads writes every element (poisoned outputs), and rotates by the formula', async () => {
