@@ -13,7 +13,7 @@ import * as elementwise from './elementwise.js';
 import * as gather from './gather.js';
 import { writeInto } from './inplace.js';
 import * as logsoftmax from './logsoftmax.js';
-import { matmul } from './matmul.js';
+import { MATMUL_KERNELS, matmulAny, type MatmulKernel } from './matmul-family.js';
 import * as movement from './movement.js';
 import * as norms from './norms.js';
 import { BufferPool, sizeClass, type GpuHandle, type MemoryReport } from './pool.js';
@@ -33,6 +33,8 @@ export interface WebGPUBackendOptions {
   batchSize: number;
   /** Which attention kernels run (kernels/attention/choose.ts): by the adapter ('auto') or forced (tests). */
   attention: AttentionOptions;
+  /** The matmul kernel family: 'auto' (chooseMatmulKernel in matmul-family.ts) or one forced (tests). */
+  matmulKernel: MatmulKernel;
 }
 
 /** The 32-bit pattern poisoned outputs start with: a quiet NaN as float32, 2143289344 as int32. */
@@ -95,8 +97,10 @@ export class WebGPUBackend implements Backend, KernelContext {
       poisonAllocations: false,
       batchSize: 64,
       attention: { ...DEFAULT_ATTENTION_OPTIONS },
+      matmulKernel: 'auto',
       ...options,
     };
+    checkMatmulKernel(this.options.matmulKernel);
     this.features = new Set(device.features as unknown as Iterable<string>);
     this.pool = new BufferPool(device, this.stats);
     this.status = new DeviceStatus(device);
@@ -117,6 +121,7 @@ export class WebGPUBackend implements Backend, KernelContext {
   /** Changes runtime options (debug, poisoning, batch size, kernel choices); takes effect from the next op. */
   configure(options: Partial<WebGPUBackendOptions>): void {
     this.dispatcher.flush();
+    if (options.matmulKernel !== undefined) checkMatmulKernel(options.matmulKernel);
     Object.assign(this.options, options);
   }
 
@@ -298,6 +303,11 @@ export class WebGPUBackend implements Backend, KernelContext {
     return gather.scatterAdd(this, src, index, axis, mode, outShape);
   }
   matmul(a: View, b: View, transA: boolean, transB: boolean, outShape: Shape): unknown {
-    return matmul(this, a, b, transA, transB, outShape);
+    return matmulAny(this, a, b, transA, transB, outShape);
   }
+}
+
+function checkMatmulKernel(k: string): void {
+  if (!(MATMUL_KERNELS as readonly string[]).includes(k))
+    throw new Error(`webgpu: option matmulKernel is '${k}'; expected one of ${MATMUL_KERNELS.join(', ')}`);
 }

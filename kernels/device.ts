@@ -24,7 +24,13 @@ export interface InitWebGPUOptions extends Partial<WebGPUBackendOptions> {
 }
 
 /** Features the kernels can use when the adapter has them. */
-const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
+const WANTED_FEATURES = [
+  'shader-f16',
+  'subgroups',
+  'timestamp-query',
+  // Exposed by Dawn only with the toggles allow_unsafe_apis (and use_vulkan_memory_model on Vulkan).
+  'chromium-experimental-subgroup-matrix',
+] as const;
 /** Limits the kernels want as high as the adapter allows (WebGPU's defaults are small: 128 MiB bindings). */
 const WANTED_LIMITS = [
   'maxStorageBufferBindingSize',
@@ -122,7 +128,7 @@ async function createBackend(opts: InitWebGPUOptions): Promise<{ backend: WebGPU
     gpu = null;
     throw new Error(`webgpu: no WebGPU adapter found (Dawn backend '${backendName ?? 'default'}'); ${NO_ADAPTER_HINT}`);
   }
-  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f));
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const requiredLimits: Record<string, number> = {};
   for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'igpo-ts' });

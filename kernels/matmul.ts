@@ -24,11 +24,11 @@
 // Sizes, batch strides and the split go in the uniform block.
 
 import type { View } from '../engine/index.js';
-import { broadcastStrides, sizeOf, type Shape } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import { sizeOf, type Shape } from '../engine/index.js';
+import type { KernelContext } from './context.js';
+import { matmulBatch } from './matmul-batch.js';
 import type { GpuHandle } from './pool.js';
 import {
-  coalesce,
   declareBindings,
   FLAT_BUILTINS,
   flatId,
@@ -68,7 +68,7 @@ export interface MatmulOptions {
 
 /** The layout the planner picks for a shape on this backend (exported for tests and the benchmark). */
 export function planMatmul(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   M: number,
   N: number,
   K: number,
@@ -105,11 +105,9 @@ const MIN_GROUPS = 16;
 /** Each split gets at least this much of K. */
 const SPLIT_MIN_K = 256;
 const MAX_SPLITS = 16;
-/** Batch ranks (after merging) up to this share a pipeline. */
-const BATCH_RANK = 3;
 
 export function matmul(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   a: View,
   b: View,
   transA: boolean,
@@ -143,15 +141,7 @@ export function matmul(
   const kPer = splits > 1 ? 4 * Math.ceil(K / 4 / splits) : Math.max(K, 1);
   const nSplits = splits > 1 ? Math.ceil(K / kPer) : 1;
 
-  // Batch offsets in elements: a broadcast batch dimension has stride 0.
-  const aBatch = broadcastStrides(a.shape.slice(0, -2), batch).map((s) => s * M * K);
-  const bBatch = broadcastStrides(b.shape.slice(0, -2), batch).map((s) => s * K * N);
-  const walk = batch.length > 0 ? coalesce(batch, [aBatch, bBatch]) : { shape: [1], strides: [[0], [0]] };
-  // Pad the batch walk to BATCH_RANK leading 1s, so that one pipeline serves every batch rank up to it.
-  const br = Math.max(BATCH_RANK, walk.shape.length);
-  const pad = br - walk.shape.length;
-  const bshape = [...new Array<number>(pad).fill(1), ...walk.shape];
-  const [abatch, bbatch] = walk.strides.map((s) => [...new Array<number>(pad).fill(0), ...s]);
+  const { br, bshape, abatch, bbatch } = matmulBatch(a, b, batch, M, N, K);
 
   const cls: ShapeClass = {
     t,
@@ -435,7 +425,7 @@ const sumUniforms = new Uniforms([
 ]);
 
 function sumSplits(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   partial: GpuHandle,
   out: GpuHandle,
   n: number,
