@@ -159,6 +159,20 @@ export class WebGPUBackend implements Backend, KernelContext {
     this.dispatcher.flush();
   }
 
+  /**
+   * GPU time of what `f` queues (compute passes, from timestamp queries; program.ts's Dispatcher says what
+   * counts), in milliseconds, beside f's result; null where the device lacks 'timestamp-query'. Work queued
+   * before the call is submitted first and not counted.
+   */
+  async gpuTime<T>(f: () => Promise<T>): Promise<{ result: T; gpuMs: number | null }> {
+    if (!this.dispatcher.startTiming()) return { result: await f(), gpuMs: null };
+    const result = await f().catch(async (e: unknown) => {
+      await this.dispatcher.stopTiming();
+      throw e;
+    });
+    return { result, gpuMs: await this.dispatcher.stopTiming() };
+  }
+
   memory(): MemoryReport {
     return this.pool.report();
   }

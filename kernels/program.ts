@@ -242,6 +242,8 @@ const ARENA_SLOTS = 512;
 const SLOT_BYTES = 256;
 /** Bind groups kept for reuse; a full cache starts over (a training step touches a few thousand). */
 const BIND_GROUP_CACHE = 8192;
+/** Compute passes a batch times (two timestamps each) before it is submitted. */
+const TIMED_PASSES = 128;
 
 /**
  * What the backend has done so far, for tests and profiles: on lavapipe each dispatch, bind group and
@@ -299,6 +301,10 @@ export class Dispatcher {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 0;
+  /** GPU timing (startTiming): the pass time summed so far and the reads of batches still in flight. */
+  private timing: { ns: number; reads: Promise<void>[] } | null = null;
+  /** The open batch's timestamp queries, while timing. */
+  private batchQueries: { set: GPUQuerySet; passes: number } | null = null;
 
   constructor(
     readonly device: GPUDevice,
@@ -407,6 +413,28 @@ export class Dispatcher {
     this.batchNames.push('copy');
   }
 
+  /**
+   * Starts summing the GPU time of compute passes from timestamp queries written at each pass's start and
+   * end (idle time between passes, and buffer copies, are not counted). False, and nothing starts, where the
+   * device lacks 'timestamp-query'.
+   */
+  startTiming(): boolean {
+    if (!this.device.features.has('timestamp-query')) return false;
+    this.flush();
+    this.timing = { ns: 0, reads: [] };
+    return true;
+  }
+
+  /** Ends timing (submitting what is queued) and resolves to the GPU milliseconds since startTiming. */
+  async stopTiming(): Promise<number> {
+    if (!this.timing) throw new Error('webgpu: stopTiming without startTiming (or no timestamp-query)');
+    this.flush();
+    const timing = this.timing;
+    this.timing = null;
+    await Promise.all(timing.reads);
+    return timing.ns / 1e6;
+  }
+
   /** True when commands are encoded and not yet submitted. */
   get hasPending(): boolean {
     return this.encoder !== null;
@@ -417,8 +445,10 @@ export class Dispatcher {
     if (!this.encoder) return;
     this.endPass();
     const queue = this.device.queue;
+    const readTimes = this.resolveQueries(this.encoder);
     if (this.slots > 0) queue.writeBuffer(this.arena, 0, this.arenaCpu, 0, (this.slots * SLOT_BYTES) / 4);
     queue.submit([this.encoder.finish()]);
+    readTimes?.();
     this.stats.submits++;
     this.encoder = null;
     this.slots = 0;
@@ -435,15 +465,62 @@ export class Dispatcher {
     if (!this.encoder) {
       this.pushScopes();
       this.encoder = this.device.createCommandEncoder();
+      if (this.timing)
+        this.batchQueries = {
+          set: this.device.createQuerySet({ type: 'timestamp', count: 2 * TIMED_PASSES }),
+          passes: 0,
+        };
       if (!this.options.debug) queueMicrotask(() => this.flush());
     }
     return this.encoder;
   }
 
   private openPass(): GPUComputePassEncoder {
+    if (!this.pass && this.batchQueries?.passes === TIMED_PASSES) this.flush();
     const encoder = this.openEncoder();
-    this.pass ??= encoder.beginComputePass();
+    if (!this.pass) {
+      const q = this.batchQueries;
+      this.pass = q
+        ? encoder.beginComputePass({
+            timestampWrites: {
+              querySet: q.set,
+              beginningOfPassWriteIndex: 2 * q.passes,
+              endOfPassWriteIndex: 2 * q.passes++ + 1,
+            },
+          })
+        : encoder.beginComputePass();
+    }
     return this.pass;
+  }
+
+  /**
+   * Encodes the copy of the batch's timestamps to a mappable buffer; the function it returns, called after
+   * the submit, maps that buffer and adds the batch's pass time to the running sum.
+   */
+  private resolveQueries(encoder: GPUCommandEncoder): (() => void) | null {
+    const q = this.batchQueries;
+    this.batchQueries = null;
+    const timing = this.timing;
+    if (!q || !timing || q.passes === 0) {
+      q?.set.destroy();
+      return null;
+    }
+    const bytes = 16 * q.passes;
+    const resolved = this.device.createBuffer({ size: bytes, usage: 0x200 /* QUERY_RESOLVE */ | 0x04 /* COPY_SRC */ });
+    const readable = this.device.createBuffer({ size: bytes, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */ });
+    encoder.resolveQuerySet(q.set, 0, 2 * q.passes, resolved, 0);
+    encoder.copyBufferToBuffer(resolved, 0, readable, 0, bytes);
+    return () => {
+      const read = readable.mapAsync(0x01 /* READ */).then(() => {
+        const t = new BigUint64Array(readable.getMappedRange());
+        // Timestamps may be quantised, or (on some drivers) out of order: a negative span counts as 0.
+        for (let i = 0; i < t.length; i += 2) timing.ns += Math.max(0, Number(t[i + 1] - t[i]));
+        readable.unmap();
+        for (const b of [readable, resolved]) b.destroy();
+        q.set.destroy();
+      });
+      timing.reads.push(read);
+    };
   }
 
   private endPass(): void {

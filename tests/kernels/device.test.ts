@@ -3,7 +3,7 @@
 
 import { afterEach, expect, it, vi } from 'vitest';
 import * as E from '../../engine/index.js';
-import { initWebGPU, selectDevice } from '../../kernels/index.js';
+import { initWebGPU, selectDevice, type WebGPUBackend } from '../../kernels/index.js';
 import { describeWebGPU } from '../helpers/webgpu.js';
 
 afterEach(() => {
@@ -42,5 +42,39 @@ describeWebGPU('with an adapter', () => {
     const y = E.exp(t);
     expect([...(await y.data())].map((v) => v.toFixed(4))).toEqual(['2.7183', '7.3891', '20.0855']);
     E.dispose([t, y]);
+  });
+});
+
+describeWebGPU('GPU time from timestamp queries', () => {
+  it('gpuTime counts the passes f queues (null without timestamp-query), and more work takes longer', async () => {
+    await initWebGPU();
+    const backend = E.getBackend('webgpu') as WebGPUBackend;
+    const a = E.tensor(new Float32Array(256 * 256).fill(0.5), [256, 256], { device: 'webgpu' });
+    const work = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const y = E.matmul(a, a);
+        // A read inside f: the batch is submitted, and the next matmul opens a new batch and pass.
+        if (i === 0) expect((await y.data())[0]).toBeCloseTo(64, 3);
+        y.dispose();
+      }
+      return n;
+    };
+    await work(1); // compiles the pipeline outside the timed calls
+    const one = await backend.gpuTime(() => work(1));
+    const many = await backend.gpuTime(() => work(16));
+    expect(many.result).toBe(16);
+    if (!backend.features.has('timestamp-query')) {
+      expect([one.gpuMs, many.gpuMs]).toEqual([null, null]);
+      return;
+    }
+    expect(one.gpuMs).toBeGreaterThan(0);
+    expect(many.gpuMs!).toBeGreaterThan(2 * one.gpuMs!);
+    // Timing stops after f: later work is not counted, and an error in f stops it too.
+    await expect(
+      backend.gpuTime(async () => {
+        throw new Error('in f');
+      }),
+    ).rejects.toThrow('in f');
+    a.dispose();
   });
 });
