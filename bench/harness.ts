@@ -43,6 +43,10 @@ export interface Row {
   note?: string;
   /** Places the row in series of growing sizes (one row may sit in two); the report's "How cost grows" reads them. */
   growth?: Growth[];
+  /** Calls each timed sample queues before its one readback (medians are per call), where more than one. */
+  calls?: { ours: number; peer: number | null };
+  /** Median GPU time of one call from timestamp queries (compute passes only), where the adapter has them. */
+  gpuMs?: { ours: number | null; peer: number | null };
 }
 
 /** One point of a scaling series: rows of a series are listed in order of growing size. */
@@ -55,6 +59,11 @@ export interface Growth {
 export interface SuiteOptions {
   /** Fewer and shorter samples: a smoke run that finishes fast, not a measurement to quote. */
   quick: boolean;
+  /**
+   * 'default': sizes a laptop or lavapipe finishes in minutes. 'gpu': the kernels suite adds sizes a
+   * data-centre GPU needs before kernel time outweighs launch and readback latency (bench/README.md).
+   */
+  sizes: 'default' | 'gpu';
   /** Progress, one line at a time (stderr, so stdout stays the report). */
   log: (line: string) => void;
   /** A line for the suite's notes in the report (adapter used, cases skipped and why). */
@@ -86,6 +95,8 @@ export interface Case {
   note?: string;
   growth?: Growth[];
   budget?: Budget;
+  /** Calls `ours` makes per sample (it reads back once, after the last): its median is divided by this. */
+  calls?: number;
 }
 
 /** A peer's side of a case. */
@@ -97,6 +108,8 @@ export interface PeerJob {
    * samples): tf.setBackend, where peers on several tfjs backends share tfjs-core's one engine.
    */
   select?: () => unknown;
+  /** Calls `fn` makes per sample, as Case.calls. */
+  calls?: number;
 }
 
 /**
@@ -175,8 +188,20 @@ export async function comparePeers(
     jobs[`peer${i}`] = { fn: p.fn, async: peerFirst instanceof Promise, ...(p.select ? { beforeAll: p.select } : {}) };
   }
   const t = await timeJobs(c.case, jobs, opts, c.budget);
-  if (peers.length === 0) return [makeRow(c, t.ours, null)];
-  return peers.map((p, i) => makeRow(c, t.ours, { name: p.name, ...t[`peer${i}`] }));
+  const ours = perCall(t.ours, c.calls);
+  const withCalls = (row: Row, peerCalls: number | null) => {
+    if ((c.calls ?? 1) > 1 || (peerCalls ?? 1) > 1) row.calls = { ours: c.calls ?? 1, peer: peerCalls };
+    return row;
+  };
+  if (peers.length === 0) return [withCalls(makeRow(c, ours, null), null)];
+  return peers.map((p, i) =>
+    withCalls(makeRow(c, ours, { name: p.name, ...perCall(t[`peer${i}`], p.calls) }), p.calls ?? 1),
+  );
+}
+
+/** A sample's figures for one of the `calls` calls it made (the spread, a ratio, stays). */
+function perCall(m: Measured, calls = 1): Measured {
+  return { ...m, medianMs: m.medianMs / calls };
 }
 
 /** Median, sample count and spread of a task, before any unit is applied. */

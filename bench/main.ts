@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
-import { Argument, Command } from 'commander';
+import { Argument, Command, Option } from 'commander';
 import { hasBackend } from '../engine/index.js';
 import { suites } from './registry.js';
 import { loadavg, markdown, reportMeta, type Report } from './report.js';
@@ -15,11 +15,13 @@ interface Options {
   md?: string;
   gpuJson: string;
   quick: boolean;
+  sizes: 'default' | 'gpu';
 }
 
-/** bench-results/bench.md for all suites, bench-results/SUITE.md for one; -quick for a smoke run. */
-function defaultPath(suite: string | undefined, quick: boolean, ext: 'md' | 'json'): string {
-  return `bench-results/${suite ?? 'bench'}${quick ? '-quick' : ''}.${ext}`;
+/** bench-results/bench.md for all suites, bench-results/SUITE.md for one; -gpu-sizes, -quick added. */
+function defaultPath(suite: string | undefined, opts: Options, ext: 'md' | 'json'): string {
+  const tags = `${opts.sizes === 'gpu' ? '-gpu-sizes' : ''}${opts.quick ? '-quick' : ''}`;
+  return `bench-results/${suite ?? 'bench'}${tags}.${ext}`;
 }
 
 async function main(suite: string | undefined, opts: Options): Promise<void> {
@@ -30,17 +32,17 @@ async function main(suite: string | undefined, opts: Options): Promise<void> {
   for (const name of names) {
     const mod = await suites[name]();
     if (mod.name !== name) throw new Error(`bench/registry.ts lists '${name}' but its module is named '${mod.name}'`);
-    log(`suite ${name}${opts.quick ? ' (quick)' : ''}`);
+    log(`suite ${name}${opts.quick ? ' (quick)' : ''}${opts.sizes === 'gpu' ? ' (GPU sizes)' : ''}`);
     const t0 = performance.now();
     const load0 = loadavg();
     const notes: string[] = [];
-    const rows = await mod.run({ quick: opts.quick, log, note: (line) => notes.push(line) });
+    const rows = await mod.run({ quick: opts.quick, sizes: opts.sizes, log, note: (line) => notes.push(line) });
     const seconds = (performance.now() - t0) / 1000;
     log(`suite ${name}: ${rows.length} cases in ${seconds.toFixed(1)} s`);
     report.suites.push({ name, rows, notes, seconds, load: [load0, loadavg()] });
   }
-  const mdPath = opts.md ?? defaultPath(suite, opts.quick, 'md');
-  const jsonPath = opts.json ?? defaultPath(suite, opts.quick, 'json');
+  const mdPath = opts.md ?? defaultPath(suite, opts, 'md');
+  const jsonPath = opts.json ?? defaultPath(suite, opts, 'json');
   // The GPU machine's own run writes that file: it does not include its previous self.
   if (resolve(opts.gpuJson) !== resolve(jsonPath) && existsSync(opts.gpuJson)) {
     report.gpuRun = JSON.parse(readFileSync(opts.gpuJson, 'utf8')) as Report;
@@ -74,6 +76,15 @@ const program = new Command()
     '--gpu-json <file>',
     'the JSON of a run on an NVIDIA GPU, shown in its own section when the file exists',
     'bench-results/gpu/bench.json',
+  )
+  .addOption(
+    new Option(
+      '--sizes <set>',
+      "'gpu' adds the kernels suite's GPU sizes (matmul 4096^3 and 8192^3, 256 MiB streams, attention at B*H = 32, " +
+        'T = 2048)',
+    )
+      .choices(['default', 'gpu'])
+      .default('default'),
   )
   .option('--quick', 'few, short samples: a smoke run that finishes fast, not numbers to quote', false)
   .action(main);

@@ -82,7 +82,7 @@ function suiteTable(s: SuiteResult, heading: string): string[] {
       '',
     );
   }
-  const notes = s.rows.some((r) => r.note);
+  const notes = s.rows.some((r) => r.note || r.calls || r.gpuMs);
   lines.push(
     `| case | shape | ours ms | peer | peer ms | peer/ours | ours rate | peer rate | n ours / peer | ± ours / peer ` +
       `|${notes ? ' napkin math, notes |' : ''}`,
@@ -98,11 +98,24 @@ function suiteTable(s: SuiteResult, heading: string): string[] {
         `${p ? num(p.medianMs) : dash} | ${row.ratio === null ? dash : `${num(row.ratio)}x`} | ` +
         `${oursRate} | ${peerRate} | ${row.ours.samples} / ${p?.samples ?? dash} | ` +
         `${row.ours.spreadPct.toFixed(1)}% / ${p ? `${p.spreadPct.toFixed(1)}%` : dash} ` +
-        `|${notes ? ` ${cell(row.note ?? '')} |` : ''}`,
+        `|${notes ? ` ${cell(rowNotes(row))} |` : ''}`,
     );
   }
   if (s.notes?.length) lines.push('', ...s.notes.map((n) => `- ${n}`));
   return lines;
+}
+
+/** A row's note, after its GPU times and its calls per readback where it has them. */
+function rowNotes(row: Row): string {
+  const parts: string[] = [];
+  const g = row.gpuMs;
+  if (g && (g.ours !== null || g.peer !== null)) {
+    const ms = (x: number | null) => (x === null ? dash : num(x));
+    parts.push(`GPU ms per call (timestamp queries) ours ${ms(g.ours)} / peer ${ms(g.peer)}`);
+  }
+  if (row.calls) parts.push(`calls per readback ours ${row.calls.ours} / peer ${row.calls.peer ?? dash}`);
+  if (row.note) parts.push(row.note);
+  return parts.join('; ');
 }
 
 /**

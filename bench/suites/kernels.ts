@@ -14,7 +14,10 @@ import type { Tensor as TfTensor } from '@tensorflow/tfjs-core';
 import * as E from '../../engine/index.js';
 import type { WebGPUBackend } from '../../kernels/index.js';
 import { planMatmul } from '../../kernels/matmul.js';
-import { checkAgree, compare, type Budget, type Case, type Row, type SuiteOptions } from '../harness.js';
+import { chooseMatmulKernel } from '../../kernels/matmul-family.js';
+import { canUseSubgroupMatrix } from '../../kernels/matmul-sgmatrix.js';
+import { canUseTiled } from '../../kernels/matmul-tiled.js';
+import { checkAgree, compare, measuredOf, type Budget, type Case, type Row, type SuiteOptions } from '../harness.js';
 import { syntheticFloats } from '../napkin.js';
 import { tfjsWebGPU } from '../peers/tfjs-webgpu.js';
 import { webgpuForBench } from '../webgpu.js';
@@ -22,6 +25,24 @@ import { webgpuForBench } from '../webgpu.js';
 export const name = 'kernels';
 
 const dims = (s: readonly number[]) => `[${s.join(',')}]`;
+/** A sample queues calls until it lasts about this long (at most MAX_CALLS), then reads back once. */
+const SAMPLE_MS = 50;
+const MAX_CALLS = 64;
+/** Timed calls behind each row's GPU-time median (1 where a call takes over a second). */
+const GPU_SAMPLES = 3;
+
+/** Which matmul kernel runs a shape on this backend, and its layout, for the row's note. */
+function matmulNote(backend: WebGPUBackend, M: number, N: number, K: number): string {
+  const forced = backend.options.matmulKernel;
+  const family = forced === 'auto' ? chooseMatmulKernel(backend, M, N, K, 1) : forced;
+  if (family !== 'blocked')
+    return `ours: ${family} (kernels/matmul-${family === 'subgroup-matrix' ? 'sgmatrix' : 'tiled'}.ts)`;
+  const plan = planMatmul(backend, M, N, K, 1);
+  return (
+    `ours: blocked ${plan.kind}${plan.subgroups ? ' + subgroups' : ''}, ${plan.tm} rows x ${4 * plan.nv} ` +
+    `columns per thread, ${plan.wg} threads${plan.splitK > 1 ? `, split-K ${plan.splitK}` : ''}`
+  );
+}
 
 export async function run(opts: SuiteOptions): Promise<Row[]> {
   const gpu = await webgpuForBench();
@@ -61,25 +82,34 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   const first = (t: { shape: readonly number[] }) => t.shape.map(() => 0);
   const one = (t: { shape: readonly number[] }) => t.shape.map(() => 1);
 
-  /** Our job: run f, keep one element of its output, and read that back (waits for everything queued). */
-  const oursJob = (f: () => E.Tensor) => async () => {
-    const s = E.tidy(() => {
-      const y = f();
-      return E.slice(y, first(y), one(y));
-    });
+  /** One call of ours (inside a tidy), read back: one element of its output, which waits for all queued work. */
+  const readOurs = async (y: E.Tensor) => {
+    const s = E.tidy(() => E.slice(y, first(y), one(y)));
+    if (s !== y) y.dispose(); // a slice of all of y may be y itself
     const v = await s.data();
     s.dispose();
     return v;
   };
-  const peerJob = (f: () => TfTensor) => async () => {
-    const s = tf.tidy(() => {
-      const y = f();
-      return tf.slice(y, first(y), one(y));
-    });
+  const readPeer = async (y: TfTensor) => {
+    const s = tf.tidy(() => tf.slice(y, first(y), one(y)));
+    if (s !== y) y.dispose();
     const v = await s.data();
     s.dispose();
     return v;
   };
+  /** A timed job: `calls` calls queued, each output freed as soon as it is queued, and one readback. */
+  const oursJob =
+    (f: () => E.Tensor, calls = 1) =>
+    async () => {
+      for (let i = 1; i < calls; i++) E.tidy(f).dispose();
+      return readOurs(E.tidy(f));
+    };
+  const peerJob =
+    (f: () => TfTensor, calls = 1) =>
+    async () => {
+      for (let i = 1; i < calls; i++) tf.tidy(f).dispose();
+      return readPeer(tf.tidy(f));
+    };
   /** Full outputs of both sides, compared once before timing. */
   const agree = async (label: string, o: () => E.Tensor | E.Tensor[], p: () => TfTensor | TfTensor[], tol = 1e-4) => {
     const os = ([] as E.Tensor[]).concat(E.tidy(o));
@@ -94,17 +124,77 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
     E.dispose(os);
     tf.dispose(ps);
   };
-  const timed = async (c: Omit<Case, 'ours' | 'peer' | 'tol'>, o: () => E.Tensor, p: () => TfTensor, budget?: Budget) =>
-    rows.push(await compare({ ...c, ours: oursJob(o), peer: { name: peer, fn: peerJob(p) }, tol: null, budget }, opts));
+  /**
+   * Calls per sample for a job: enough that a sample lasts SAMPLE_MS, so that on a fast GPU a sample times
+   * kernels rather than one readback's latency; 1 where one call already takes that long (lavapipe).
+   */
+  const callsFor = async (job: () => Promise<unknown>) => {
+    let ms = Infinity;
+    for (let i = 0; i < 2 && ms >= 0; i++) {
+      const t0 = performance.now();
+      await job();
+      ms = Math.min(ms, performance.now() - t0);
+      if (ms >= SAMPLE_MS) break;
+    }
+    return Math.max(1, Math.min(MAX_CALLS, Math.ceil(SAMPLE_MS / Math.max(ms, 1e-3))));
+  };
+  /** Median GPU time of one call on each side, from timestamp queries; null where a side has none. */
+  const gpuTimes = async (o: () => E.Tensor, oc: number, p: (() => TfTensor) | null, pc: number, slow: boolean) => {
+    const samples = slow || opts.quick ? 1 : GPU_SAMPLES;
+    const ourMs: number[] = [];
+    const peerMs: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      const { gpuMs } = await backend.gpuTime(oursJob(o, oc));
+      if (gpuMs !== null) ourMs.push(gpuMs / oc);
+      if (p) {
+        // tfjs-backend-webgpu times each program in its own pass while tf.time runs (timestamp queries).
+        const t = await tf.time(() => {
+          for (let j = 0; j < pc; j++) tf.tidy(p).dispose();
+        });
+        if (typeof t.kernelMs === 'number' && t.kernelMs > 0) peerMs.push(t.kernelMs / pc);
+      }
+    }
+    const med = (xs: number[]) => (xs.length ? measuredOf(xs).medianMs : null);
+    return { ours: med(ourMs), peer: med(peerMs) };
+  };
+  /**
+   * A timed row: ours against the peer (none where `p` is null) in one tinybench run, several calls per
+   * readback where a call is short, and the GPU time per call beside the wall time.
+   */
+  const timed = async (
+    c: Omit<Case, 'ours' | 'peer' | 'tol' | 'calls' | 'budget'>,
+    o: () => E.Tensor,
+    p: (() => TfTensor) | null,
+    budget?: Budget,
+  ) => {
+    const oc = await callsFor(oursJob(o));
+    const pc = p ? await callsFor(peerJob(p)) : 1;
+    const peerSide = p ? { name: peer, fn: peerJob(p, pc), calls: pc } : undefined;
+    const row = await compare({ ...c, ours: oursJob(o, oc), calls: oc, peer: peerSide, tol: null, budget }, opts);
+    row.gpuMs = await gpuTimes(o, oc, p, pc, row.ours.medianMs > 1000);
+    rows.push(row);
+    return row;
+  };
 
   try {
-    // Matmul: [case, M, N, K].
+    // Matmul: [case, M, N, K]. With --sizes gpu, 4096^3 and 8192^3 too (each operand and the output 64 and
+    // 256 MiB), where the adapter's maxStorageBufferBindingSize allows them.
+    const maxBinding = backend.device.limits.maxStorageBufferBindingSize;
     const matmuls: [string, number, number, number, Budget?][] = [
       ['matmul 1024^3', 1024, 1024, 1024, { iterations: 6 }],
       ['matmul 256^3', 256, 256, 256],
       ['matmul, model shape (x @ W)', 4096, 64, 64],
       ['matmul, skinny decode shape', 8, 256, 64],
     ];
+    if (opts.sizes === 'gpu')
+      for (const n of [4096, 8192]) {
+        if (4 * n * n <= maxBinding) matmuls.push([`matmul ${n}^3`, n, n, n, { time: 500, iterations: 3 }]);
+        else
+          opts.note(
+            `matmul ${n}^3 skipped: a ${n} x ${n} float32 operand (${(4 * n * n) / 2 ** 20} MiB) exceeds this ` +
+              `adapter's maxStorageBufferBindingSize (${maxBinding / 2 ** 20} MiB)`,
+          );
+      }
     for (const [label, M, N, K, budget] of matmuls) {
       const [ea, ta] = pair([M, K]);
       const [eb, tb] = pair([K, N]);
@@ -114,23 +204,59 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
         () => E.matmul(ea, eb),
         () => tf.matMul(ta, tb),
       );
-      const plan = planMatmul(backend, M, N, K, 1);
-      const note =
-        `ours: ${plan.kind}${plan.subgroups ? ' + subgroups' : ''}, ${plan.tm} rows x ${4 * plan.nv} ` +
-        `columns per thread, ${plan.wg} threads${plan.splitK > 1 ? `, split-K ${plan.splitK}` : ''}`;
       await timed(
-        { case: label, shape, unit: 'GFLOP/s', work: 2 * M * N * K, note },
+        { case: label, shape, unit: 'GFLOP/s', work: 2 * M * N * K, note: matmulNote(backend, M, N, K) },
         () => E.matmul(ea, eb),
         () => tf.matMul(ta, tb),
         budget,
       );
+      // At the GPU sizes, every other family this adapter can run, forced, beside the one 'auto' picks.
+      if (opts.sizes === 'gpu' && M >= 4096) {
+        const auto = chooseMatmulKernel(backend, M, N, K, 1);
+        for (const family of ['blocked', 'tiled', 'f16', 'subgroup-matrix'] as const) {
+          if (family === auto || (family === 'subgroup-matrix' && !canUseSubgroupMatrix(backend))) continue;
+          if (family !== 'blocked' && family !== 'subgroup-matrix' && !canUseTiled(backend, family === 'f16')) continue;
+          backend.configure({ matmulKernel: family });
+          try {
+            // f16 inputs: the products of values rounded to 11 bits, summed in f32.
+            const tol = family === 'f16' || family === 'subgroup-matrix' ? 1e-2 : 1e-4;
+            await agree(
+              `${label} (${family}) ${shape}`,
+              () => E.matmul(ea, eb),
+              () => tf.matMul(ta, tb),
+              tol,
+            );
+            await timed(
+              {
+                case: `${label}, ${family} forced`,
+                shape,
+                unit: 'GFLOP/s',
+                work: 2 * M * N * K,
+                note: `${matmulNote(backend, M, N, K)} (option matmulKernel '${family}'; 'auto' picks '${auto}')`,
+              },
+              () => E.matmul(ea, eb),
+              null,
+              budget,
+            );
+          } finally {
+            backend.configure({ matmulKernel: 'auto' });
+          }
+        }
+      }
     }
 
     // Streaming kernels: the bandwidth ceiling. A copy-like unary (one read, one write) and an add (two
     // reads, one write); the ceiling is the better of the two.
     const streaming: number[] = [];
-    {
-      const n = 8 * 1024 * 1024;
+    // 32 MiB per operand; with --sizes gpu 256 MiB, or the most the adapter binds.
+    for (const n of opts.sizes === 'gpu'
+      ? [8 << 20, Math.min(64 << 20, Math.floor(maxBinding / 4 / 1024) * 1024)]
+      : [8 << 20]) {
+      if (n < 64 << 20 && n !== 8 << 20)
+        opts.note(
+          `streams at ${(4 * n) / 2 ** 20} MiB per operand, not 256: this adapter's maxStorageBufferBindingSize is ` +
+            `${maxBinding / 2 ** 20} MiB`,
+        );
       const [ex, tx] = pair([n]);
       const [ey, ty] = pair([n]);
       await agree(
@@ -245,28 +371,16 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
           }
         });
       await agree('targetLogProb backward', oursGrad, () => tfLpGrad(tx), 1e-4);
-      rows.push(
-        await compare(
-          {
-            case: 'target log-prob forward+backward',
-            shape: `${dims([R, V])}, targets ${dims([R])}`,
-            unit: 'GB/s',
-            work: 12 * R * V,
-            note: `${which}, through E's tape; GB/s counts the forward's read and the backward's read and write`,
-            // The gradient is a kept tensor (it outlives tidy), so the job frees it itself.
-            ours: async () => {
-              const g = oursGrad();
-              const s = E.slice(g, [0, 0], [1, 1]);
-              g.dispose();
-              const v = await s.data();
-              s.dispose();
-              return v;
-            },
-            peer: { name: peer, fn: peerJob(() => tfLpGrad(tx)) },
-            tol: null,
-          },
-          opts,
-        ),
+      await timed(
+        {
+          case: 'target log-prob forward+backward',
+          shape: `${dims([R, V])}, targets ${dims([R])}`,
+          unit: 'GB/s',
+          work: 12 * R * V,
+          note: `${which}, through E's tape; GB/s counts the forward's read and the backward's read and write`,
+        },
+        oursGrad,
+        () => tfLpGrad(tx),
       );
     }
 
@@ -379,37 +493,24 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       const a = setUp();
       const b = tfSetUp();
       try {
-        rows.push(
-          await compare(
-            {
-              case: 'AdamW step',
-              shape: `${dims([n])} parameters`,
-              unit: 'GB/s',
-              work: 28 * n,
-              note:
-                `ours: ${E.fusedKernel(a.p, 'adamw') ? 'the fused kernel (kernels/adamw.ts)' : 'the composed form'} ` +
-                'through E.AdamW; GB/s counts reads of p, g, m, v and writes of p, m, v',
-              ours: async () => {
-                a.opt.step();
-                const s = E.slice(a.p, [0], [1]);
-                const v = await s.data();
-                s.dispose();
-                return v;
-              },
-              peer: {
-                name: peer,
-                fn: async () => {
-                  b.stepFn();
-                  const s = tf.slice(b.p, [0], [1]);
-                  const v = await s.data();
-                  s.dispose();
-                  return v;
-                },
-              },
-              tol: null,
-            },
-            opts,
-          ),
+        await timed(
+          {
+            case: 'AdamW step',
+            shape: `${dims([n])} parameters`,
+            unit: 'GB/s',
+            work: 28 * n,
+            note:
+              `ours: ${E.fusedKernel(a.p, 'adamw') ? 'the fused kernel (kernels/adamw.ts)' : 'the composed form'} ` +
+              'through E.AdamW; GB/s counts reads of p, g, m, v and writes of p, m, v',
+          },
+          () => {
+            a.opt.step();
+            return E.slice(a.p, [0], [1]);
+          },
+          () => {
+            b.stepFn();
+            return tf.slice(b.p, [0], [1]);
+          },
         );
       } finally {
         a.free();
@@ -418,30 +519,40 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       }
     }
 
-    // Causal attention, B*H = 8, hs = 64, over T. Theirs is the composite (matmul, scale, mask, softmax,
-    // matmul) and tf.grads; ours is E.scaledDotProductAttention (fused where the backend has kernels).
-    const [BH, hs] = [8, 64];
+    // Causal attention, hs = 64: B*H = 8 over T, and with --sizes gpu B*H = 32 at T = 2048. Theirs is the
+    // composite (matmul, scale, mask, softmax, matmul) and tf.grads; ours is E.scaledDotProductAttention
+    // (fused where the backend has kernels).
+    const hs = 64;
     const PEER_FORWARD_MAX_T = 1024;
     const PEER_BACKWARD_MAX_T = 512;
+    const hardware = backend.adapter.architecture !== 'software';
     opts.note(
-      `attention over T: the peer is skipped above T = ${PEER_FORWARD_MAX_T} (forward) and T = ` +
-        `${PEER_BACKWARD_MAX_T} (forward+backward), ` +
-        'where its composite takes seconds per call (it materialises the T x T scores); ours keeps O(T * hs) ' +
-        'memory per head',
+      `attention: on a software adapter the peer is skipped above T = ${PEER_FORWARD_MAX_T} (forward) and T = ` +
+        `${PEER_BACKWARD_MAX_T} (forward+backward), where its composite takes seconds per call (it materialises ` +
+        'the T x T scores), and on any adapter where the scores exceed maxStorageBufferBindingSize; ours keeps ' +
+        'O(T * hs) memory per head',
     );
-    for (const T of opts.quick ? [256] : [128, 256, 512, 1024, 2048]) {
+    const attentionCases: [number, number][] = (opts.quick ? [256] : [128, 256, 512, 1024, 2048]).map((T) => [8, T]);
+    if (opts.sizes === 'gpu') attentionCases.push([32, 2048]);
+    for (const [BH, T] of attentionCases) {
       const shape = [BH, T, hs];
       const [eq, tq] = pair(shape);
       const [ek, tk] = pair(shape);
       const [ev, tv] = pair(shape);
       const [edy, tdy] = pair(shape);
       const scale = 1 / Math.sqrt(hs);
-      const maskData = new Float32Array(T * T);
-      for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) maskData[i * T + j] = -Infinity;
-      const mask = tf.tensor(maskData, [T, T]);
-      theirs.push(mask);
+      const scoresFit = 4 * BH * T * T <= maxBinding;
+      const withPeer = scoresFit && (hardware || T <= PEER_FORWARD_MAX_T);
+      const withPeerB = scoresFit && (hardware || T <= PEER_BACKWARD_MAX_T);
+      let mask: TfTensor | null = null;
+      if (withPeer) {
+        const maskData = new Float32Array(T * T);
+        for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) maskData[i * T + j] = -Infinity;
+        mask = tf.tensor(maskData, [T, T]);
+        theirs.push(mask);
+      }
       const tfAttention = (q: TfTensor, k: TfTensor, v: TfTensor) =>
-        tf.matMul(tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask)), v);
+        tf.matMul(tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask!)), v);
       const tfGrads = tf.grads((q: TfTensor, k: TfTensor, v: TfTensor) => tfAttention(q, k, v));
       const which = (fwd: boolean) => {
         const f = E.fusedKernel(eq, 'attention');
@@ -453,33 +564,32 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
       const shapeLabel = `q, k, v ${dims(shape)}, causal`;
       const budget: Budget | undefined =
         T >= 1024 ? { time: 500, iterations: 3 } : T >= 512 ? { time: 500, iterations: 5 } : undefined;
-      const withPeer = T <= PEER_FORWARD_MAX_T;
+      // The series over T is B*H = 8; the GPU-size row stands alone.
+      const inSeries = BH === 8;
       if (withPeer)
         await agree(
-          `attention forward T=${T}`,
+          `attention forward B*H=${BH} T=${T}`,
           () => E.scaledDotProductAttention(eq, ek, ev),
           () => tfAttention(tq, tk, tv),
         );
-      rows.push(
-        await compare(
-          {
-            case: 'attention forward',
-            shape: shapeLabel,
-            unit: 'GFLOP/s',
-            work: flops,
-            note: `${which(true)}; FLOPs of 2 matmuls on the full square (causal needs half)`,
-            ours: oursJob(() => E.scaledDotProductAttention(eq, ek, ev)),
-            peer: withPeer ? { name: peer, fn: peerJob(() => tfAttention(tq, tk, tv)) } : undefined,
-            tol: null,
-            growth: [{ series: `attention forward (webgpu), B*H=${BH}, hs=${hs}, over T`, size: T }],
-            budget,
-          },
-          opts,
-        ),
+      await timed(
+        {
+          case: 'attention forward',
+          shape: shapeLabel,
+          unit: 'GFLOP/s',
+          work: flops,
+          note: `${which(true)}; FLOPs of 2 matmuls on the full square (causal needs half)`,
+          growth: inSeries
+            ? [{ series: `attention forward (webgpu), B*H=${BH}, hs=${hs}, over T`, size: T }]
+            : undefined,
+        },
+        () => E.scaledDotProductAttention(eq, ek, ev),
+        withPeer ? () => tfAttention(tq, tk, tv) : null,
+        budget,
       );
 
-      // Forward and backward. The gradients are kept tensors (backward keeps .grad), so they outlive tidy()
-      // and each job frees them itself; the readback is one element of dv, whose kernel is queued last.
+      // Forward and backward. The gradients are kept tensors (backward keeps .grad), so they outlive tidy();
+      // the timed output is dv, whose kernel is queued last, and dq and dk are freed at once.
       const oursGrads = (): E.Tensor[] =>
         E.tidy(() => {
           for (const t of [eq, ek, ev]) t.requiresGrad_(true);
@@ -492,32 +602,26 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
             for (const t of [eq, ek, ev]) t.requiresGrad_(false);
           }
         });
-      const withPeerB = T <= PEER_BACKWARD_MAX_T;
-      if (withPeerB) await agree(`attention backward T=${T}`, oursGrads, () => tfGrads([tq, tk, tv], tdy), 1e-3);
-      const oursJobGrads = async () => {
-        const g = oursGrads();
-        const s = E.slice(g[2], [0, 0, 0], [1, 1, 1]);
-        E.dispose(g);
-        const v = await s.data();
-        s.dispose();
-        return v;
-      };
-      rows.push(
-        await compare(
-          {
-            case: 'attention forward+backward',
-            shape: shapeLabel,
-            unit: 'GFLOP/s',
-            work: 3 * flops,
-            note: `${which(false)}; FLOPs of the 6 matmuls on the full square`,
-            ours: oursJobGrads,
-            peer: withPeerB ? { name: peer, fn: peerJob(() => tfGrads([tq, tk, tv], tdy)[2]) } : undefined,
-            tol: null,
-            growth: [{ series: `attention forward+backward (webgpu), B*H=${BH}, hs=${hs}, over T`, size: T }],
-            budget,
-          },
-          opts,
-        ),
+      if (withPeerB)
+        await agree(`attention backward B*H=${BH} T=${T}`, oursGrads, () => tfGrads([tq, tk, tv], tdy), 1e-3);
+      await timed(
+        {
+          case: 'attention forward+backward',
+          shape: shapeLabel,
+          unit: 'GFLOP/s',
+          work: 3 * flops,
+          note: `${which(false)}; FLOPs of the 6 matmuls on the full square`,
+          growth: inSeries
+            ? [{ series: `attention forward+backward (webgpu), B*H=${BH}, hs=${hs}, over T`, size: T }]
+            : undefined,
+        },
+        () => {
+          const g = oursGrads();
+          E.dispose([g[0], g[1]]);
+          return g[2];
+        },
+        withPeerB ? () => tfGrads([tq, tk, tv], tdy)[2] : null,
+        budget,
       );
     }
 
