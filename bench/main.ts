@@ -2,13 +2,12 @@
 // one of them; the report goes to stdout as markdown (progress to stderr), and to a markdown and a JSON
 // file under bench-results/ (or --md / --json). Not a suite: those are in bench/suites/.
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Argument, Command, Option } from 'commander';
-import { hasBackend } from '../engine/index.js';
 import { suites } from './registry.js';
-import { loadavg, markdown, reportMeta, type Report } from './report.js';
+import type { Report } from './report.js';
+import { releaseWebGPU, runSuites, writeReport } from './run.js';
 
 interface Options {
   json?: string;
@@ -27,20 +26,8 @@ function defaultPath(suite: string | undefined, opts: Options, ext: 'md' | 'json
 async function main(suite: string | undefined, opts: Options): Promise<void> {
   const names = suite ? [suite] : Object.keys(suites);
   const command = ['npm run bench --', ...process.argv.slice(2)].join(' ').replace(/ --$/, '');
-  const report: Report = { meta: reportMeta(opts.quick, command), suites: [] };
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  for (const name of names) {
-    const mod = await suites[name]();
-    if (mod.name !== name) throw new Error(`bench/registry.ts lists '${name}' but its module is named '${mod.name}'`);
-    log(`suite ${name}${opts.quick ? ' (quick)' : ''}${opts.sizes === 'gpu' ? ' (GPU sizes)' : ''}`);
-    const t0 = performance.now();
-    const load0 = loadavg();
-    const notes: string[] = [];
-    const rows = await mod.run({ quick: opts.quick, sizes: opts.sizes, log, note: (line) => notes.push(line) });
-    const seconds = (performance.now() - t0) / 1000;
-    log(`suite ${name}: ${rows.length} cases in ${seconds.toFixed(1)} s`);
-    report.suites.push({ name, rows, notes, seconds, load: [load0, loadavg()] });
-  }
+  const report = await runSuites(names, { quick: opts.quick, sizes: opts.sizes, log }, command);
   const mdPath = opts.md ?? defaultPath(suite, opts, 'md');
   const jsonPath = opts.json ?? defaultPath(suite, opts, 'json');
   // The GPU machine's own run writes that file: it does not include its previous self.
@@ -48,18 +35,9 @@ async function main(suite: string | undefined, opts: Options): Promise<void> {
     report.gpuRun = JSON.parse(readFileSync(opts.gpuJson, 'utf8')) as Report;
     log(`including the NVIDIA GPU run from ${opts.gpuJson}`);
   }
-  const md = markdown(report);
-  process.stdout.write(md);
-  write(mdPath, md);
-  write(jsonPath, JSON.stringify(report, null, 2) + '\n');
+  process.stdout.write(writeReport(report, mdPath, jsonPath));
   log(`wrote ${mdPath} and ${jsonPath}`);
-  // Suites leave the WebGPU device alive for the next one (bench/webgpu.ts says why); it goes here, once.
-  if (hasBackend('webgpu')) await (await import('../kernels/index.js')).destroyWebGPU();
-}
-
-function write(file: string, text: string): void {
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileAtomic.sync(file, text);
+  await releaseWebGPU();
 }
 
 const program = new Command()

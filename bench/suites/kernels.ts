@@ -211,7 +211,7 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
         budget,
       );
       // At the GPU sizes, every other family this adapter can run, forced, beside the one 'auto' picks.
-      if (opts.sizes === 'gpu' && M >= 4096) {
+      if (opts.sizes === 'gpu' && M >= 4096 && N >= 4096) {
         const auto = chooseMatmulKernel(backend, M, N, K, 1);
         for (const family of ['blocked', 'tiled', 'f16', 'subgroup-matrix'] as const) {
           if (family === auto || (family === 'subgroup-matrix' && !canUseSubgroupMatrix(backend))) continue;
