@@ -7,7 +7,7 @@
 
 import type { AdamWParams, View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import type { GpuHandle } from './pool.js';
 import { declareBindings, FLAT_BUILTINS, flatId, grid1d, Uniforms, wgslType, type Program } from './program.js';
 
@@ -55,7 +55,7 @@ fn main(${FLAT_BUILTINS}) {
 });
 
 /** One AdamW step on param, m and v in place. */
-export function adamw(backend: WebGPUBackend, param: View, grad: View, m: View, v: View, hp: AdamWParams): void {
+export function adamw(backend: KernelContext, param: View, grad: View, m: View, v: View, hp: AdamWParams): void {
   for (const [name, t] of [
     ['param', param],
     ['grad', grad],

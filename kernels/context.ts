@@ -4,6 +4,7 @@
 import type { DType, Shape } from '../engine/index.js';
 import type { AdapterSummary, WebGPUBackendOptions } from './backend.js';
 import type { GpuHandle } from './pool.js';
+import type { DeviceStatus } from './status.js';
 import type { Program } from './program.js';
 
 export interface KernelContext {
@@ -13,6 +14,8 @@ export interface KernelContext {
   readonly features: ReadonlySet<string>;
   /** The device, read for its adapter info (subgroup sizes, features.ts); kernels create nothing on it. */
   readonly device: GPUDevice;
+  /** Errors kernels find on the device (an index out of range), read back with the next read (status.ts). */
+  readonly status: DeviceStatus;
   /** The backend's options (kernel choices such as `attention`). */
   readonly options: Readonly<WebGPUBackendOptions>;
   /** An output buffer for `n` elements of dtype (pooled; poisoned when options.poisonAllocations). */

@@ -15,7 +15,7 @@
 
 import type { BinaryOp, UnaryOp, View } from '../engine/index.js';
 import { broadcastStrides, sizeOf, stridesOf, type DType, type Shape } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import type { GpuHandle } from './pool.js';
 import {
   coalesce,
@@ -180,7 +180,7 @@ const VEC_PER_THREAD = 4;
  * the strided offsets when an operand broadcasts.
  */
 export function elementwise(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   name: string,
   expr: string,
   operands: readonly Operand[],
@@ -279,7 +279,7 @@ const vecUniforms = new Uniforms([
  * of them). The snippet becomes a function of the operands' scalars, called once per component.
  */
 function vectorProgram(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   name: string,
   expr: string,
   operands: readonly Operand[],
@@ -335,7 +335,7 @@ fn main(${FLAT_BUILTINS}) {
 // ---------------------------------------------------------------------------------------------------
 // The primitives.
 
-export function unary(backend: WebGPUBackend, op: UnaryOp, x: View): GpuHandle {
+export function unary(backend: KernelContext, op: UnaryOp, x: View): GpuHandle {
   const t = wgslType(x.dtype, op);
   return elementwise(
     backend,
@@ -348,7 +348,7 @@ export function unary(backend: WebGPUBackend, op: UnaryOp, x: View): GpuHandle {
   );
 }
 
-export function binary(backend: WebGPUBackend, op: BinaryOp, a: View, b: View, outShape: Shape): GpuHandle {
+export function binary(backend: KernelContext, op: BinaryOp, a: View, b: View, outShape: Shape): GpuHandle {
   const t = wgslType(a.dtype, op);
   wgslType(b.dtype, op);
   const expr = (t === 'f32' ? BINARY_F32 : BINARY_I32)[op];
@@ -367,7 +367,7 @@ export function binary(backend: WebGPUBackend, op: BinaryOp, a: View, b: View, o
 }
 
 /** cond != 0 ? a : b. A NaN condition counts as true, as on the CPU. */
-export function where(backend: WebGPUBackend, cond: View, a: View, b: View, outShape: Shape): GpuHandle {
+export function where(backend: KernelContext, cond: View, a: View, b: View, outShape: Shape): GpuHandle {
   const tc = wgslType(cond.dtype, 'where');
   const t = wgslType(a.dtype, 'where');
   const zero = tc === 'f32' ? '0.0' : '0';
@@ -379,7 +379,7 @@ export function where(backend: WebGPUBackend, cond: View, a: View, b: View, outS
   return elementwise(backend, 'where', `select(b, a, !(c == ${zero}))`, operands, t, a.dtype, outShape);
 }
 
-export function cast(backend: WebGPUBackend, x: View, dtype: DType): GpuHandle {
+export function cast(backend: KernelContext, x: View, dtype: DType): GpuHandle {
   const from = wgslType(x.dtype, 'cast');
   const to = wgslType(dtype, 'cast');
   const expr = from === to ? 'a' : to === 'i32' ? 'to_i32(a)' : 'f32(a)';
@@ -394,13 +394,13 @@ export function bitsOf(value: number, dtype: DType): number {
   return u[0];
 }
 
-export function fill(backend: WebGPUBackend, shape: Shape, dtype: DType, value: number): GpuHandle {
+export function fill(backend: KernelContext, shape: Shape, dtype: DType, value: number): GpuHandle {
   wgslType(dtype, 'fill');
   return elementwise(backend, 'fill', 'u_bits()', [], 'u32', dtype, shape, bitsOf(value, dtype));
 }
 
 /** Writes a 32-bit pattern over the first `n` elements of an existing buffer (test poisoning). */
-export function fillBits(backend: WebGPUBackend, target: GpuHandle, n: number, bits: number): void {
+export function fillBits(backend: KernelContext, target: GpuHandle, n: number, bits: number): void {
   if (n === 0) return;
   const uniforms = new Uniforms([
     ['n', 'u32'],

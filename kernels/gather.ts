@@ -10,7 +10,7 @@
 
 import type { View } from '../engine/index.js';
 import { sizeOf, stridesOf, type Shape } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import type { GpuHandle } from './pool.js';
 import { STATUS_WGSL } from './status.js';
 import { declareBindings, FLAT_BUILTINS, flatId, grid1d, Uniforms, wgslType, type Program } from './program.js';
@@ -21,7 +21,7 @@ type Mode = 'select' | 'along';
 const handle = (v: View) => v.handle as GpuHandle;
 
 /** A check id whose error is the CPU's for an index out of range (engine/cpu/backend.ts). */
-const indexCheck = (backend: WebGPUBackend, axis: number, xShape: Shape) =>
+const indexCheck = (backend: KernelContext, axis: number, xShape: Shape) =>
   backend.status.register(
     (_kind, _index, idx) =>
       `gather: index ${idx | 0} is out of range for dimension ${axis} of size ${xShape[axis]} ` +
@@ -40,13 +40,13 @@ function around(shape: Shape, axis: number): [number, number, number] {
   return [sizeOf(shape.slice(0, axis)), shape[axis], sizeOf(shape.slice(axis + 1))];
 }
 
-export function gather(backend: WebGPUBackend, x: View, index: View, axis: number, mode: Mode): GpuHandle {
+export function gather(backend: KernelContext, x: View, index: View, axis: number, mode: Mode): GpuHandle {
   wgslType(x.dtype, 'gather');
   checkIndex('gather', index);
   return mode === 'select' ? gatherSelect(backend, x, index, axis) : gatherAlong(backend, x, index, axis);
 }
 
-function gatherSelect(backend: WebGPUBackend, x: View, index: View, axis: number): GpuHandle {
+function gatherSelect(backend: KernelContext, x: View, index: View, axis: number): GpuHandle {
   const [outer, N, inner] = around(x.shape, axis);
   const m = sizeOf(index.shape);
   const n = outer * m * inner;
@@ -99,7 +99,7 @@ fn main(${FLAT_BUILTINS}) {
   return out;
 }
 
-function gatherAlong(backend: WebGPUBackend, x: View, index: View, axis: number): GpuHandle {
+function gatherAlong(backend: KernelContext, x: View, index: View, axis: number): GpuHandle {
   const n = sizeOf(index.shape);
   const out = backend.alloc(n, x.dtype, 'gather');
   if (n === 0) return out;
@@ -163,7 +163,7 @@ fn main(${FLAT_BUILTINS}) {
 }
 
 export function scatterAdd(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   src: View,
   index: View,
   axis: number,

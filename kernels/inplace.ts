@@ -4,13 +4,13 @@
 
 import type { View } from '../engine/index.js';
 import { stridesOf } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import { stridedCopy } from './movement.js';
 import type { GpuHandle } from './pool.js';
 import { wgslType } from './program.js';
 
 /** dst[..., start : start + n, ...] = src along `axis` (n = src.shape[axis]), in place. */
-export function writeInto(backend: WebGPUBackend, dst: View, src: View, axis: number, start: number): void {
+export function writeInto(backend: KernelContext, dst: View, src: View, axis: number, start: number): void {
   wgslType(dst.dtype, 'writeInto');
   const ds = stridesOf(dst.shape);
   stridedCopy(

@@ -16,7 +16,7 @@
 
 import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -58,7 +58,7 @@ function rowsOf(x: View): { rows: number; cols: number } {
 /** The forward's layout (rowreduce.ts's planRowParts; tests and the benchmark read it). */
 export const planLogSoftmax = planRowParts;
 
-export function logSoftmax(backend: WebGPUBackend, x: View): GpuHandle {
+export function logSoftmax(backend: KernelContext, x: View): GpuHandle {
   wgslType(x.dtype, 'logSoftmax');
   const out = backend.alloc(sizeOf(x.shape), x.dtype, 'logSoftmax');
   const { rows, cols } = rowsOf(x);
@@ -129,7 +129,7 @@ fn main(${FLAT_BUILTINS}) {
 }
 
 /** dx = dy - exp(y) * sum(dy) along the last axis, from the forward's output y. */
-export function logSoftmaxBackward(backend: WebGPUBackend, y: View, dy: View): GpuHandle {
+export function logSoftmaxBackward(backend: KernelContext, y: View, dy: View): GpuHandle {
   wgslType(y.dtype, 'logSoftmaxBackward');
   const out = backend.alloc(sizeOf(y.shape), y.dtype, 'logSoftmaxBackward');
   const { rows, cols } = rowsOf(y);

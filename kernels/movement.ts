@@ -5,7 +5,7 @@
 
 import type { View } from '../engine/index.js';
 import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import { fill } from './elementwise.js';
 import type { GpuHandle } from './pool.js';
 import {
@@ -27,7 +27,7 @@ const WG = 256;
  * The walk is coalesced first, so contiguous runs become one dimension.
  */
 export function stridedCopy(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   src: GpuHandle,
   dst: GpuHandle,
   shape: Shape,
@@ -76,14 +76,14 @@ fn main(${FLAT_BUILTINS}) {
 
 const handle = (v: View) => v.handle as GpuHandle;
 
-export function copy(backend: WebGPUBackend, x: View): GpuHandle {
+export function copy(backend: KernelContext, x: View): GpuHandle {
   const out = backend.alloc(sizeOf(x.shape), x.dtype, 'copy');
   const s = stridesOf(x.shape);
   stridedCopy(backend, handle(x), out, x.shape, s, s);
   return out;
 }
 
-export function permute(backend: WebGPUBackend, x: View, perm: readonly number[]): GpuHandle {
+export function permute(backend: KernelContext, x: View, perm: readonly number[]): GpuHandle {
   wgslType(x.dtype, 'permute');
   const shape = perm.map((p) => x.shape[p]);
   const xs = stridesOf(x.shape);
@@ -99,7 +99,7 @@ export function permute(backend: WebGPUBackend, x: View, perm: readonly number[]
   return out;
 }
 
-export function slice(backend: WebGPUBackend, x: View, begin: readonly number[], size: readonly number[]): GpuHandle {
+export function slice(backend: KernelContext, x: View, begin: readonly number[], size: readonly number[]): GpuHandle {
   wgslType(x.dtype, 'slice');
   const xs = stridesOf(x.shape);
   const out = backend.alloc(sizeOf(size), x.dtype, 'slice');
@@ -116,7 +116,7 @@ export function slice(backend: WebGPUBackend, x: View, begin: readonly number[],
 }
 
 /** Zero fill, then the input copied into the interior. */
-export function pad(backend: WebGPUBackend, x: View, before: readonly number[], after: readonly number[]): GpuHandle {
+export function pad(backend: KernelContext, x: View, before: readonly number[], after: readonly number[]): GpuHandle {
   wgslType(x.dtype, 'pad');
   const shape = x.shape.map((d, i) => d + before[i] + after[i]);
   const os = stridesOf(shape);
@@ -134,7 +134,7 @@ export function pad(backend: WebGPUBackend, x: View, before: readonly number[], 
   return out;
 }
 
-export function expand(backend: WebGPUBackend, x: View, shape: Shape): GpuHandle {
+export function expand(backend: KernelContext, x: View, shape: Shape): GpuHandle {
   wgslType(x.dtype, 'expand');
   const out = backend.alloc(sizeOf(shape), x.dtype, 'expand');
   stridedCopy(backend, handle(x), out, shape, broadcastStrides(x.shape, shape), stridesOf(shape));
@@ -194,7 +194,7 @@ fn main(${FLAT_BUILTINS}) {
 }
 
 /** Inputs in groups of CAT_PARTS, each group one dispatch into its columns of the output. */
-export function cat(backend: WebGPUBackend, xs: readonly View[], axis: number): GpuHandle {
+export function cat(backend: KernelContext, xs: readonly View[], axis: number): GpuHandle {
   wgslType(xs[0].dtype, 'cat');
   const shape = [...xs[0].shape];
   shape[axis] = xs.reduce((n, x) => n + x.shape[axis], 0);

@@ -12,7 +12,7 @@
 
 import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -48,7 +48,7 @@ const handles = (...vs: View[]) => vs.map((v) => v.handle as GpuHandle);
 // Forward.
 
 function normForward(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   kind: Kind,
   x: View,
   weight: View,
@@ -198,7 +198,7 @@ fn main(${FLAT_BUILTINS}) {
 }
 
 export function layerNorm(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   x: View,
   weight: View,
   bias: View,
@@ -208,14 +208,14 @@ export function layerNorm(
   return { y: r.y, mean: r.mean!, rstd: r.rstd };
 }
 
-export function rmsNorm(backend: WebGPUBackend, x: View, weight: View, eps: number): { y: GpuHandle; rstd: GpuHandle } {
+export function rmsNorm(backend: KernelContext, x: View, weight: View, eps: number): { y: GpuHandle; rstd: GpuHandle } {
   const r = normForward(backend, 'rms', x, weight, null, eps);
   return { y: r.y, rstd: r.rstd };
 }
 
 /** sum = x + r and y = rmsNorm(sum): the residual stream's add and the next norm in one kernel. */
 export function addRmsNorm(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   x: View,
   r: View,
   weight: View,
@@ -229,7 +229,7 @@ export function addRmsNorm(
 // Backward: dx per row.
 
 function normBackwardDx(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   kind: Kind,
   x: View,
   weight: View,
@@ -298,7 +298,7 @@ const COL_WG = 64;
 const chunkRows = (rows: number) => Math.max(64, Math.ceil(rows / 1024));
 
 function normBackwardParams(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   kind: Kind,
   x: View,
   mean: View | null,
@@ -422,7 +422,7 @@ fn main(${FLAT_BUILTINS}) {
 }
 
 export function layerNormBackward(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   x: View,
   weight: View,
   mean: View,
@@ -436,7 +436,7 @@ export function layerNormBackward(
 }
 
 export function rmsNormBackward(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   x: View,
   weight: View,
   rstd: View,

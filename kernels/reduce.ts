@@ -9,7 +9,7 @@
 
 import type { ReduceOp, View } from '../engine/index.js';
 import { sizeOf, stridesOf } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -68,7 +68,7 @@ function runs(shape: readonly number[], axes: readonly number[]): { size: number
   return out;
 }
 
-export function reduce(backend: WebGPUBackend, op: ReduceOp, x: View, axes: readonly number[]): GpuHandle {
+export function reduce(backend: KernelContext, op: ReduceOp, x: View, axes: readonly number[]): GpuHandle {
   const t = wgslType(x.dtype, op);
   const nOut = sizeOf(x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
   const out = backend.alloc(nOut, x.dtype, op);
@@ -88,7 +88,7 @@ export function reduce(backend: WebGPUBackend, op: ReduceOp, x: View, axes: read
 }
 
 function rowReduce(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   op: ReduceOp,
   t: string,
   cb: ReturnType<typeof combiner>,
@@ -134,7 +134,7 @@ fn main(${FLAT_BUILTINS}) {
 type Run = { size: number; stride: number };
 
 function generalReduce(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   op: ReduceOp,
   t: string,
   cb: ReturnType<typeof combiner>,

@@ -6,7 +6,7 @@
 
 import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import type { GpuHandle } from './pool.js';
 import { declareBindings, FLAT_BUILTINS, flatId, grid1d, Uniforms, wgslType, type Program } from './program.js';
 
@@ -103,7 +103,7 @@ function checkRope(op: string, cos: View, sin: View, B: number, T: number, hs: n
 
 /** q, k, v (B, T, C) -> heads (B, nh, T, hs) each, q and k rotated; cos and sin (B, T, hs/2). */
 export function ropeHeads(
-  backend: WebGPUBackend,
+  backend: KernelContext,
   q: View,
   k: View,
   v: View,
@@ -142,7 +142,7 @@ export function ropeHeads(
 }
 
 /** The gradient of a rotated head tensor (B, nh, T, hs) -> that of its projection (B, T, C). */
-export function ropeHeadsBackward(backend: WebGPUBackend, g: View, cos: View, sin: View): GpuHandle {
+export function ropeHeadsBackward(backend: KernelContext, g: View, cos: View, sin: View): GpuHandle {
   if (g.shape.length !== 4 || g.shape[3] % 2 !== 0)
     throw new Error(`ropeHeadsBackward: the gradient [${g.shape}] must be (B, nh, T, hs) with hs even`);
   const [B, nh, T, hs] = g.shape;

@@ -2,7 +2,7 @@
 // a workgroup tree reduction, the online log-sum-exp state, and a thread's log-sum-exp over its units of a row.
 // Not a kernel: no program is built here (the plain reductions live in reduce.ts).
 
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import { FLAT_BUILTINS, flatGroup, localId } from './program.js';
 
 /**
@@ -164,7 +164,7 @@ export interface RowPartsPlan {
   parts: number;
 }
 
-export function planRowParts(backend: WebGPUBackend, rows: number, cols: number): RowPartsPlan {
+export function planRowParts(backend: KernelContext, rows: number, cols: number): RowPartsPlan {
   const width = cols % 4 === 0 ? 4 : 1;
   const units = cols / width;
   const tuned = rowPartsTuning.minThreads;

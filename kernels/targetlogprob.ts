@@ -12,7 +12,7 @@
 
 import type { View } from '../engine/index.js';
 import { sizeOf } from '../engine/index.js';
-import type { WebGPUBackend } from './backend.js';
+import type { KernelContext } from './context.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -36,7 +36,7 @@ const uniforms = new Uniforms([
 ]);
 
 /** A check id whose error is the CPU's for a target out of range (engine/cpu/fused.ts). */
-const targetCheck = (backend: WebGPUBackend, cols: number) =>
+const targetCheck = (backend: KernelContext, cols: number) =>
   backend.status.register(
     (_kind, _index, target) => `targetLogProb: target ${target} is out of range for ${cols} classes`,
   );
@@ -129,7 +129,7 @@ function statesProgram(plan: RowPartsPlan, rows: number): Program {
   );
 }
 
-export function targetLogProb(backend: WebGPUBackend, logits: View, targets: View): GpuHandle {
+export function targetLogProb(backend: KernelContext, logits: View, targets: View): GpuHandle {
   const { rows, cols } = check('targetLogProb', logits, targets);
   const out = backend.alloc(rows, logits.dtype, 'targetLogProb');
   if (rows === 0) return out;
@@ -172,7 +172,7 @@ export function targetLogProb(backend: WebGPUBackend, logits: View, targets: Vie
 }
 
 /** dlogits = (onehot(target) - softmax(logits)) * dout per row; zero on masked rows. */
-export function targetLogProbBackward(backend: WebGPUBackend, logits: View, targets: View, dout: View): GpuHandle {
+export function targetLogProbBackward(backend: KernelContext, logits: View, targets: View, dout: View): GpuHandle {
   const { rows, cols } = check('targetLogProbBackward', logits, targets);
   const out = backend.alloc(rows * cols, logits.dtype, 'targetLogProbBackward');
   if (rows === 0) return out;
