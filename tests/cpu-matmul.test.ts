@@ -183,6 +183,30 @@ describe('cpu matmul vs a float64 triple loop', () => {
   });
 });
 
+test('K = 0 gives zeros, also in memory that held a product before, under every transpose flag', () => {
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const [transA, transB] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ]) {
+      // Fill and free outputs of the size the empty product will ask for, so it may get that memory back.
+      for (let i = 0; i < 3; i++) {
+        const x = E.ones([2, 17, 17], { dtype });
+        const y = E.matmul(x, x);
+        E.dispose([x, y]);
+      }
+      const a = E.zeros(transA ? [2, 0, 17] : [2, 17, 0], { dtype });
+      const b = E.zeros(transB ? [17, 0] : [0, 17], { dtype });
+      const y = E.matmulT(a, b, transA, transB);
+      expect(y.shape).toEqual([2, 17, 17]);
+      expect(Math.max(...Array.from(y.dataSync(), Math.abs))).toBe(0);
+      E.dispose([a, b, y]);
+    }
+  }
+});
+
 describe.runIf(wasmGemmThreaded)('cpu matmul on two threads', () => {
   const env = process.env.IGPO_THREADS;
   afterEach(() => {

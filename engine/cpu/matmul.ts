@@ -341,6 +341,8 @@ export function matmulCpu(a: View, b: View, transA: boolean, transB: boolean, ou
   const batch = outShape.slice(0, -2);
   const out = arrayFor(a.dtype, sizeOf(outShape)) as Floats;
   if (out.length === 0) return out;
+  // An empty sum: zeros (the array may be recycled memory, and the kernels write nothing when K = 0).
+  if (K === 0) return out.fill(0);
   const aOffs = stridedOffsets(
     batch,
     broadcastStrides(a.shape.slice(0, -2), batch).map((s) => s * M * K),
