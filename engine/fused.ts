@@ -439,16 +439,26 @@ function composedQkvHeads(
 ): [Tensor, Tensor, Tensor] {
   const [B, T, C] = h.shape;
   const hs = C / nHead;
+  const heads = (w: Tensor) => ops.transpose(ops.reshape(ops.matmul(h, w), [B, T, nHead, hs]), 1, 2); // (B, nh, T, hs)
+  return [rope(heads(wq), cos, sin), rope(heads(wk), cos, sin), heads(wv)];
+}
+
+/**
+ * RoPE on heads x (B, H, T, hs) with each token's angles in cos and sin (B, T, hs/2), half-split as
+ * qkvHeads rotates: x1 cos - x2 sin, x1 sin + x2 cos (Hugging Face's rotate_half form). In primitive ops,
+ * for heads qkvHeads does not make (grouped-query attention's fewer key heads, projections with biases).
+ */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const [B, , T, hs] = x.shape;
   const half = hs / 2;
+  if (x.ndim !== 4 || hs % 2 !== 0 || !sameShape(cos.shape, [B, T, half]) || !sameShape(sin.shape, [B, T, half]))
+    throw new Error(
+      `rope: x ${fmt(x.shape)} must be (B, H, T, hs) with hs even, cos and sin (B, T, hs/2); got ` +
+        `${fmt(cos.shape)}, ${fmt(sin.shape)}`,
+    );
   const c = ops.reshape(cos, [B, 1, T, half]);
   const s = ops.reshape(sin, [B, 1, T, half]);
-  const heads = (w: Tensor) => ops.transpose(ops.reshape(ops.matmul(h, w), [B, T, nHead, hs]), 1, 2); // (B, nh, T, hs)
-  const rope = (x: Tensor) => {
-    const x1 = ops.narrow(x, -1, 0, half);
-    const x2 = ops.narrow(x, -1, half, half);
-    return ops.cat([ops.sub(ops.mul(x1, c), ops.mul(x2, s)), ops.add(ops.mul(x1, s), ops.mul(x2, c))], -1);
-  };
-  const q = rope(heads(wq));
-  const k = rope(heads(wk));
-  return [q, k, heads(wv)];
+  const x1 = ops.narrow(x, -1, 0, half);
+  const x2 = ops.narrow(x, -1, half, half);
+  return ops.cat([ops.sub(ops.mul(x1, c), ops.mul(x2, s)), ops.add(ops.mul(x1, s), ops.mul(x2, c))], -1);
 }

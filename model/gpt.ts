@@ -5,7 +5,9 @@
 import { z } from 'zod';
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
-import type { CausalLM } from './lm.js';
+import { cachedAttention, openCache, type CacheShape, type CacheUse, type KVCache } from './kvcache.js';
+import type { CausalLM, ForwardOptions } from './lm.js';
+import { ropeTables } from './rope.js';
 
 export interface GPTConfig {
   /** Tokens in the vocabulary (the tokenizer's vocabSize). */
@@ -103,44 +105,6 @@ export function parameterLayout(cfg: GPTConfig): [name: string, shape: number[],
   return out;
 }
 
-/**
- * Keys and values of every layer for the tokens seen so far, plus which slots are padding. Written in place:
- * buffers of some capacity whose first `length` slots are used, copied into buffers twice as large when
- * full, so a decoded token costs a write of its own keys rather than a copy of all of them. Its tensors are
- * exempt from tidy scopes (keep); disposeCache frees them.
- */
-export interface KVCache {
-  /** Per layer: (B, nh, capacity, hs). */
-  k: Tensor[];
-  v: Tensor[];
-  /** (B, capacity): 0 for a real token, -Infinity for a padding slot that no query may see. */
-  keyBias: Tensor;
-  /** Slots used (real tokens and padding); a decoder may lower it to roll back, the slots past it are unread. */
-  length: number;
-}
-
-export interface ForwardOptions {
-  /** Position of each token (B, T) int32; defaults to 0..T-1 after the cache's length. */
-  pos?: Tensor;
-  /**
-   * Attend over these earlier tokens too (decoding): the new tokens' keys and values are written into it in
-   * place at slots length.. (it grows when full) and its length advances; the result's cache is this one.
-   * Inference only: refused while gradients are recorded for the model.
-   */
-  cache?: KVCache;
-  /** (B, T): 0 for real tokens, -Infinity for padding slots; needed only when a cache is built. */
-  keyBias?: Tensor;
-  /** Build and return a cache holding this forward's tokens (sampling); off for training. */
-  returnCache?: boolean;
-  /** Also return the final hidden states (B, T, C) after the last norm (a value head reads them). */
-  returnHidden?: boolean;
-  /**
-   * For a model with prevTokens = n: the n tokens before the first new one (B, n) int32, oldest first,
-   * 0 where there are none; defaults to zeros, which is right only without a cache (a decoder passes its own).
-   */
-  history?: Tensor;
-}
-
 export class GPT implements CausalLM {
   readonly cfg: GPTConfig;
   /** Every parameter by its checkpoint name. */
@@ -167,7 +131,13 @@ export class GPT implements CausalLM {
           : E.randn(shape, { ...common, std: init === 'residual' ? residStd : std }),
       ]),
     );
-    [this.ropeCos, this.ropeSin] = ropeTables(cfg, opts.device, common.dtype);
+    [this.ropeCos, this.ropeSin] = ropeTables(
+      cfg.blockSize,
+      cfg.nEmbd / cfg.nHead,
+      cfg.ropeBase,
+      opts.device,
+      common.dtype,
+    );
   }
 
   p(name: string): Tensor {
@@ -227,7 +197,6 @@ export class GPT implements CausalLM {
 
   /** ids (B, T) int32 -> logits (B, T, V), and the extended cache and final hidden states when asked. */
   forward(ids: Tensor, opts: ForwardOptions = {}): { logits: Tensor; cache?: KVCache; hidden?: Tensor } {
-    const { nHead: nh, nEmbd: C, nLayer: L } = this.cfg;
     if (ids.ndim !== 2 || ids.dtype !== 'int32')
       throw new Error(`GPT.forward: ids must be (B, T) int32, got ${E.fmt(ids.shape)} ${ids.dtype}`);
     const [B, T] = ids.shape;
@@ -257,102 +226,53 @@ export class GPT implements CausalLM {
       const context = E.cat([history, ids], 1); // (B, n + T)
       for (let j = 1; j <= n; j++) x = x.add(E.embedding(context.narrow(1, n - j, T), this.p(`wtePrev.${j}`)));
     }
-    if (opts.cache && E.isGradEnabled() && this.p('wte').requiresGrad)
-      throw new Error(
-        'GPT.forward: decoding on a KV cache is inference only (keys are written into it in place, off the tape); ' +
-          'run it under E.noGrad',
-      );
-    const cache = opts.cache ?? (opts.returnCache ? this.emptyCache(B, T) : undefined);
-    if (cache) {
-      reserveSlots(cache, past + T);
-      const newBias = opts.keyBias ?? E.zeros([B, T], { device: ids.device, dtype: this.ropeCos.dtype });
-      E.noGrad(() => E.writeInto(cache.keyBias, newBias, 1, past));
-    }
-    const eps = this.cfg.normEps;
-    let h = E.rmsNorm(x, this.p('h.0.ln1'), eps); // (B, T, C); later blocks' come with the residual add
-    for (let l = 0; l < L; l++) {
-      const w = (name: string) => this.p(`h.${l}.${name}`);
-      const [q, k, v] = E.qkvHeads(h, w('wq'), w('wk'), w('wv'), cos, sin, nh); // (B, nh, T, hs), q and k rotated
-      if (cache)
-        E.noGrad(() => {
-          E.writeInto(cache.k[l], k, 2, past); // slots [past, past + T) of (B, nh, capacity, hs)
-          E.writeInto(cache.v[l], v, 2, past);
-        });
-      // On a cache, attention reads its first past + T slots where they lie.
-      const c = opts.cache;
-      const y = c
-        ? E.scaledDotProductAttention(q, c.k[l], c.v[l], { keyBias: c.keyBias, kvLen: past + T })
-        : E.scaledDotProductAttention(q, k, v, { keyBias: opts.keyBias }); // (B, nh, T, hs)
-      let m: Tensor;
-      [x, m] = E.addRmsNorm(x, y.transpose(1, 2).reshape([B, T, C]).matmul(w('wo')), w('ln2'), eps);
-      const next = l + 1 < L ? this.p(`h.${l + 1}.ln1`) : this.p('lnf');
-      [x, h] = E.addRmsNorm(x, m.matmul(w('fc')).gelu().matmul(w('proj')), next, eps); // h: the next block's input
-    }
+    const use = openCache('GPT.forward', ids, opts, this.p('wte').requiresGrad, this.cacheShape());
+    const rot = { cos, sin };
+    let h = E.rmsNorm(x, this.p('h.0.ln1'), this.cfg.normEps); // (B, T, C); later blocks' come with the residual add
+    for (let l = 0; l < this.cfg.nLayer; l++) [x, h] = this.block(l, x, h, rot, use);
     const logits = E.matmulT(h, this.p('wte'), false, true); // (B, T, V), tied head
     const hidden = opts.returnHidden ? { hidden: h } : {}; // (B, T, C)
-    if (!cache) return { logits, ...hidden };
-    cache.length = past + T;
-    return { logits, cache, ...hidden };
+    if (!use.write) return { logits, ...hidden };
+    use.write.length = use.past + T;
+    return { logits, cache: use.write, ...hidden };
   }
 
-  /** A cache for B rows with no slot used, with room for `need`. */
-  private emptyCache(B: number, need: number): KVCache {
-    const { nHead: nh, nEmbd: C, nLayer: L } = this.cfg;
-    const cap = capacityFor(need);
-    const o = { device: this.device, dtype: this.ropeCos.dtype };
-    const kv = () => E.keep(E.zeros([B, nh, cap, C / nh], o));
-    return {
-      k: Array.from({ length: L }, kv),
-      v: Array.from({ length: L }, kv),
-      keyBias: E.keep(E.zeros([B, cap], o)),
-      length: 0,
-    };
+  /**
+   * Block l: x + attention(h), then + mlp(RMSNorm(.)). x is the residual stream (B, T, C) and h its norm;
+   * returns both for the next block (h normed with the next block's weight, or the final norm's).
+   */
+  private block(l: number, x: Tensor, h: Tensor, rot: Rotation, use: CacheUse): [x: Tensor, h: Tensor] {
+    const eps = this.cfg.normEps;
+    const [x1, m] = E.addRmsNorm(x, this.attention(l, h, rot, use), this.p(`h.${l}.ln2`), eps);
+    const next = l + 1 < this.cfg.nLayer ? this.p(`h.${l + 1}.ln1`) : this.p('lnf');
+    return E.addRmsNorm(x1, this.mlp(l, m), next, eps);
+  }
+
+  /** Causal self-attention of block l on h (B, T, C): heads with RoPE on q and k, the cache, wo. */
+  private attention(l: number, h: Tensor, rot: Rotation, use: CacheUse): Tensor {
+    const [B, T, C] = h.shape;
+    const w = (name: string) => this.p(`h.${l}.${name}`);
+    const [q, k, v] = E.qkvHeads(h, w('wq'), w('wk'), w('wv'), rot.cos, rot.sin, this.cfg.nHead); // (B, nh, T, hs)
+    const y = cachedAttention(q, k, v, l, use); // (B, nh, T, hs)
+    return y.transpose(1, 2).reshape([B, T, C]).matmul(w('wo'));
+  }
+
+  /** The MLP of block l: (B, T, C) -> 4C -> GELU -> C. */
+  private mlp(l: number, m: Tensor): Tensor {
+    return m
+      .matmul(this.p(`h.${l}.fc`))
+      .gelu()
+      .matmul(this.p(`h.${l}.proj`));
+  }
+
+  private cacheShape(): CacheShape {
+    const { nHead, nEmbd, nLayer } = this.cfg;
+    return { layers: nLayer, heads: nHead, headSize: nEmbd / nHead, device: this.device, dtype: this.ropeCos.dtype };
   }
 }
 
-/** The capacity for `need` slots: `cap` doubled until it holds them, from 16 for a new cache. */
-function capacityFor(need: number, cap = 16): number {
-  while (cap < need) cap *= 2;
-  return cap;
-}
-
-/**
- * Makes room for `need` slots: when the capacity is short, every buffer is copied into one of twice the
- * size (or more, for a long chunk), so a write costs O(1) copied slots amortised and at most half is unused.
- */
-function reserveSlots(cache: KVCache, need: number): void {
-  const cap = cache.keyBias.shape[1];
-  if (need <= cap) return;
-  const extra = capacityFor(need, cap) - cap;
-  const grow = (t: Tensor, dim: number) => {
-    const after = t.shape.map((_, i) => (i === dim ? extra : 0));
-    const g = E.keep(E.noGrad(() => E.pad(t, new Array<number>(t.ndim).fill(0), after)));
-    t.dispose();
-    return g;
-  };
-  cache.k = cache.k.map((t) => grow(t, 2));
-  cache.v = cache.v.map((t) => grow(t, 2));
-  cache.keyBias = grow(cache.keyBias, 1);
-}
-
-/** cos and sin of position * base^(-2i/hs), (blockSize, hs/2). */
-function ropeTables(cfg: GPTConfig, device: E.Device | undefined, dtype: 'float32' | 'float64'): [Tensor, Tensor] {
-  const half = cfg.nEmbd / cfg.nHead / 2;
-  const cos = new Float64Array(cfg.blockSize * half);
-  const sin = new Float64Array(cfg.blockSize * half);
-  for (let p = 0; p < cfg.blockSize; p++) {
-    for (let i = 0; i < half; i++) {
-      const angle = p * cfg.ropeBase ** (-i / half);
-      cos[p * half + i] = Math.cos(angle);
-      sin[p * half + i] = Math.sin(angle);
-    }
-  }
-  const make = (a: Float64Array) =>
-    E.keep(E.tensor(dtype === 'float64' ? a : Float32Array.from(a), [cfg.blockSize, half], { device }));
-  return [make(cos), make(sin)];
-}
-
-/** Frees a cache's tensors. */
-export function disposeCache(cache: KVCache | undefined): void {
-  if (cache) E.dispose([cache.k, cache.v, cache.keyBias]);
+/** Each token's rotary angles, (B, T, hs/2) each. */
+interface Rotation {
+  cos: Tensor;
+  sin: Tensor;
 }

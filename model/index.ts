@@ -3,6 +3,7 @@
 
 export * from './gpt.js';
 export * from './lm.js';
+export * from './kvcache.js';
 export * from './tokenizer.js';
 export * from './sample.js';
 export * from './safetensors.js';

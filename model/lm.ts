@@ -3,7 +3,7 @@
 
 import type * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
-import type { ForwardOptions, KVCache } from './gpt.js';
+import type { KVCache } from './kvcache.js';
 
 /** A causal decoder: ids in, next-token logits out, with a KV cache for decoding. */
 export interface CausalLM {
@@ -36,4 +36,26 @@ export interface TextTokenizer {
   readonly eos: number;
   encode(text: string): number[];
   decode(ids: Iterable<number>): string;
+}
+
+export interface ForwardOptions {
+  /** Position of each token (B, T) int32; defaults to 0..T-1 after the cache's length. */
+  pos?: Tensor;
+  /**
+   * Attend over these earlier tokens too (decoding): the new tokens' keys and values are written into it in
+   * place at slots length.. (it grows when full) and its length advances; the result's cache is this one.
+   * Inference only: refused while gradients are recorded for the model.
+   */
+  cache?: KVCache;
+  /** (B, T): 0 for real tokens, -Infinity for padding slots; needed only when a cache is built. */
+  keyBias?: Tensor;
+  /** Build and return a cache holding this forward's tokens (sampling); off for training. */
+  returnCache?: boolean;
+  /** Also return the final hidden states (B, T, C) after the last norm (a value head reads them). */
+  returnHidden?: boolean;
+  /**
+   * For a model with prevTokens = n: the n tokens before the first new one (B, n) int32, oldest first,
+   * 0 where there are none; defaults to zeros, which is right only without a cache (a decoder passes its own).
+   */
+  history?: Tensor;
 }

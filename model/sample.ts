@@ -4,7 +4,8 @@
 
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
-import { disposeCache, GPT, type KVCache } from './gpt.js';
+import { GPT } from './gpt.js';
+import { disposeCache, type KVCache } from './kvcache.js';
 
 export interface SamplingOptions {
   /** Softmax temperature; 0 is greedy. Log-probs are those of softmax(logits / temperature). */

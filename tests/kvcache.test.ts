@@ -5,7 +5,8 @@
 import { fc, test as fcTest } from '@fast-check/vitest';
 import { describe, expect, test } from 'vitest';
 import * as E from '../engine/index.js';
-import { disposeCache, GPT, type GPTConfig } from '../model/gpt.js';
+import { GPT, type GPTConfig } from '../model/gpt.js';
+import { disposeCache } from '../model/kvcache.js';
 import { BatchDecoder } from '../model/sample.js';
 
 const bits = (t: E.Tensor) => Array.from(new Uint32Array(Float64Array.from(t.dataSync()).buffer));
