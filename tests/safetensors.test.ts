@@ -1,6 +1,7 @@
 // safetensors: exact round trips, rejection of every truncation, single-byte header corruption that is
 // either rejected or self-consistent, named errors for corrupt headers, atomic saves that leave the old
-// file intact on failure, and interoperability with an independent reader/writer (Python + numpy).
+// file intact on failure, F16 and BF16 read exactly as float32, the tensor-by-tensor reader equal to the
+// whole-file one, and interoperability with an independent reader/writer (Python + numpy).
 
 import { fc, test } from '@fast-check/vitest';
 import { spawnSync } from 'node:child_process';
@@ -13,8 +14,11 @@ import {
   MAX_HEADER_BYTES,
   SafeTensor,
   SafetensorsError,
+  halfToNumber,
   loadSafetensors,
+  loadSafetensorsEach,
   parse,
+  readSafetensorsHeader,
   saveSafetensors,
   serialize,
 } from '../model/safetensors.js';
@@ -286,11 +290,22 @@ describe('corruption is rejected', () => {
 
   it('entries: dtype, shape, data_offsets and their sizes', () => {
     expect(err({ w: { ...f32(0, 4), dtype: 'F33' } }, 4)).toThrow(
-      /bad\.st: tensor 'w': unknown dtype 'F33' \(supported: F32, F64, I32\)/,
+      /bad\.st: tensor 'w': unknown dtype 'F33' \(supported: F32, F64, I32, F16, BF16\)/,
     );
     expect(err({ w: { ...f32(0, 4), dtype: 'constructor' } }, 4)).toThrow(/tensor 'w': unknown dtype 'constructor'/);
-    expect(err({ w: { ...f32(0, 4), dtype: 'BF16' } }, 4)).toThrow(
-      /tensor 'w': dtype 'BF16' is not supported \(supported: F32, F64, I32; unsupported: .*F16/,
+    for (const dtype of ['BOOL', 'U8', 'I8', 'I16', 'U16', 'U32', 'I64', 'U64', 'F8_E4M3', 'F8_E5M2', 'C64']) {
+      expect(err({ w: { ...f32(0, 4), dtype } }, 4)).toThrow(
+        new RegExp(
+          `tensor 'w': dtype '${dtype}' is not supported \\(supported: F32, F64, I32, F16, BF16; unsupported: `,
+        ),
+      );
+    }
+    expect(err({ w: { ...f32(0, 4), dtype: 'I64' } }, 4)).toThrow(/unsupported: BOOL, U8, I8, I16, U16, U32, I64,/);
+    expect(err({ w: { dtype: 'BF16', shape: [3], data_offsets: [0, 4] } }, 4)).toThrow(
+      /tensor 'w': data_offsets \[0, 4\] hold 4 bytes, but shape \[3\] of BF16 needs 6/,
+    );
+    expect(err({ w: { dtype: 'F16', shape: [1], data_offsets: [0, 4] } }, 4)).toThrow(
+      /hold 4 bytes, but shape \[1\] of F16 needs 2/,
     );
     expect(err({ w: { ...f32(0, 4), dtype: 32 } }, 4)).toThrow(/tensor 'w': dtype must be a string, got 32/);
     expect(err({ w: f32(0, 4, [-1]) }, 4)).toThrow(
@@ -464,6 +479,207 @@ describe('saveSafetensors / loadSafetensors', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+
+/** A file of one 16-bit tensor (F16 or BF16) holding these bit patterns, little-endian, after an F32 one. */
+function file16(code: 'F16' | 'BF16', bits: number[]): Uint8Array {
+  const header = {
+    a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+    h: { dtype: code, shape: [bits.length], data_offsets: [4, 4 + 2 * bits.length] },
+  };
+  const out = fileWith(header, 4 + 2 * bits.length);
+  const view = new DataView(out.buffer, out.length - 4 - 2 * bits.length);
+  view.setFloat32(0, 7.25, true);
+  bits.forEach((b, i) => view.setUint16(4 + 2 * i, b, true));
+  return out;
+}
+
+const same = (got: ArrayLike<number>, want: number[]) => {
+  expect(got.length).toBe(want.length);
+  want.forEach((w, i) => expect(Object.is(got[i], w), `[${i}]: ${got[i]} vs ${w}`).toBe(true));
+};
+
+describe('F16 and BF16 are read as float32, exactly', () => {
+  // bit pattern -> value, each known exactly
+  const bf16: [number, number][] = [
+    [0x3fc0, 1.5],
+    [0xc000, -2],
+    [0x3eab, 0.333984375],
+    [0x0000, 0],
+    [0x8000, -0],
+    [0x7f80, Infinity],
+    [0xff80, -Infinity],
+    [0x0001, 2 ** -133], // the smallest subnormal
+    [0x7f7f, (2 - 2 ** -7) * 2 ** 127], // the largest finite
+  ];
+  const f16: [number, number][] = [
+    [0x3c00, 1],
+    [0xc000, -2],
+    [0x3555, 0.333251953125],
+    [0x0001, 2 ** -24], // the smallest subnormal
+    [0x03ff, 1023 * 2 ** -24], // the largest subnormal
+    [0x8001, -(2 ** -24)],
+    [0x0400, 2 ** -14], // the smallest normal
+    [0x7bff, 65504], // the largest finite
+    [0x0000, 0],
+    [0x8000, -0],
+    [0x7c00, Infinity],
+    [0xfc00, -Infinity],
+  ];
+
+  for (const [code, table] of [
+    ['BF16', bf16],
+    ['F16', f16],
+  ] as const) {
+    it(`${code}: known values, NaN, and an unaligned buffer`, () => {
+      const bits = [...table.map(([b]) => b), code === 'BF16' ? 0x7fc0 : 0x7e00, code === 'BF16' ? 0xffc1 : 0xfd01];
+      const bytes = file16(code, bits);
+      const shifted = new Uint8Array(bytes.length + 1);
+      shifted.set(bytes, 1);
+      const buffer = Buffer.concat([Buffer.alloc(1), bytes]).subarray(1); // a Buffer's slice() is a view
+      for (const b of [bytes, shifted.subarray(1), buffer]) {
+        const t = parse(b).tensors;
+        expect(t.a).toEqual({ dtype: 'float32', shape: [1], data: Float32Array.from([7.25]) });
+        expect(t.h.dtype).toBe('float32');
+        expect(t.h.shape).toEqual([bits.length]);
+        expect(t.h.data).toBeInstanceOf(Float32Array);
+        same(
+          t.h.data.subarray(0, table.length),
+          table.map(([, v]) => v),
+        );
+        expect(Number.isNaN(t.h.data[table.length]) && Number.isNaN(t.h.data[table.length + 1])).toBe(true);
+      }
+    });
+  }
+
+  it('BF16 keeps the bits: every pattern is the top half of the float32 read', () => {
+    const bits = Array.from({ length: 65536 }, (_, i) => i);
+    const got = new Uint32Array(parse(file16('BF16', bits)).tensors.h.data.buffer);
+    for (let i = 0; i < 65536; i++) if (got[i] !== i * 65536) expect(got[i]).toBe(i * 65536);
+  });
+
+  it('halfToNumber: sign, exponent and fraction of every finite half round-trip through float32', () => {
+    const f = new Float32Array(1);
+    for (let h = 0; h < 65536; h++) {
+      const v = halfToNumber(h);
+      if ((h & 0x7c00) === 0x7c00) {
+        expect(h & 0x3ff ? Number.isNaN(v) : Math.abs(v) === Infinity).toBe(true);
+        continue;
+      }
+      f[0] = v;
+      if (!Object.is(f[0], v)) expect(f[0]).toBe(v); // exact in float32
+      expect(Object.is(halfToNumber(h ^ 0x8000), -v)).toBe(true);
+    }
+    expect(halfToNumber(0x7bfe)).toBe(65472); // consecutive halves near the top are 32 apart
+  });
+});
+
+describe('readSafetensorsHeader / loadSafetensorsEach (tensor by tensor)', () => {
+  let dir = '';
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'safetensors-each-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const collect = async (path: string, opts?: Parameters<typeof loadSafetensorsEach>[2]) => {
+    const got: Record<string, SafeTensor> = {};
+    const order: string[] = [];
+    const header = await loadSafetensorsEach(
+      path,
+      (name, t) => {
+        order.push(name);
+        got[name] = t;
+      },
+      opts,
+    );
+    return { got, order, header };
+  };
+
+  it('gives what loadSafetensors gives, in data order, with the header and metadata (checksum verified)', async () => {
+    const path = join(dir, 'sample.safetensors');
+    await saveSafetensors(path, sample, { step: '4' });
+    const whole = await loadSafetensors(path);
+    const { got, order, header } = await collect(path);
+    expectSameTensors(got, whole.tensors);
+    expect(header.metadata).toEqual({ step: '4' });
+    expect(await readSafetensorsHeader(path)).toEqual(header);
+    expect(header.tensors.map((t) => [t.name, t.code, t.dtype, t.shape])).toEqual(
+      Object.keys(sample)
+        .sort()
+        .map((k) => [
+          k,
+          { float32: 'F32', float64: 'F64', int32: 'I32' }[sample[k].dtype],
+          sample[k].dtype,
+          sample[k].shape,
+        ]),
+    );
+    // data order: float64 first (the writer puts larger elements first), then by name
+    expect(order).toEqual(['empty', 'h.0.b', 'empty2', 'h.0.w', 'ids']);
+  });
+
+  test.prop([tensorsArb, metadataArb], { numRuns: 30 })('equals parse on random files', async (tensors, metadata) => {
+    const path = join(dir, 'random.safetensors');
+    await writeFile(path, serialize(tensors, metadata));
+    expectSameTensors((await collect(path)).got, tensors);
+  });
+
+  it('floatAs widens or rounds float tensors, leaves int32 alone, and takes F16/BF16 straight to float64', async () => {
+    const path = join(dir, 'as.safetensors');
+    await saveSafetensors(path, sample);
+    const wide = (await collect(path, { floatAs: 'float64' })).got;
+    expect(wide['h.0.w'].dtype).toBe('float64');
+    same(wide['h.0.w'].data, [...sample['h.0.w'].data]);
+    expect(wide.ids).toEqual(sample.ids);
+    const narrow = (await collect(path, { floatAs: 'float32' })).got;
+    expect(narrow['h.0.b']).toEqual({ dtype: 'float32', shape: [], data: Float32Array.from([Math.PI]) });
+    const half = join(dir, 'half.safetensors');
+    await writeFile(half, file16('F16', [0x0001, 0x7bff, 0x8000]));
+    const h = (await collect(half, { floatAs: 'float64' })).got.h;
+    expect(h.dtype).toBe('float64');
+    same(h.data, [2 ** -24, 65504, -0]);
+    const bf = join(dir, 'bf.safetensors');
+    await writeFile(bf, file16('BF16', [0x3eab]));
+    same((await collect(bf, { floatAs: 'float64' })).got.h.data, [0.333984375]);
+  });
+
+  it('skip leaves tensors out, but their bytes still count for the checksum', async () => {
+    const path = join(dir, 'skip.safetensors');
+    await saveSafetensors(path, sample);
+    const { got } = await collect(path, { skip: (n) => n === 'h.0.w' });
+    expect(Object.keys(got).sort()).toEqual(['empty', 'empty2', 'h.0.b', 'ids']);
+    const bytes = new Uint8Array(await readFile(path));
+    const h = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLengthOf(bytes))));
+    bytes[8 + headerLengthOf(bytes) + h['h.0.w'].data_offsets[0]] ^= 1;
+    await writeFile(path, bytes);
+    await expect(collect(path, { skip: (n) => n === 'h.0.w' })).rejects.toThrow(/skip\.safetensors: checksum mismatch/);
+    await expect(collect(path)).rejects.toThrow(/skip\.safetensors: checksum mismatch/);
+  });
+
+  it('every truncation is rejected, naming the file; so are a missing file and a directory', async () => {
+    const full = serialize(sample, { step: '3' });
+    const path = join(dir, 'cut.safetensors');
+    for (let cut = 0; cut < full.length; cut += 3) {
+      await writeFile(path, full.subarray(0, cut));
+      await expect(readSafetensorsHeader(path), `cut at ${cut}`).rejects.toThrow(/cut\.safetensors: /);
+      await expect(collect(path), `cut at ${cut}`).rejects.toThrow(SafetensorsError);
+    }
+    await expect(collect(join(dir, 'none.safetensors'))).rejects.toThrow(/none\.safetensors: cannot read: .*ENOENT/);
+    await expect(readSafetensorsHeader(dir)).rejects.toThrow(/cannot read: .*EISDIR/);
+  });
+
+  it('an error thrown by the callback passes through unchanged', async () => {
+    const path = join(dir, 'cb.safetensors');
+    await saveSafetensors(path, sample);
+    const boom = new Error('boom');
+    await expect(
+      loadSafetensorsEach(path, () => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Interoperability with an independent implementation: Python's json and numpy.frombuffer.
 
 const hasNumpy = spawnSync('python3', ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
@@ -545,6 +761,27 @@ describe.skipIf(!hasNumpy)('interoperability with Python + numpy (skipped when p
         );
       }
     });
+  });
+
+  it('parse reads every F16 bit pattern as numpy converts it to float32', async () => {
+    const path = join(dir, 'f16.safetensors');
+    const script = `
+import json, struct, sys, numpy as np
+h16 = np.arange(65536, dtype='<u2').view('<f2')
+f32 = h16.astype('<f4')
+header = {'h': {'dtype': 'F16', 'shape': [65536], 'data_offsets': [0, 131072]},
+          'f': {'dtype': 'F32', 'shape': [65536], 'data_offsets': [131072, 393216]}}
+h = json.dumps(header).encode('utf-8')
+open(sys.argv[1], 'wb').write(struct.pack('<Q', len(h)) + h + h16.tobytes() + f32.tobytes())
+`;
+    const run = spawnSync('python3', ['-c', script, path], { encoding: 'utf-8' });
+    expect(run.stderr).toBe('');
+    const { h, f } = (await loadSafetensors(path)).tensors;
+    expect(h.dtype).toBe('float32');
+    for (let i = 0; i < 65536; i++) {
+      const ok = Number.isNaN(f.data[i]) ? Number.isNaN(h.data[i]) : Object.is(h.data[i], f.data[i]);
+      if (!ok) expect(h.data[i], `half 0x${i.toString(16)}`).toBe(f.data[i]);
+    }
   });
 
   it('parse reads what numpy writes (unpadded header, unsorted names)', async () => {
