@@ -360,6 +360,37 @@ withProbe(evaluate, { value: 'checkpoint', description: 'the one the checkpoint 
   },
 );
 
+program
+  .command('logprobs')
+  .description('log p(ids[i] | ids[0..i-1]) for i = 1..n-1 under a Hugging Face model directory, as JSON')
+  .requiredOption('--model <dir>', 'a Llama or Qwen2 directory: config.json and model.safetensors (or sharded)')
+  .requiredOption('--ids <list>', 'token ids, comma-separated (at least 2)', idList)
+  .addOption(new Option('--device <device>', 'backend').choices(['cpu', 'webgpu']).default('cpu'))
+  .addOption(
+    new Option('--dtype <dtype>', 'the model\u2019s dtype (float64 on the CPU only)')
+      .choices(['float32', 'float64'])
+      .default(undefined, 'float64 on cpu, float32 on webgpu'),
+  )
+  .action(async (o: { model: string; ids: number[]; device: 'cpu' | 'webgpu'; dtype?: 'float32' | 'float64' }) => {
+    const dtype = o.dtype ?? (o.device === 'cpu' ? 'float64' : 'float32');
+    if (dtype === 'float64' && o.device === 'webgpu') usageError('--dtype float64 needs --device cpu');
+    const device = await resolveDevice(o.device);
+    const { HFDecoder } = await import('../model/hf/decoder.js');
+    const { sequenceLogProbs } = await import('../model/lm.js');
+    const model = await HFDecoder.load(o.model, { device, dtype, blockSize: Math.max(o.ids.length, 1) });
+    const logprobs = await sequenceLogProbs(model, o.ids);
+    model.dispose();
+    console.log(JSON.stringify({ logprobs }));
+  });
+
+/** --ids: comma-separated non-negative integers. */
+function idList(v: string): number[] {
+  const ids = v.split(',').map((s) => s.trim());
+  if (ids.some((s) => !/^\d+$/.test(s)))
+    throw new InvalidArgumentError(`--ids must be comma-separated non-negative integers, got '${v}'`);
+  return ids.map(Number);
+}
+
 program.option('--debug', 'print the stack of an error, not only its message');
 try {
   await program.parseAsync(process.argv);

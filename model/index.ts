@@ -9,3 +9,7 @@ export * from './sample.js';
 export * from './safetensors.js';
 export * from './checkpoint.js';
 export * from './train.js';
+export * from './hf/config.js';
+export * from './hf/decoder.js';
+export * from './hf/weights.js';
+export * from './hf/tokenizer.js';

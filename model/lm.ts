@@ -1,7 +1,7 @@
 // What the RL loop needs of a language model and of its tokenizer, whichever architecture backs them: the
 // project's own decoder (gpt.ts, char-level tokenizer) or a Hugging Face checkpoint (Llama, Qwen2).
 
-import type * as E from '../engine/index.js';
+import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
 import type { KVCache } from './kvcache.js';
 
@@ -58,4 +58,28 @@ export interface ForwardOptions {
    * 0 where there are none; defaults to zeros, which is right only without a cache (a decoder passes its own).
    */
   history?: Tensor;
+}
+
+/**
+ * log p(ids[i] | ids[0..i-1]) for i = 1..n-1 under the model (one forward of the whole sequence, no
+ * gradient), in the model's dtype. Ids are checked against the vocabulary and the block size.
+ */
+export async function sequenceLogProbs(model: CausalLM, ids: readonly number[]): Promise<number[]> {
+  if (ids.length < 2) throw new Error(`logprobs: need at least 2 ids, got ${ids.length}`);
+  if (ids.length > model.blockSize)
+    throw new Error(`logprobs: ${ids.length} ids exceed the model's block size ${model.blockSize}`);
+  const bad = ids.findIndex((i) => !Number.isInteger(i) || i < 0 || i >= model.vocabSize);
+  if (bad >= 0) throw new Error(`logprobs: id ${ids[bad]} at position ${bad} is not in [0, ${model.vocabSize})`);
+  const n = ids.length;
+  const lp = E.tidy(() =>
+    E.noGrad(() => {
+      const x = E.tensor(Int32Array.from(ids), [1, n], { device: model.device });
+      const { logits } = model.forward(x); // (1, n, V)
+      const targets = E.tensor(Int32Array.from(ids.slice(1)), [n - 1], { device: model.device });
+      return E.targetLogProb(logits.reshape([n, model.vocabSize]).narrow(0, 0, n - 1), targets);
+    }),
+  );
+  const out = Array.from(await lp.data());
+  lp.dispose();
+  return out;
 }
