@@ -177,15 +177,31 @@ const train = program
   .option('--resume <dir>', 'continue the interrupted run in DIR from its last saved step, with its own config.json')
   .option(
     '--checkpoint-every <n>',
-    'save the run\u2019s state every n RL steps, for --resume (0: never)',
+    'save the run\u2019s state every n RL steps, for --resume (0: never; 4 unless --model)',
     int('--checkpoint-every', 0),
-    4,
-  );
+  )
+  .option(
+    '--model <dir>',
+    'RL on a Hugging Face Llama or Qwen2 directory (config.json, model.safetensors or shards, tokenizer.json) ' +
+      'instead of the project\u2019s decoder; saved as DIR/warmstart and DIR/model in HF\u2019s layout',
+  )
+  .option('--warmup <n>', 'with --model: supervised warm-up steps before RL (default 0)', int('--warmup', 0));
 withRLOptions(train).action(
   async (
-    o: RLFlags & { device: DeviceFlag; out: string; overwrite?: boolean; resume?: string; checkpointEvery: number },
+    o: RLFlags & {
+      device: DeviceFlag;
+      out: string;
+      overwrite?: boolean;
+      resume?: string;
+      checkpointEvery?: number;
+      model?: string;
+      warmup?: number;
+    },
     cmd: Command,
   ) => {
+    if (o.warmup !== undefined && o.model === undefined)
+      usageError('--warmup needs --model (the default run has its own warm-up)');
+    if (o.model !== undefined) checkReadable('--model', join(o.model, 'config.json'));
     let config: RunConfig;
     if (o.resume !== undefined) {
       const flags = [
@@ -224,7 +240,8 @@ withRLOptions(train).action(
       resume: o.resume !== undefined,
       overwrite: o.overwrite,
       initFrom: o.initFrom,
-      checkpointEvery: o.checkpointEvery,
+      checkpointEvery: o.checkpointEvery ?? (o.model !== undefined ? 0 : 4),
+      ...(o.model !== undefined && { model: o.model, warmupSteps: o.warmup ?? 0 }),
       progress: process.stderr.isTTY,
       log: (line) => console.log(line),
     });

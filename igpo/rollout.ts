@@ -4,11 +4,31 @@
 // Not the rewards (reward.ts) or what an algorithm makes of them (algorithms.ts).
 
 import type * as E from '../engine/index.js';
-import type { GPT } from '../model/gpt.js';
-import { BatchDecoder, type SamplingOptions } from '../model/sample.js';
-import type { Tokenizer } from '../model/tokenizer.js';
+import type { CausalLM, TextTokenizer } from '../model/lm.js';
+import { BatchDecoder, type GenerateOptions, type SamplingOptions } from '../model/sample.js';
 import type { Retrieval } from './env.js';
 import { probeProbability, probeTokens, type Probe } from './reward.js';
+
+/**
+ * What a rollout needs of a tokenizer: text and ids, and the protocol's tags as single tokens where the
+ * vocabulary has them (the char tokenizer, model/tokenizer.ts). A tokenizer.json has none: its turns
+ * stop on the tags' text instead.
+ */
+export interface AgentTokenizer extends TextTokenizer {
+  readonly search?: number;
+  readonly searchEnd?: number;
+  readonly answerEnd?: number;
+}
+
+/** The tags that end an agent's turn: `</search>` and `</answer>`. */
+export const TURN_END_TAGS = ['</search>', '</answer>'] as const;
+
+/** How a turn stops: on the tag tokens and eos where the tags are tokens, else on eos and the tags' text. */
+export function turnStops(tok: AgentTokenizer): Pick<GenerateOptions, 'stop' | 'stopText'> {
+  if (tok.searchEnd !== undefined && tok.answerEnd !== undefined)
+    return { stop: [tok.searchEnd, tok.answerEnd, tok.eos] };
+  return { stop: [tok.eos], stopText: { texts: TURN_END_TAGS, decode: (ids) => tok.decode(ids) } };
+}
 
 /** What a rollout needs of an environment episode. */
 export interface AgentTask {
@@ -68,8 +88,8 @@ export interface RolloutOptions {
  * back (BatchDecoder.score), then reduced by probeProbability, the tested definition in reward.ts.
  */
 export async function collectRollouts(
-  model: GPT,
-  tok: Tokenizer,
+  model: CausalLM,
+  tok: AgentTokenizer,
   tasks: readonly AgentTask[],
   opts: RolloutOptions,
   gen: E.Generator,
@@ -115,7 +135,7 @@ export async function collectRollouts(
         ...opts.sampling,
         generator: gen,
         maxTokens: opts.maxTurnTokens,
-        stop: [tok.searchEnd, tok.answerEnd, tok.eos],
+        ...turnStops(tok),
       });
       if (timings) timings.generateMs += performance.now() - t0;
       const obs: (number[] | null)[] = live.map(() => null);
@@ -133,7 +153,7 @@ export async function collectRollouts(
         }
         t.kind = 'search';
         t.observation = tok.encode(res.observation ?? '');
-        if (dec.sequences[b].length + t.observation.length + probes[i].length > model.cfg.blockSize) {
+        if (dec.sequences[b].length + t.observation.length + probes[i].length > model.blockSize) {
           // No room for the response and the probe: the episode ends here, its IG so far kept.
           r.endReason = 'length';
           t.observation = [];

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import * as E from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
+import type { CausalLM, TextTokenizer } from '../model/lm.js';
 import { defaultTokenizer, type Tokenizer } from '../model/tokenizer.js';
 import { lengthBuckets, trainSupervised, type Example } from '../model/train.js';
 import { algorithm, lossOptionsOf, outcomeReward, type Algo, type RLOptions } from './algorithms.js';
@@ -38,7 +39,7 @@ import {
   zeroAdvantageGroups,
 } from './metrics.js';
 import { THINK_PROBE, type Probe } from './reward.js';
-import { collectRollouts, type Rollout } from './rollout.js';
+import { collectRollouts, type AgentTokenizer, type Rollout } from './rollout.js';
 import { frozenCopy, groupMinibatches, packRollouts, tokenLogProbs, updatePolicy, type UpdateStats } from './update.js';
 import { Critic } from './value.js';
 import type { RunConfig } from './config.js';
@@ -54,7 +55,7 @@ export { defaultRLOptions, type RLOptions } from './algorithms.js';
 /** The expert's demonstration of an episode as a training example: loss on the agent's turns only. */
 export function demoExample(
   spec: EpisodeSpec,
-  tok: Tokenizer,
+  tok: TextTokenizer,
   maxTurns: number,
   imperfect: number,
   gen: E.Generator,
@@ -82,7 +83,7 @@ export interface WarmStart {
   losses: number[];
 }
 
-/** Builds the model and trains it on expert demonstrations. */
+/** Builds the project's decoder (char tokenizer, the preset's shape) and trains it on expert demonstrations. */
 export async function warmStart(
   preset: Preset,
   seed: number,
@@ -94,9 +95,28 @@ export async function warmStart(
   const tok = defaultTokenizer();
   const cfg: GPTConfig = { vocabSize: tok.vocabSize, ropeBase: 10000, normEps: 1e-5, ...preset.model };
   const model = new GPT(cfg, { generator: new E.Generator(seed), device });
+  const losses = await supervisedWarmup(model, tok, preset, seed, preset.warmup.steps, progress, log, onStep);
+  return { model, tok, losses };
+}
+
+/**
+ * Trains any model on `steps` batches of expert demonstrations (the preset's warm-up batch, learning rate
+ * and demonstration noise); returns the losses. The warm start of the project's decoder, and `--warmup N`
+ * for a pretrained model.
+ */
+export async function supervisedWarmup(
+  model: CausalLM,
+  tok: TextTokenizer,
+  preset: Preset,
+  seed: number,
+  steps: number,
+  progress = false,
+  log?: (line: string) => void,
+  onStep?: (step: number, loss: number, lr: number) => void | Promise<void>,
+): Promise<number[]> {
   const stream = episodeStream(presetSplit(preset, 'train'), seed);
   const gen = new E.Generator(seed + 1);
-  const w = preset.warmup;
+  const w = { ...preset.warmup, steps };
   const { losses, optimizer } = await trainSupervised(
     model,
     lengthBuckets(
@@ -118,7 +138,7 @@ export async function warmStart(
     },
   );
   optimizer.dispose();
-  return { model, tok, losses };
+  return losses;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -159,15 +179,17 @@ export interface EvalOptions {
 
 /** Greedy decoding on fixed episodes, in batches; mean final reward (F1). */
 export async function evaluate(
-  model: GPT,
-  tok: Tokenizer,
+  model: CausalLM,
+  tok: AgentTokenizer,
   specs: readonly EpisodeSpec[],
   preset: Preset,
   opts: EvalOptions = {},
 ): Promise<EvalResult> {
   const batch = opts.batch ?? 32;
   const mode = opts.mode ?? 'agent';
-  const sampling = { temperature: 0, ...(mode === 'agent' ? {} : { banned: [tok.search] }) };
+  if (mode !== 'agent' && tok.search === undefined)
+    throw new Error(`eval mode '${mode}' bans the <search> token, and this tokenizer has no single <search> token`);
+  const sampling = { temperature: 0, ...(mode === 'agent' ? {} : { banned: [tok.search!] }) };
   const records = [];
   for (let i = 0; i < specs.length; i += batch) {
     const part = specs.slice(i, i + batch);
@@ -312,7 +334,7 @@ export interface RLHooks {
   /** Continue a run from its saved state (the model given is then the run's policy at that step). */
   resume?: RLState;
   /** The warm start, when the model given is not it (a resumed run): the KL's reference. */
-  reference?: GPT;
+  reference?: CausalLM;
   /** Called every `every` steps, after the step's metrics, with the state to save. */
   checkpoint?: { every: number; save: (state: RLState) => Promise<void> };
 }
@@ -323,8 +345,8 @@ export interface RLHooks {
  * the update on minibatches of whole groups, then the step's metrics (metrics.ts).
  */
 export async function trainRL(
-  model: GPT,
-  tok: Tokenizer,
+  model: CausalLM,
+  tok: AgentTokenizer,
   preset: Preset,
   opts: RLOptions,
   seed: number,
@@ -555,6 +577,13 @@ export interface TrainJob {
   overwrite?: boolean;
   /** Save the run's state every n RL steps, for resume (0: never). */
   checkpointEvery?: number;
+  /**
+   * A Hugging Face model directory (Llama or Qwen2: config.json, weights, tokenizer.json) to train instead
+   * of the project's decoder; its warm start and result are saved in HF's layout (warmstart/, model/).
+   */
+  model?: string;
+  /** With `model`: supervised warm-up steps before RL (0 by default: the paper trains the model as it is). */
+  warmupSteps?: number;
 }
 
 /**
@@ -604,6 +633,9 @@ export const RUN_FILES = [
   'warmstart.safetensors',
   'checkpoint.safetensors',
   'model.safetensors',
+  // A --model run's warm start and result, each a directory in HF's layout.
+  'warmstart',
+  'model',
   'curves.svg',
   'report.md',
 ];
@@ -634,7 +666,7 @@ export async function prepareRunDir(dir: string, opts: { resume?: boolean; overw
     );
   // The marker goes last: a replacement killed half-way leaves part of one run, still marked as its own.
   for (const f of [...present.filter((f) => f !== RUN_MARKER), ...present.filter((f) => f === RUN_MARKER)])
-    await rm(join(dir, f));
+    await rm(join(dir, f), { recursive: true });
   await mkdir(dir, { recursive: true });
   await removeKilledWrites(dir);
 }
@@ -723,6 +755,11 @@ const jsonl = (lines: readonly unknown[]) => lines.map((l) => JSON.stringify(l) 
 
 export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLosses: number[] }> {
   const log = job.log ?? (() => {});
+  if (job.model !== undefined && (job.resume || job.initFrom !== undefined || (job.checkpointEvery ?? 0) > 0))
+    throw new Error(
+      '--model: --resume, --init-from and --checkpoint-every are not supported yet with a Hugging Face model ' +
+        '(a run state is saved for the project\u2019s decoder only)',
+    );
   const dir = job.outDir;
   await prepareRunDir(dir, job);
   const path = (f: string) => join(dir, f);
@@ -750,9 +787,9 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
     if (job.config) await writeFileAtomic(path('config.json'), JSON.stringify(job.config, null, 2) + '\n');
   }
   const t0 = performance.now();
-  let model: GPT;
-  let tok: Tokenizer;
-  let warm: GPT | undefined;
+  let model: CausalLM;
+  let tok: AgentTokenizer;
+  let warm: CausalLM | undefined;
   let state: RLState | undefined;
   let warmup: Record<string, unknown>[];
   if (job.resume) {
@@ -775,7 +812,33 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
     log(`resuming ${dir} at RL step ${state.step} of ${job.preset.rl.steps}`);
   } else {
     await writeFileAtomic(metricsPath, '');
-    if (job.initFrom) {
+    if (job.model !== undefined) {
+      const { HFDecoder, HFTokenizer } = await import('../model/index.js');
+      const hf = await HFDecoder.load(job.model, { device: job.device, blockSize: job.preset.model.blockSize });
+      [model, tok, warmup] = [hf, await HFTokenizer.fromDir(job.model), []];
+      log(
+        `model: ${job.model} (${hf.cfg.modelType}, ${hf.numParams()} parameters, context ${hf.blockSize}); ` +
+          `${job.warmupSteps ? `${job.warmupSteps} warm-up steps` : 'no warm-up'} (${job.device})`,
+      );
+      if (job.warmupSteps) {
+        const losses = await supervisedWarmup(
+          model,
+          tok,
+          job.preset,
+          job.seed,
+          job.warmupSteps,
+          job.progress,
+          log,
+          (step, loss, lr) => {
+            const line = warmupLine(step, loss, lr);
+            warmup.push(line);
+            lines.push(line);
+          },
+        );
+        await writeMetrics();
+        log(`warm-up loss ${fmt(losses[0])} -> ${fmt(losses.at(-1)!)}`);
+      }
+    } else if (job.initFrom) {
       const loaded = await loadCheckpoint(job.initFrom, { device: job.device });
       if (!loaded.tokenizer)
         throw new Error(`checkpoint ${job.initFrom}: no tokenizer in its metadata (was it written by igpo?)`);
@@ -799,10 +862,12 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
           `${((performance.now() - t0) / 1000).toFixed(0)} s; ${model.numParams()} parameters`,
       );
     }
-    await saveCheckpoint(path('warmstart.safetensors'), model, {
-      tokenizer: tok,
-      metadata: { run: marker.id, seed: String(job.seed), preset: job.preset.name },
-    });
+    if (job.model !== undefined) await saveHFRun(model, job.model, path('warmstart'));
+    else
+      await saveCheckpoint(path('warmstart.safetensors'), model as GPT, {
+        tokenizer: tok as Tokenizer,
+        metadata: { run: marker.id, seed: String(job.seed), preset: job.preset.name },
+      });
   }
   const losses = warmup.map((l) => l.loss as number);
   const runMetadata = {
@@ -831,12 +896,18 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
         ? {
             checkpoint: {
               every,
-              save: (s: RLState) => saveRunState(path('checkpoint.safetensors'), model, tok, s, runMetadata),
+              save: (s: RLState) =>
+                saveRunState(path('checkpoint.safetensors'), model as GPT, tok as Tokenizer, s, runMetadata),
             },
           }
         : {}),
     });
-    await saveCheckpoint(path('model.safetensors'), model, { tokenizer: tok, metadata: runMetadata });
+    if (job.model !== undefined) await saveHFRun(model, job.model, path('model'));
+    else
+      await saveCheckpoint(path('model.safetensors'), model as GPT, {
+        tokenizer: tok as Tokenizer,
+        metadata: runMetadata,
+      });
     await writeRunCurves(path('curves.svg'), res, losses, job.rl.algo);
     await writeFileAtomic(path('report.md'), report(job, losses, res, (performance.now() - t0) / 1000));
     log(
@@ -848,6 +919,14 @@ export async function runTraining(job: TrainJob): Promise<RLResult & { warmupLos
     model.dispose();
     warm?.dispose();
   }
+}
+
+/** A --model run's model in `dir` in HF's layout (config.json, model.safetensors), with its tokenizer files. */
+async function saveHFRun(model: CausalLM, source: string, dir: string): Promise<void> {
+  const { HFDecoder, copyTokenizerFiles } = await import('../model/index.js');
+  if (!(model instanceof HFDecoder)) throw new Error('saveHFRun: not a Hugging Face decoder');
+  await model.save(dir);
+  await copyTokenizerFiles(source, dir);
 }
 
 /**

@@ -4,7 +4,7 @@
 
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
-import type { GPT } from '../model/gpt.js';
+import type { CausalLM } from '../model/lm.js';
 import { entropyFromLogits, policyLoss, type PolicyLossFn, type PolicyLossOptions } from './loss.js';
 import type { Rollout } from './rollout.js';
 
@@ -135,7 +135,7 @@ function rows(p: Packed, from: number, to: number, device: E.Device) {
  * (B * L) array. Used for log pi_ref (REINFORCE++'s KL reward) and V_old (PPO) before an update.
  */
 export async function scorePacked(
-  model: GPT,
+  model: CausalLM,
   packed: Packed,
   f: (out: { logits: Tensor; hidden?: Tensor }, targets: Tensor) => Tensor,
   opts: { chunk: number; hidden?: boolean },
@@ -169,7 +169,7 @@ export function tempered(logits: Tensor, temperature = 1): Tensor {
 }
 
 /** log pi(target) of a model at every position of a packed batch (0 where there is no target), at `temperature`. */
-export function tokenLogProbs(model: GPT, packed: Packed, chunk: number, temperature = 1): Promise<Float32Array> {
+export function tokenLogProbs(model: CausalLM, packed: Packed, chunk: number, temperature = 1): Promise<Float32Array> {
   return scorePacked(model, packed, (o, targets) => E.targetLogProb(tempered(o.logits, temperature), targets), {
     chunk,
   });
@@ -241,8 +241,8 @@ export interface UpdateStats {
 
 /** Minibatch PPO steps over a packed batch; returns the statistics averaged over minibatches. */
 export async function updatePolicy(
-  model: GPT,
-  ref: GPT | null,
+  model: CausalLM,
+  ref: CausalLM | null,
   opt: E.Optimizer,
   packed: Packed,
   opts: UpdateOptions,
@@ -320,6 +320,6 @@ export async function updatePolicy(
 }
 
 /** A frozen copy of a model: its own storage (AdamW updates the policy in place), no gradients. */
-export function frozenCopy(model: GPT): GPT {
+export function frozenCopy(model: CausalLM): CausalLM {
   return model.clone({ frozen: true });
 }

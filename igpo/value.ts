@@ -4,7 +4,7 @@
 
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
-import type { GPT } from '../model/gpt.js';
+import type { CausalLM } from '../model/lm.js';
 import type { AdvantageEstimator, StepBatch, StepAdvantages } from './estimator.js';
 import { rowsOf, scorePacked, type CriticHook, type Packed } from './update.js';
 
@@ -172,15 +172,15 @@ export class Critic implements CriticHook {
   readonly maxGradNorm = 1;
 
   constructor(
-    model: GPT,
+    model: CausalLM,
     policyLr: number,
     readonly opts: ValueOptions,
     seed: number,
   ) {
-    this.head = new ValueHead(model.cfg.nEmbd, {
+    this.head = new ValueHead(model.hiddenSize, {
       generator: new E.Generator(seed),
       device: model.device,
-      dtype: model.p('wte').dtype as 'float32' | 'float64',
+      dtype: model.dtype,
     });
     this.opt = new E.AdamW(this.head.parameters(), {
       lr: policyLr * opts.lrScale,
@@ -195,7 +195,7 @@ export class Critic implements CriticHook {
   }
 
   /** V_old at every position of a packed batch: one no-grad pass before the update. */
-  values(model: GPT, packed: Packed, chunk: number): Promise<Float32Array> {
+  values(model: CausalLM, packed: Packed, chunk: number): Promise<Float32Array> {
     return scorePacked(model, packed, (o) => this.head.forward(o.hidden!), { chunk, hidden: true });
   }
 

@@ -163,6 +163,10 @@ export class GPT implements CausalLM {
     return this.cfg.blockSize;
   }
 
+  get dtype(): 'float32' | 'float64' {
+    return this.p('wte').dtype as 'float32' | 'float64';
+  }
+
   get vocabSize(): number {
     return this.cfg.vocabSize;
   }

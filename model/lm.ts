@@ -17,6 +17,8 @@ export interface CausalLM {
   /** Every parameter by its checkpoint name. */
   readonly params: Map<string, Tensor>;
   readonly device: E.Device;
+  /** The parameters' dtype (float64 on the CPU for exact checks, float32 otherwise). */
+  readonly dtype: 'float32' | 'float64';
   parameters(): Tensor[];
   /** Parameters, counting a tied embedding once. */
   numParams(): number;

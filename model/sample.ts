@@ -4,8 +4,8 @@
 
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
-import { GPT } from './gpt.js';
 import { disposeCache, type KVCache } from './kvcache.js';
+import type { CausalLM } from './lm.js';
 
 export interface SamplingOptions {
   /** Softmax temperature; 0 is greedy. Log-probs are those of softmax(logits / temperature). */
@@ -24,6 +24,11 @@ export interface GenerateOptions extends SamplingOptions {
   maxTokens: number | readonly number[];
   /** Token ids that end a row's turn (included in its output). */
   stop?: readonly number[];
+  /**
+   * Texts that end a row's turn once its sampled tokens' text ends with one (`</search>` where a tag spans
+   * several tokens, as in a BPE vocabulary); `decode` turns ids into text.
+   */
+  stopText?: { texts: readonly string[]; decode: (ids: readonly number[]) => string };
   /** Rows to sample for; the others wait (default: all). */
   active?: readonly boolean[];
 }
@@ -33,7 +38,7 @@ export interface Generated {
   tokens: number[][];
   /** Per row: log pi_old(token) under the sampling distribution's softmax (before top-k/top-p). */
   logprobs: number[][];
-  /** Per row: the stop token that ended the turn, or null (length limit, or inactive). */
+  /** Per row: the token that ended the turn (a stop token, or a stop text's last), or null (length limit, inactive). */
   stoppedBy: (number | null)[];
 }
 
@@ -97,7 +102,7 @@ export class BatchDecoder {
   private last: Tensor | undefined;
 
   constructor(
-    readonly model: GPT,
+    readonly model: CausalLM,
     prompts: readonly (readonly number[])[],
     readonly padId = 0,
   ) {
@@ -164,7 +169,7 @@ export class BatchDecoder {
     const T = Math.max(1, ...lens);
     const ids = new Int32Array(this.B * T).fill(this.padId);
     const pos = new Int32Array(this.B * T);
-    const n = this.model.cfg.prevTokens ?? 0;
+    const n = this.model.prevTokens;
     const history = new Int32Array(this.B * n); // the n tokens before each row's chunk (a prevTokens model reads them)
     const bias = new Float32Array(this.B * T).fill(-Infinity);
     for (let b = 0; b < this.B; b++) {
@@ -175,17 +180,17 @@ export class BatchDecoder {
           ids[i] = chunks[b]![t];
           pos[i] = start + t;
           bias[i] = 0;
-        } else pos[i] = Math.min(start, this.model.cfg.blockSize - 1); // a masked pad; its position is never seen
+        } else pos[i] = Math.min(start, this.model.blockSize - 1); // a masked pad; its position is never seen
       }
       for (let j = 0; j < n; j++) history[b * n + j] = this.sequences[b][start - n + j] ?? 0;
-      if (start + lens[b] > this.model.cfg.blockSize)
+      if (start + lens[b] > this.model.blockSize)
         throw new Error(
           `BatchDecoder: row ${b} would hold ${start + lens[b]} tokens, more than blockSize ` +
-            `${this.model.cfg.blockSize}`,
+            `${this.model.blockSize}`,
         );
     }
     const device = this.model.device;
-    const dtype = this.model.p('wte').dtype;
+    const dtype = this.model.dtype;
     const { logits, cache } = E.noGrad(() =>
       this.model.forward(E.tensor(ids, [this.B, T], { device }), {
         pos: E.tensor(pos, [this.B, T], { device }),
@@ -230,7 +235,7 @@ export class BatchDecoder {
     const limit = (b: number) =>
       Math.min(
         typeof opts.maxTokens === 'number' ? opts.maxTokens : opts.maxTokens[b],
-        this.model.cfg.blockSize - this.sequences[b].length,
+        this.model.blockSize - this.sequences[b].length,
       );
     const limits = Array.from({ length: this.B }, (_, b) => limit(b));
     const running = Array.from({ length: this.B }, (_, b) => (opts.active?.[b] ?? true) && limits[b] > 0);
@@ -247,7 +252,7 @@ export class BatchDecoder {
         const { token, logprob } = sampleToken(logits.subarray(b * V, (b + 1) * V), opts, g);
         out.tokens[b].push(token);
         out.logprobs[b].push(logprob);
-        if (stop.has(token)) {
+        if (stop.has(token) || (opts.stopText && endsWithStopText(out.tokens[b], opts.stopText))) {
           out.stoppedBy[b] = token;
           running[b] = false;
         } else if (step + 1 >= limits[b]) running[b] = false;
@@ -297,4 +302,13 @@ export class BatchDecoder {
     this.cache = undefined;
     this.last = undefined;
   }
+}
+
+/** Tokens decoded to check a stop text: enough for any tag, whatever the vocabulary splits it into. */
+const STOP_TAIL_TOKENS = 32;
+
+/** Whether the text of the last few tokens ends with one of the stop texts. */
+function endsWithStopText(tokens: readonly number[], s: NonNullable<GenerateOptions['stopText']>): boolean {
+  const tail = s.decode(tokens.slice(-STOP_TAIL_TOKENS));
+  return s.texts.some((t) => tail.endsWith(t));
 }

@@ -4,7 +4,7 @@
 import cliProgress from 'cli-progress';
 import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
-import type { GPT } from './gpt.js';
+import type { CausalLM } from './lm.js';
 
 /** One training sequence; lossMask[t] says whether token t is a target (predicted from tokens < t). */
 export interface Example {
@@ -80,7 +80,7 @@ export function lengthBuckets(next: () => Example, batchSize: number, gen: E.Gen
 }
 
 /** Mean cross-entropy over the targeted positions of a batch. */
-export function batchLoss(model: GPT, batch: { ids: Tensor; targets: Tensor }): Tensor {
+export function batchLoss(model: CausalLM, batch: { ids: Tensor; targets: Tensor }): Tensor {
   const { logits } = model.forward(batch.ids);
   return E.crossEntropy(logits, batch.targets);
 }
@@ -102,7 +102,7 @@ export interface SupervisedOptions extends Schedule {
  * returned too so a caller can continue or dispose it.
  */
 export async function trainSupervised(
-  model: GPT,
+  model: CausalLM,
   nextBatch: (step: number) => Example[],
   opts: SupervisedOptions,
 ): Promise<{ losses: number[]; optimizer: E.AdamW }> {

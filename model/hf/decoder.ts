@@ -111,6 +111,10 @@ export class HFDecoder implements CausalLM {
     return this.p('model.embed_tokens.weight').device;
   }
 
+  get dtype(): 'float32' | 'float64' {
+    return this.p('model.embed_tokens.weight').dtype as 'float32' | 'float64';
+  }
+
   get vocabSize(): number {
     return this.cfg.vocabSize;
   }

@@ -3,7 +3,8 @@
 // Not a chat template and not a BOS policy: encode adds no special tokens, and turn layout is the caller's.
 
 import { Tokenizer as HFLibTokenizer } from '@huggingface/tokenizers';
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TextTokenizer } from '../lm.js';
 
@@ -205,4 +206,23 @@ function tokenName(config: JSONObject, field: string, file: string): string | un
   if (typeof v === 'object' && !Array.isArray(v) && typeof (v as JSONObject).content === 'string')
     return (v as JSONObject).content as string;
   throw new Error(`${file}: ${field} must be a string or an object with a string "content", got ${str(v)}`);
+}
+
+/** The tokenizer's files a model directory may hold, copied beside a saved model so that it loads as one. */
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'generation_config.json',
+];
+
+/** Copies those of TOKENIZER_FILES that `from` holds into `to` (each atomically: a temporary, then a rename). */
+export async function copyTokenizerFiles(from: string, to: string): Promise<void> {
+  for (const f of TOKENIZER_FILES) {
+    const src = join(from, f);
+    if (!existsSync(src)) continue;
+    const tmp = join(to, `.${f}.${process.pid}.tmp`);
+    await copyFile(src, tmp);
+    await rename(tmp, join(to, f));
+  }
 }
