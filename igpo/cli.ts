@@ -282,11 +282,9 @@ const compare = program
     'scale the budget to about n of the preset\u2019s RL steps (at most 3n steps a run)',
     int('--rl-steps', 1),
   )
-  .option(
-    '--eval-every <n>',
-    'greedy evaluation every n RL steps (default: the preset\u2019s)',
-    int('--eval-every', 1),
-  );
+  .option('--eval-every <n>', 'greedy evaluation every n RL steps (default: the preset\u2019s)', int('--eval-every', 1))
+  .option('--model <dir>', 'every seed\u2019s warm start is this Hugging Face Llama or Qwen2 directory')
+  .option('--warmup <n>', 'with --model: supervised warm-up steps per seed before RL (default 0)', int('--warmup', 0));
 withRLOptions(compare).action(
   async (
     o: RLFlags & {
@@ -299,9 +297,14 @@ withRLOptions(compare).action(
       budget?: number;
       rlSteps?: number;
       evalEvery?: number;
+      model?: string;
+      warmup?: number;
     },
     cmd: Command,
   ) => {
+    if (o.warmup !== undefined && o.model === undefined) usageError('--warmup needs --model');
+    if (o.model !== undefined && o.initFrom !== undefined) usageError('--model and --init-from exclude each other');
+    if (o.model !== undefined) checkReadable('--model', join(o.model, 'config.json'));
     const { runCompare, studyOf } = await import('./compare.js');
     const { runReport } = await import('./report.js');
     const algos = o.algos.split(',').map((a) => a.trim());
@@ -311,7 +314,11 @@ withRLOptions(compare).action(
     const config = await configOfFlags(cmd, o);
     const { preset, rl } = fromConfig(config);
     const { algo: _, ...shared } = rl;
-    const study = studyOf(preset, shared, { rlSteps: o.rlSteps, initFrom: o.initFrom });
+    const study = studyOf(preset, shared, {
+      rlSteps: o.rlSteps,
+      initFrom: o.initFrom,
+      ...(o.model !== undefined && { model: { dir: o.model, warmupSteps: o.warmup ?? 0 } }),
+    });
     const t0 = performance.now();
     await runCompare({
       study,

@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 import * as E from '../engine/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import type { GPT } from '../model/gpt.js';
+import type { HFDecoder } from '../model/hf/decoder.js';
+import type { CausalLM } from '../model/lm.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { algorithm, type Algo } from './algorithms.js';
 import { presetSplit, type Preset } from './presets.js';
@@ -24,13 +26,15 @@ import {
   readWarm,
   runPath,
   warmCheckpointPath,
+  warmHFPath,
   warmPath,
   writeJson,
   type RunFile,
   type StudySpec,
   type WarmFile,
 } from './results.js';
-import { EVAL_MODES, evaluate, trainRL, warmStart, type EvalMode } from './trainer.js';
+import type { AgentTokenizer } from './rollout.js';
+import { EVAL_MODES, evaluate, supervisedWarmup, trainRL, warmStart, type EvalMode } from './trainer.js';
 import { makeSplit } from './env.js';
 
 export interface CompareJob {
@@ -89,24 +93,33 @@ export async function executeTask(
   const preset = study.preset;
   const rl = preset.rl;
   if (task.kind === 'warm') {
-    const { model, tok, losses } = study.initFrom
-      ? await readWarmStart(study.initFrom, device)
-      : await warmStart(preset, task.seed, device);
+    const { model, tok, losses } = study.model
+      ? await pretrainedWarmStart(study, task.seed, device)
+      : study.initFrom
+        ? await readWarmStart(study.initFrom, device)
+        : await warmStart(preset, task.seed, device);
     try {
       const evalSet = makeSplit(presetSplit(preset, 'eval'), task.seed, rl.evalEpisodes);
       const oodSet = makeSplit(presetSplit(preset, 'ood'), task.seed, rl.evalEpisodes);
       const evals = {} as WarmFile['eval'];
       for (const mode of Object.keys(EVAL_MODES) as EvalMode[]) {
+        // 'cot' and 'rag' ban the <search> token; a tokenizer.json has no such single token (no such rows).
+        if (mode !== 'agent' && (tok as AgentTokenizer).search === undefined) continue;
         evals[mode] = {
           inDomain: await evaluate(model, tok, evalSet, preset, { mode, probe: study.rl.probe }),
           ood: await evaluate(model, tok, oodSet, preset, { mode, probe: study.rl.probe }),
         };
       }
       await mkdir(dirname(warmCheckpointPath(dir, task.seed)), { recursive: true });
-      await saveCheckpoint(warmCheckpointPath(dir, task.seed), model, {
-        tokenizer: tok,
-        metadata: { seed: String(task.seed), preset: preset.name, code },
-      });
+      if (study.model) {
+        const { copyTokenizerFiles } = await import('../model/index.js');
+        await (model as HFDecoder).save(warmHFPath(dir, task.seed));
+        await copyTokenizerFiles(study.model.dir, warmHFPath(dir, task.seed));
+      } else
+        await saveCheckpoint(warmCheckpointPath(dir, task.seed), model as GPT, {
+          tokenizer: tok as Tokenizer,
+          metadata: { seed: String(task.seed), preset: preset.name, code },
+        });
       const file: WarmFile = {
         seed: task.seed,
         code,
@@ -119,7 +132,7 @@ export async function executeTask(
       await writeJson(warmPath(dir, task.seed), file);
       return (
         `seed ${task.seed} warm start: eval F1 ${evals.agent.inDomain.f1.toFixed(3)} (CoT ` +
-        `${evals.cot.inDomain.f1.toFixed(3)}, CoT+RAG ${evals.rag.inDomain.f1.toFixed(3)}), ` +
+        `${evals.cot?.inDomain.f1.toFixed(3) ?? '-'}, CoT+RAG ${evals.rag?.inDomain.f1.toFixed(3) ?? '-'}), ` +
         `${file.seconds.toFixed(0)} s`
       );
     } finally {
@@ -127,7 +140,9 @@ export async function executeTask(
     }
   }
   const warm = await readWarm(warmPath(dir, task.seed));
-  const { model, tokenizer } = await loadCheckpoint(warmCheckpointPath(dir, task.seed), { device });
+  const { model, tokenizer } = study.model
+    ? await loadHFWarm(warmHFPath(dir, task.seed), study, device)
+    : await loadCheckpoint(warmCheckpointPath(dir, task.seed), { device });
   try {
     if (!tokenizer) throw new Error(`${warmCheckpointPath(dir, task.seed)}: no tokenizer in its metadata`);
     const result = await trainRL(model, tokenizer, runPreset(study), { ...study.rl, algo: task.algo }, task.seed, {
@@ -152,6 +167,29 @@ export async function executeTask(
   } finally {
     model.dispose();
   }
+}
+
+/** A Hugging Face model directory as a seed's warm start (`--model`), after its warm-up steps if any. */
+async function pretrainedWarmStart(
+  study: StudySpec,
+  seed: number,
+  device: E.Device,
+): Promise<{ model: CausalLM; tok: AgentTokenizer; losses: number[] }> {
+  const { dir, warmupSteps } = study.model!;
+  const { model, tokenizer } = await loadHFWarm(dir, study, device);
+  const losses = warmupSteps > 0 ? await supervisedWarmup(model, tokenizer, study.preset, seed, warmupSteps) : [];
+  return { model, tok: tokenizer, losses };
+}
+
+/** A model directory in HF's layout, at the preset's context length, with its tokenizer. */
+async function loadHFWarm(
+  dir: string,
+  study: StudySpec,
+  device: E.Device,
+): Promise<{ model: CausalLM; tokenizer: AgentTokenizer }> {
+  const { HFDecoder, HFTokenizer } = await import('../model/index.js');
+  const tokenizer = await HFTokenizer.fromDir(dir);
+  return { model: await HFDecoder.load(dir, { device, blockSize: study.preset.model.blockSize }), tokenizer };
 }
 
 /** A checkpoint as every seed's warm start (`--init-from`). */
@@ -321,7 +359,7 @@ export async function runCompare(job: CompareJob): Promise<number> {
 export function studyOf(
   preset: Preset,
   rl: StudySpec['rl'],
-  opts: { rlSteps?: number; initFrom?: string } = {},
+  opts: { rlSteps?: number; initFrom?: string; model?: StudySpec['model'] } = {},
 ): StudySpec {
   const steps = opts.rlSteps ?? preset.rl.steps;
   const budget = Math.round((preset.compare.budget * steps) / preset.rl.steps);
@@ -333,5 +371,6 @@ export function studyOf(
     budget,
     maxSteps: 3 * steps,
     ...(opts.initFrom ? { initFrom: opts.initFrom } : {}),
+    ...(opts.model ? { model: opts.model } : {}),
   };
 }

@@ -123,7 +123,8 @@ export function studyReport(s: Study): string {
   if (warm.length) {
     lines.push('| *Prompt-based (the warm start, no RL)* | | | | | | | |');
     for (const mode of ['cot', 'rag', 'agent'] as EvalMode[]) {
-      const e = warm.map((w) => w.eval[mode]);
+      const e = warm.flatMap((w) => w.eval[mode] ?? []);
+      if (e.length === 0) continue; // cot and rag in a --model study
       lines.push(
         `| ${EVAL_MODES[mode]} | ${cell(tInterval(e.map((x) => x.inDomain.f1)))} | ` +
           `${cell(tInterval(e.map((x) => x.ood.f1)))} | ` +

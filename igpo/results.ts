@@ -29,6 +29,11 @@ export interface StudySpec {
   maxSteps: number;
   /** Every seed's warm start is this checkpoint (no warm-up), when set. */
   initFrom?: string;
+  /**
+   * Every seed's warm start is this Hugging Face model directory, after `warmupSteps` supervised steps
+   * (0: none), saved per seed in HF's layout (warmHFPath).
+   */
+  model?: { dir: string; warmupSteps: number };
 }
 
 export interface WarmFile {
@@ -39,7 +44,9 @@ export interface WarmFile {
   lossFirst: number | null;
   lossLast: number | null;
   /** The warm start's greedy evaluation in each inference-only mode (trainer.ts's EvalMode). */
-  eval: Record<EvalMode, { inDomain: EvalResult; ood: EvalResult }>;
+  eval: { agent: { inDomain: EvalResult; ood: EvalResult } } & Partial<
+    Record<Exclude<EvalMode, 'agent'>, { inDomain: EvalResult; ood: EvalResult }>
+  >;
   seconds: number;
 }
 
@@ -85,7 +92,8 @@ const warmSchema = z.looseObject({
   warmupSteps: num,
   lossFirst: nullableNum,
   lossLast: nullableNum,
-  eval: z.looseObject({ agent: bothSplits, cot: bothSplits, rag: bothSplits }),
+  // cot and rag are absent for a --model study: a tokenizer.json has no single <search> token to ban.
+  eval: z.looseObject({ agent: bothSplits, cot: bothSplits.optional(), rag: bothSplits.optional() }),
   seconds: num,
 });
 const runSchema = z.looseObject({
@@ -114,6 +122,8 @@ const studySchema = z.looseObject({
 
 export const studyPath = (dir: string): string => join(dir, 'study.json');
 export const warmCheckpointPath = (dir: string, seed: number): string => join(dir, 'warm', `seed-${seed}.safetensors`);
+/** A --model study's warm start of a seed: a directory in HF's layout. */
+export const warmHFPath = (dir: string, seed: number): string => join(dir, 'warm', `seed-${seed}-hf`);
 export const warmPath = (dir: string, seed: number): string => join(dir, 'warm', `seed-${seed}.json`);
 export const runPath = (dir: string, algo: string, seed: number): string =>
   join(dir, 'runs', `${algo}-seed-${seed}.json`);
