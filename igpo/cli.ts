@@ -348,7 +348,13 @@ program
 const evaluate = program
   .command('eval')
   .description('greedy eval F1 of a checkpoint on held-out and out-of-domain episodes')
-  .requiredOption('--checkpoint <file>', 'a model.safetensors written by igpo train')
+  .option('--checkpoint <file>', 'a model.safetensors written by igpo train')
+  .option('--model <dir>', 'a Hugging Face Llama or Qwen2 directory instead (a --model run writes DIR/model)')
+  .addOption(
+    new Option('--preset <preset>', 'with --model: whose episodes and context length')
+      .choices(Object.keys(PRESETS))
+      .default('default'),
+  )
   .option('--episodes <n>', 'episodes per split', int('--episodes', 1), 128)
   .option('--seed <n>', 'which held-out episodes', int('--seed'), 0)
   .addOption(new Option('--device <device>', 'backend').choices(['auto', 'cpu', 'webgpu']).default('cpu'))
@@ -357,12 +363,28 @@ const evaluate = program
     'write every episode as a JSON line: its token ids, turns, probe tokens and p_t as training scores them',
   );
 withProbe(evaluate, { value: 'checkpoint', description: 'the one the checkpoint was trained with' }).action(
-  async (o: ProbeFlags & { checkpoint: string; episodes: number; seed: number; device: DeviceFlag; dump?: string }) => {
+  async (
+    o: ProbeFlags & {
+      checkpoint?: string;
+      model?: string;
+      preset: string;
+      episodes: number;
+      seed: number;
+      device: DeviceFlag;
+      dump?: string;
+    },
+    cmd: Command,
+  ) => {
     const { runEval } = await import('./trainer.js');
+    if ((o.checkpoint === undefined) === (o.model === undefined)) usageError('give one of --checkpoint and --model');
+    if (o.model === undefined && cmd.getOptionValueSource('preset') === 'cli')
+      usageError('--preset goes with --model (a checkpoint names its own)');
+    if (o.model !== undefined) checkReadable('--model', join(o.model, 'config.json'));
     if (o.probe === 'checkpoint' && (o.probePrefix !== undefined || o.probeClose))
       usageError('--probe-prefix and --probe-close need --probe think or bare');
     const probe = o.probe === 'checkpoint' ? undefined : probeOf(o);
-    const r = await runEval(o.checkpoint, {
+    const r = await runEval((o.checkpoint ?? o.model)!, {
+      ...(o.model !== undefined && { hf: { preset: PRESETS[o.preset as keyof typeof PRESETS] } }),
       episodes: o.episodes,
       seed: o.seed,
       device: await resolveDevice(o.device),

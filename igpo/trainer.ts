@@ -1088,15 +1088,17 @@ export interface EvalJob {
   probe?: Probe;
   /** Write every episode as a JSON line (dumpLine) with p_t scored as training scores it. */
   dump?: string;
+  /** `path` is a Hugging Face model directory (Llama or Qwen2), evaluated with this preset's episodes. */
+  hf?: { preset: Preset };
 }
 
 /** `igpo eval`: a checkpoint's greedy F1 on `episodes` held-out and out-of-domain episodes. */
 export async function runEval(path: string, opts: EvalJob): Promise<{ inDomain: EvalResult; ood: EvalResult }> {
-  const { loadCheckpoint } = await import('../model/checkpoint.js');
-  const { model, tokenizer, metadata } = await loadCheckpoint(path, { device: opts.device });
+  const { model, tokenizer, metadata } = await loadForEval(path, opts);
   try {
     if (!tokenizer) throw new Error(`checkpoint ${path}: no tokenizer in its metadata (was it written by igpo train?)`);
-    const preset = PRESETS[(metadata.preset as keyof typeof PRESETS) ?? 'default'] ?? PRESETS.default;
+    const preset =
+      opts.hf?.preset ?? PRESETS[(metadata.preset as keyof typeof PRESETS) ?? 'default'] ?? PRESETS.default;
     const probe = opts.probe ?? (metadata.probe ? checkpointProbe(path, metadata.probe) : THINK_PROBE);
     const lines: string[] = [];
     const run = (split: 'eval' | 'ood') =>
@@ -1125,6 +1127,18 @@ export async function runEval(path: string, opts: EvalJob): Promise<{ inDomain: 
   } finally {
     model.dispose();
   }
+}
+
+/** The model and tokenizer `igpo eval` reads: an igpo checkpoint file, or an HF model directory. */
+async function loadForEval(
+  path: string,
+  opts: EvalJob,
+): Promise<{ model: CausalLM; tokenizer?: AgentTokenizer; metadata: Record<string, string> }> {
+  if (!opts.hf) return (await import('../model/checkpoint.js')).loadCheckpoint(path, { device: opts.device });
+  const { HFDecoder, HFTokenizer } = await import('../model/index.js');
+  const tokenizer = await HFTokenizer.fromDir(path);
+  const model = await HFDecoder.load(path, { device: opts.device, blockSize: opts.hf.preset.model.blockSize });
+  return { model, tokenizer, metadata: {} };
 }
 
 /** The probe a checkpoint's metadata names, checked. */
