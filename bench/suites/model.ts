@@ -7,6 +7,8 @@ import { matmulThreads, SPLIT_FLOP, threadsReady } from '../../engine/cpu/wasm-g
 import * as E from '../../engine/index.js';
 import { PRESETS } from '../../igpo/presets.js';
 import { GPT, type GPTConfig } from '../../model/gpt.js';
+import { parseHFConfig } from '../../model/hf/config.js';
+import { HFDecoder } from '../../model/hf/decoder.js';
 import { BatchDecoder } from '../../model/sample.js';
 import { defaultTokenizer } from '../../model/tokenizer.js';
 import { batchLoss, makeBatch, type Example } from '../../model/train.js';
@@ -51,6 +53,129 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
   opts.note(gpu.line);
   if (gpu.ok) rows.push(...(await modelCases('webgpu', cfg, tok.pad, opts)));
   rows.push(...(await attentionGrowth(opts)));
+  opts.note(
+    `SmolLM-135M-shaped rows: model/hf/decoder.ts with SmolLM-135M's config.json shapes ` +
+      `(${JSON.stringify(SMOLLM_135M_SHAPE)}), random weights (the shapes are what costs), float32.`,
+  );
+  rows.push(...(await smolCases('cpu', opts)));
+  if (gpu.ok) rows.push(...(await smolCases('webgpu', opts)));
+  return rows;
+}
+
+/** The shapes of HuggingFaceTB/SmolLM-135M's config.json (a Llama: 30 layers, GQA with 3 key/value heads, tied). */
+const SMOLLM_135M_SHAPE = {
+  model_type: 'llama',
+  vocab_size: 49152,
+  hidden_size: 576,
+  intermediate_size: 1536,
+  num_hidden_layers: 30,
+  num_attention_heads: 9,
+  num_key_value_heads: 3,
+  max_position_embeddings: 2048,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-5,
+  tie_word_embeddings: true,
+} as const;
+
+/**
+ * A SmolLM-135M-shaped model on one device: a training step (forward, loss, backward, clip, AdamW) on 2 x 64
+ * tokens, and sampling with the KV cache (batch 4, 8 new tokens after 32), tokens/s with GFLOP/s beside.
+ * A few samples each: a step takes seconds on a CPU or lavapipe.
+ */
+async function smolCases(device: E.Device, opts: SuiteOptions): Promise<Row[]> {
+  const liveBefore = E.memory().liveTensors;
+  const cfg = parseHFConfig(SMOLLM_135M_SHAPE, 'SmolLM-135M config');
+  const model = HFDecoder.random(cfg, { device, generator: new E.Generator(0), blockSize: 256 });
+  const params = model.numParams();
+  const shape = { nLayer: cfg.numLayers, nEmbd: cfg.numHeads * cfg.headDim };
+  const opt = new E.AdamW(model.parameters(), { lr: 1e-5, weightDecay: 0.01, betas: [0.9, 0.95] });
+  const rows: Row[] = [];
+  const budget = { time: 0, iterations: opts.quick ? 1 : 2 };
+  try {
+    const [B, T] = [2, 64];
+    const examples: Example[] = Array.from({ length: B }, (_, b) => {
+      const ids = syntheticIds(T + 1, cfg.vocabSize, 300 + b);
+      return { ids, lossMask: ids.map((_, t) => t > 0) };
+    });
+    const step = async () => {
+      const loss = E.tidy(() => {
+        opt.zeroGrad();
+        const l = batchLoss(model, makeBatch(examples, 0, device));
+        l.backward();
+        E.clipGradNorm(model.parameters(), 1);
+        opt.step();
+        return l;
+      });
+      const v = await loss.item();
+      loss.dispose();
+      return [v];
+    };
+    const flop = trainFlopsPerToken(shape, params, T);
+    rows.push(
+      await compare(
+        {
+          case: `SmolLM-135M shape: training step (${device})`,
+          shape: `${B} x ${T} tokens`,
+          unit: 'tokens/s',
+          work: B * T,
+          also: { unit: 'GFLOP/s', work: B * T * flop },
+          ours: step,
+          note: `${(flop / 1e6).toFixed(0)} MFLOP/token (6N, N = ${params}); AdamW on every parameter`,
+          budget,
+        },
+        opts,
+      ),
+    );
+    opt.zeroGrad();
+
+    const [Bs, P, steps] = [4, 32, 8];
+    const prompts = Array.from({ length: Bs }, (_, b) => syntheticIds(P, cfg.vocabSize, 400 + b));
+    let dec: BatchDecoder | null = null;
+    const prefill = async () => {
+      dec = new BatchDecoder(model, prompts, 0);
+      const probe = E.zeros([1], { device });
+      await probe.data();
+      probe.dispose();
+    };
+    const generate = async () => {
+      const g = await dec!.generate({ maxTokens: steps, temperature: 1, generator: new E.Generator(7) });
+      dec!.dispose();
+      dec = null;
+      return g.tokens.flat();
+    };
+    await prefill();
+    await generate();
+    const t = await timeJobs(
+      `SmolLM-135M sampling (${device})`,
+      { ours: { fn: generate, async: true, beforeEach: prefill } },
+      opts,
+      budget,
+    );
+    const S = P + (steps + 1) / 2;
+    const dflop = forwardFlopsPerToken(shape, params, S);
+    rows.push(
+      makeRow(
+        {
+          case: `SmolLM-135M shape: sampling, KV cache (${device})`,
+          shape: `batch ${Bs}, ${steps} new tokens after ${P}`,
+          unit: 'tokens/s',
+          work: Bs * steps,
+          also: { unit: 'GFLOP/s', work: Bs * steps * dflop },
+          note:
+            `${(dflop / 1e6).toFixed(0)} MFLOP/token; ${(t.ours.medianMs / steps).toFixed(0)} ms/step; ` +
+            'prefill not timed',
+        },
+        t.ours,
+        null,
+      ),
+    );
+  } finally {
+    opt.dispose();
+    model.dispose();
+  }
+  const liveAfter = E.memory().liveTensors;
+  if (liveAfter !== liveBefore)
+    throw new Error(`model suite (SmolLM shape, ${device}) leaked tensors: ${liveBefore} -> ${liveAfter}`);
   return rows;
 }
 
