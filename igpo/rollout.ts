@@ -27,7 +27,7 @@ export const TURN_END_TAGS = ['</search>', '</answer>'] as const;
 export function turnStops(tok: AgentTokenizer): Pick<GenerateOptions, 'stop' | 'stopText'> {
   if (tok.searchEnd !== undefined && tok.answerEnd !== undefined)
     return { stop: [tok.searchEnd, tok.answerEnd, tok.eos] };
-  return { stop: [tok.eos], stopText: { texts: TURN_END_TAGS, decode: (ids) => tok.decode(ids) } };
+  return { stop: [tok.eos], stopText: { texts: TURN_END_TAGS, decode: (ids) => textOf(tok, ids) } };
 }
 
 /** What a rollout needs of an environment episode. */
@@ -105,6 +105,7 @@ export async function collectRollouts(
     endReason: 'max-turns',
   }));
   const probes = rollouts.map((r) => [...r.probe.prefix, ...r.probe.answer]);
+  checkVocabularies(tok, model);
   const dec = new BatchDecoder(
     model,
     rollouts.map((r) => r.prompt),
@@ -143,7 +144,7 @@ export async function collectRollouts(
         const r = rollouts[i];
         const t: Turn = { tokens: gen1.tokens[b], logprobs: gen1.logprobs[b], observation: [], kind: 'ended' };
         r.turns.push(t);
-        const res = tasks[i].step(tok.decode(t.tokens));
+        const res = tasks[i].step(textOf(tok, t.tokens));
         if (res.retrieval) t.retrieval = res.retrieval;
         if (res.done) {
           r.outcome = res.reward ?? 0;
@@ -173,4 +174,19 @@ export async function collectRollouts(
     dec.dispose();
   }
   return rollouts;
+}
+
+/**
+ * A tokenizer larger than the model is refused: its ids would index past the embedding. A smaller one is
+ * fine: a checkpoint's embedding may be padded beyond its tokenizer (Qwen2.5 has 151936 rows for 151665
+ * tokens); such ids, where sampled, decode to no text (textOf).
+ */
+function checkVocabularies(tok: TextTokenizer, model: CausalLM): void {
+  if (tok.vocabSize > model.vocabSize)
+    throw new Error(`the tokenizer has ${tok.vocabSize} ids, more than the model's ${model.vocabSize} embeddings`);
+}
+
+/** The text of sampled ids; ids past the tokenizer's vocabulary (an embedding's padding rows) give none. */
+export function textOf(tok: TextTokenizer, ids: readonly number[]): string {
+  return tok.decode(ids.some((i) => i >= tok.vocabSize) ? ids.filter((i) => i < tok.vocabSize) : ids);
 }
