@@ -3,7 +3,7 @@
 // thread count (torch.set_num_threads). Used when a python3 with torch is found; otherwise `off` says why.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +55,8 @@ export function torchRun(
   budget: Required<Budget> & { warmup: number },
 ): TorchResult | string {
   if (python === null) return why;
+  // A bundled build (scripts/gpu-check.sh --bundle) carries no Python files.
+  if (!existsSync(SCRIPT)) return `no PyTorch peer: ${SCRIPT} is not here (a bundled build carries no Python)`;
   const dir = mkdtempSync(join(tmpdir(), 'igpo-torch-'));
   try {
     const file = join(dir, 'weights.safetensors');
