@@ -11,7 +11,7 @@ import { cachedAttention, openCache, type CacheShape, type CacheUse, type KVCach
 import type { CausalLM, ForwardOptions } from '../lm.js';
 import { ropeTables } from '../rope.js';
 import { hfParameterLayout, readHFConfig, type HFConfig } from './config.js';
-import { readHFWeights, writeHFWeights } from './weights.js';
+import { eachHFWeight, writeHFWeights } from './weights.js';
 
 /** Positions the rotary tables cover when the caller names no blockSize (configs often allow 32k or more). */
 export const DEFAULT_HF_BLOCK_SIZE = 4096;
@@ -70,13 +70,16 @@ export class HFDecoder implements CausalLM {
   static async load(dir: string, opts: HFDecoderOptions = {}): Promise<HFDecoder> {
     const cfg = await readHFConfig(dir);
     const dtype = opts.dtype ?? 'float32';
-    const weights = await readHFWeights(dir, cfg, { dtype });
     const params = new Map<string, Tensor>();
     try {
-      for (const [name, w] of weights) {
-        params.set(name, E.tensor(w.data, w.shape, { device: opts.device, dtype, requiresGrad: true }));
-        weights.delete(name); // one copy on the host at a time
-      }
+      // Each tensor into the engine as it is read: one tensor's host copy at a time beside the model.
+      await eachHFWeight(
+        dir,
+        cfg,
+        (name, w) =>
+          void params.set(name, E.tensor(w.data, w.shape, { device: opts.device, dtype, requiresGrad: true })),
+        { dtype },
+      );
       return new HFDecoder(cfg, params, opts);
     } catch (e) {
       E.dispose([...params.values()]);

@@ -48,11 +48,27 @@ export async function readHFWeights(
   cfg: HFConfig,
   opts: { dtype?: 'float32' | 'float64' } = {},
 ): Promise<Map<string, HFTensor>> {
+  const out = new Map<string, HFTensor>();
+  await eachHFWeight(dir, cfg, (name, t) => void out.set(name, t), opts);
+  return out;
+}
+
+/**
+ * readHFWeights without the result: each tensor goes to `each` as it is read and is not kept here, so a
+ * caller that moves it into the engine holds one tensor's host copy at a time. A failure may come after
+ * some tensors went to `each` (a file changed while reading, a checksum at its end).
+ */
+export async function eachHFWeight(
+  dir: string,
+  cfg: HFConfig,
+  each: (name: string, t: HFTensor) => void,
+  opts: { dtype?: 'float32' | 'float64' } = {},
+): Promise<void> {
   const layout = new Map(hfParameterLayout(cfg));
   const ignored = (name: string) => (cfg.tieWordEmbeddings && name === 'lm_head.weight') || ROTARY_CACHE.test(name);
   const sources = await weightSources(dir, layout, ignored);
   for (const src of sources) await checkHeader(src, layout, ignored);
-  const out = new Map<string, HFTensor>();
+  const seen = new Set<string>();
   for (const src of sources) {
     await loadSafetensorsEach(
       src.file,
@@ -62,14 +78,14 @@ export async function readHFWeights(
         const { shape, data } = t;
         if (!want || !src.names.has(name) || !sameShape(shape, want) || data instanceof Int32Array)
           fail(src.file, `tensor '${name}' is not what the header said (the file changed while reading?)`);
-        out.set(name, { shape, data: data as Float32Array | Float64Array });
+        seen.add(name);
+        each(name, { shape, data: data as Float32Array | Float64Array });
       },
       { floatAs: opts.dtype ?? 'float32', skip: ignored },
     );
   }
   for (const name of layout.keys())
-    if (!out.has(name)) throw new Error(`${dir}: missing tensor '${name}' (a file changed while reading?)`);
-  return out;
+    if (!seen.has(name)) throw new Error(`${dir}: missing tensor '${name}' (a file changed while reading?)`);
 }
 
 /** The files to read: model.safetensors when present, else the shards of the index. */
