@@ -1,10 +1,25 @@
-// The batch walk every matmul kernel shares: broadcast batch dimensions as element offsets into A and B,
-// merged where contiguous and padded to a fixed rank so that one pipeline serves every batch rank up to
-// it. Not a kernel; matmul.ts, matmul-tiled.ts and matmul-sgmatrix.ts put these in their uniform blocks.
+// The sizes and the batch walk every matmul kernel shares (matmulDims, matmulBatch): broadcast batch dimensions
+// as element offsets into A and B, merged where contiguous and padded to a fixed rank so that one pipeline serves
+// every batch rank up to it. Not a kernel; matmul.ts, matmul-tiled.ts and matmul-sgmatrix.ts put these in their
+// uniform blocks.
 
 import type { View } from '../engine/index.js';
-import { broadcastStrides, type Shape } from '../engine/index.js';
+import { broadcastStrides, sizeOf, type Shape } from '../engine/index.js';
 import { coalesce } from './program.js';
+
+/** A matmul's sizes: op(A) [M, K] times op(B) [K, N], n output elements over batch dimensions `batch`. */
+export function matmulDims(a: View, transA: boolean, outShape: Shape) {
+  const r = outShape.length;
+  const batch = outShape.slice(0, -2);
+  return {
+    M: outShape[r - 2],
+    N: outShape[r - 1],
+    K: transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1],
+    n: sizeOf(outShape),
+    batch,
+    nBatch: sizeOf(batch),
+  };
+}
 
 /** Batch ranks (after merging) up to this share a pipeline. */
 export const BATCH_RANK = 3;

@@ -4,9 +4,10 @@
 // matmul-sgmatrix.ts (subgroup matrices).
 
 import type { View } from '../engine/index.js';
-import { sizeOf, type Shape } from '../engine/index.js';
+import type { Shape } from '../engine/index.js';
 import type { KernelContext } from './context.js';
 import { matmul } from './matmul.js';
+import { matmulDims } from './matmul-batch.js';
 import { canUseSubgroupMatrix, matmulSubgroupMatrix } from './matmul-sgmatrix.js';
 import { canUseTiled, matmulTiled } from './matmul-tiled.js';
 import type { GpuHandle } from './pool.js';
@@ -51,12 +52,9 @@ export function matmulAny(
   transB: boolean,
   outShape: Shape,
 ): GpuHandle {
-  const r = outShape.length;
-  const M = outShape[r - 2];
-  const N = outShape[r - 1];
-  const K = transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+  const { M, N, K, nBatch } = matmulDims(a, transA, outShape);
   const forced = backend.options.matmulKernel;
-  let family = forced === 'auto' ? chooseMatmulKernel(backend, M, N, K, sizeOf(outShape.slice(0, -2))) : forced;
+  let family = forced === 'auto' ? chooseMatmulKernel(backend, M, N, K, nBatch) : forced;
   if ((family === 'f16' || family === 'subgroup-matrix') && a.dtype === 'int32') family = 'tiled';
   switch (family) {
     case 'blocked':

@@ -13,9 +13,9 @@
 // The workgroup is 4 x the subgroup size, so the adapter's subgroups must have one fixed size.
 
 import type { View } from '../engine/index.js';
-import { sizeOf, type Shape } from '../engine/index.js';
+import type { Shape } from '../engine/index.js';
 import type { KernelContext } from './context.js';
-import { matmulBatch } from './matmul-batch.js';
+import { matmulBatch, matmulDims } from './matmul-batch.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -82,13 +82,7 @@ export function matmulSubgroupMatrix(
         'f16 x f16 -> f32 configuration and a fixed subgroup size, which this device lacks',
     );
   const { cfg, sg } = setup;
-  const r = outShape.length;
-  const M = outShape[r - 2];
-  const N = outShape[r - 1];
-  const K = transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
-  const n = sizeOf(outShape);
-  const batch = outShape.slice(0, -2);
-  const nBatch = sizeOf(batch);
+  const { M, N, K, n, batch, nBatch } = matmulDims(a, transA, outShape);
   const out = backend.alloc(n, a.dtype, 'matmul');
   if (n === 0) return out;
   const { br, bshape, abatch, bbatch } = matmulBatch(a, b, batch, M, N, K);

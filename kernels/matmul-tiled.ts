@@ -17,9 +17,9 @@
 // elements inside C are stored, so any M, N, K (K = 0 included) works.
 
 import type { View } from '../engine/index.js';
-import { sizeOf, type Shape } from '../engine/index.js';
+import type { Shape } from '../engine/index.js';
 import type { KernelContext } from './context.js';
-import { matmulBatch } from './matmul-batch.js';
+import { matmulBatch, matmulDims } from './matmul-batch.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -93,13 +93,7 @@ export function matmulTiled(
       `matmul: the tiled kernel needs ${TILED_THREADS} invocations per workgroup and ` +
         `${tiledStorageBytes(4, f16)} bytes of workgroup memory, more than this device allows`,
     );
-  const r = outShape.length;
-  const M = outShape[r - 2];
-  const N = outShape[r - 1];
-  const K = transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
-  const n = sizeOf(outShape);
-  const batch = outShape.slice(0, -2);
-  const nBatch = sizeOf(batch);
+  const { M, N, K, n, batch, nBatch } = matmulDims(a, transA, outShape);
   const block = config.block ?? planTiled(backend, M, N, nBatch, f16).block;
   if (block === 8 && backend.device.limits.maxComputeWorkgroupStorageSize < tiledStorageBytes(8, f16))
     throw new Error(`matmul: 128 x 128 tiles need ${tiledStorageBytes(8, f16)} bytes of workgroup memory`);

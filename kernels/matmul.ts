@@ -24,9 +24,9 @@
 // Sizes, batch strides and the split go in the uniform block.
 
 import type { View } from '../engine/index.js';
-import { sizeOf, type Shape } from '../engine/index.js';
+import type { Shape } from '../engine/index.js';
 import type { KernelContext } from './context.js';
-import { matmulBatch } from './matmul-batch.js';
+import { matmulBatch, matmulDims } from './matmul-batch.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -122,13 +122,7 @@ export function matmul(
   if (f16 && t !== 'f32') throw new Error(`matmul: f16 inputs need float32 views, got ${a.dtype}`);
   if (f16 && !backend.features.has('shader-f16'))
     throw new Error("matmul: f16 inputs need the adapter feature 'shader-f16', which this device lacks");
-  const r = outShape.length;
-  const M = outShape[r - 2];
-  const N = outShape[r - 1];
-  const K = transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
-  const n = sizeOf(outShape);
-  const batch = outShape.slice(0, -2);
-  const nBatch = sizeOf(batch);
+  const { M, N, K, n, batch, nBatch } = matmulDims(a, transA, outShape);
   const plan = { ...planMatmul(backend, M, N, K, nBatch), ...opts.config };
   if (plan.subgroups && !canUseSubgroups(backend))
     throw new Error(

@@ -7,7 +7,7 @@ import * as E from '../engine/index.js';
 import type { Tensor } from '../engine/index.js';
 import { cachedAttention, openCache, type CacheShape, type CacheUse, type KVCache } from './kvcache.js';
 import type { CausalLM, ForwardOptions } from './lm.js';
-import { ropeTables } from './rope.js';
+import { rotaryAngles, ropeTables } from './rope.js';
 
 export interface GPTConfig {
   /** Tokens in the vocabulary (the tokenizer's vocabSize). */
@@ -201,17 +201,9 @@ export class GPT implements CausalLM {
 
   /** ids (B, T) int32 -> logits (B, T, V), and the extended cache and final hidden states when asked. */
   forward(ids: Tensor, opts: ForwardOptions = {}): { logits: Tensor; cache?: KVCache; hidden?: Tensor } {
-    if (ids.ndim !== 2 || ids.dtype !== 'int32')
-      throw new Error(`GPT.forward: ids must be (B, T) int32, got ${E.fmt(ids.shape)} ${ids.dtype}`);
+    const tables = { cos: this.ropeCos, sin: this.ropeSin, blockSize: this.cfg.blockSize };
+    const rot = rotaryAngles('GPT.forward', ids, opts, tables); // (B, T, hs/2) each
     const [B, T] = ids.shape;
-    const past = opts.cache?.length ?? 0;
-    if (!opts.pos && past + T > this.cfg.blockSize)
-      throw new Error(`GPT.forward: ${past} cached + ${T} new tokens exceed blockSize ${this.cfg.blockSize}`);
-    const pos = opts.pos ?? E.arange(T, { device: ids.device }).add(past).reshape([1, T]).expand([B, T]);
-    if (pos.shape[0] !== B || pos.shape[1] !== T)
-      throw new Error(`GPT.forward: pos ${E.fmt(pos.shape)} must match ids ${E.fmt(ids.shape)}`);
-    const cos = E.indexSelect(this.ropeCos, 0, pos); // (B, T, hs/2)
-    const sin = E.indexSelect(this.ropeSin, 0, pos);
 
     let x = E.embedding(ids, this.p('wte')); // (B, T, C)
     const n = this.cfg.prevTokens ?? 0;
@@ -231,7 +223,6 @@ export class GPT implements CausalLM {
       for (let j = 1; j <= n; j++) x = x.add(E.embedding(context.narrow(1, n - j, T), this.p(`wtePrev.${j}`)));
     }
     const use = openCache('GPT.forward', ids, opts, this.p('wte').requiresGrad, this.cacheShape());
-    const rot = { cos, sin };
     let h = E.rmsNorm(x, this.p('h.0.ln1'), this.cfg.normEps); // (B, T, C); later blocks' come with the residual add
     for (let l = 0; l < this.cfg.nLayer; l++) [x, h] = this.block(l, x, h, rot, use);
     const logits = E.matmulT(h, this.p('wte'), false, true); // (B, T, V), tied head

@@ -27,3 +27,25 @@ export function ropeTables(
     E.keep(E.tensor(dtype === 'float64' ? a : Float32Array.from(a), [positions, half], { device }));
   return [make(cos), make(sin)];
 }
+
+/**
+ * A forward's rotary angles, (B, T, hs/2) each, from its token positions: opts.pos, or 0..T-1 after the
+ * cache's used slots. Checks ids (B, T) int32, the positions' shape, and that the sequence fits blockSize.
+ */
+export function rotaryAngles(
+  who: string,
+  ids: Tensor,
+  opts: { pos?: Tensor; cache?: { length: number } },
+  tables: { cos: Tensor; sin: Tensor; blockSize: number },
+): { cos: Tensor; sin: Tensor } {
+  if (ids.ndim !== 2 || ids.dtype !== 'int32')
+    throw new Error(`${who}: ids must be (B, T) int32, got ${E.fmt(ids.shape)} ${ids.dtype}`);
+  const [B, T] = ids.shape;
+  const past = opts.cache?.length ?? 0;
+  if (!opts.pos && past + T > tables.blockSize)
+    throw new Error(`${who}: ${past} cached + ${T} new tokens exceed blockSize ${tables.blockSize}`);
+  const pos = opts.pos ?? E.arange(T, { device: ids.device }).add(past).reshape([1, T]).expand([B, T]);
+  if (pos.shape[0] !== B || pos.shape[1] !== T)
+    throw new Error(`${who}: pos ${E.fmt(pos.shape)} must match ids ${E.fmt(ids.shape)}`);
+  return { cos: E.indexSelect(tables.cos, 0, pos), sin: E.indexSelect(tables.sin, 0, pos) };
+}

@@ -6,29 +6,11 @@
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
 
-DTYPES = {'F32': torch.float32, 'F64': torch.float64}
-
-
-def load(path):
-    """The tensors of a safetensors file (8-byte header length, JSON header, data), widened to float64."""
-    with open(path, 'rb') as f:
-        raw = f.read()
-    (n,) = struct.unpack('<Q', raw[:8])
-    header = json.loads(raw[8:8 + n])
-    data = memoryview(raw)[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == '__metadata__':
-            continue
-        a, b = e['data_offsets']
-        out[name] = torch.frombuffer(bytearray(data[a:b]), dtype=DTYPES[e['dtype']]).reshape(e['shape']).double()
-    return out
-
+from safetensors_io import load_safetensors
 
 def rms_norm(x, w, eps):
     return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
@@ -83,7 +65,7 @@ def main():
     model_dir, ids = sys.argv[1], [int(i) for i in sys.argv[2].split(',')]
     with open(os.path.join(model_dir, 'config.json')) as f:
         c = json.load(f)
-    p = load(os.path.join(model_dir, 'model.safetensors'))
+    p = {k: v.double() for k, v in load_safetensors(os.path.join(model_dir, 'model.safetensors')).items()}
     with torch.no_grad():
         logits = forward(p, c, torch.tensor(ids))
     json.dump({'logits': logits.tolist()}, sys.stdout)

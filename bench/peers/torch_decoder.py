@@ -7,7 +7,6 @@
 import json
 import os
 import statistics
-import struct
 import sys
 import time
 
@@ -20,26 +19,7 @@ except ImportError as e:
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'scripts'))
 from decoder import forward  # noqa: E402
-
-DTYPES = {'F32': torch.float32}
-
-
-def load_safetensors(path):
-    """The tensors of a safetensors file: an 8-byte little-endian header length, a JSON header, the data."""
-    with open(path, 'rb') as f:
-        raw = f.read()
-    (n,) = struct.unpack('<Q', raw[:8])
-    header = json.loads(raw[8:8 + n])
-    data = memoryview(raw)[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == '__metadata__':
-            continue
-        a, b = e['data_offsets']
-        t = torch.frombuffer(bytearray(data[a:b]), dtype=DTYPES[e['dtype']])
-        out[name] = t.reshape(e['shape'])
-    return out
-
+from safetensors_io import load_safetensors  # noqa: E402
 
 def timed(fn, budget, before=None):
     """Milliseconds of each call of fn after `warmup` calls, until both the time and the count are met."""

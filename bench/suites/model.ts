@@ -9,6 +9,7 @@ import { PRESETS } from '../../igpo/presets.js';
 import { GPT, type GPTConfig } from '../../model/gpt.js';
 import { parseHFConfig } from '../../model/hf/config.js';
 import { HFDecoder } from '../../model/hf/decoder.js';
+import type { CausalLM } from '../../model/lm.js';
 import { BatchDecoder } from '../../model/sample.js';
 import { defaultTokenizer } from '../../model/tokenizer.js';
 import { batchLoss, makeBatch, type Example } from '../../model/train.js';
@@ -97,19 +98,7 @@ async function smolCases(device: E.Device, opts: SuiteOptions): Promise<Row[]> {
       const ids = syntheticIds(T + 1, cfg.vocabSize, 300 + b);
       return { ids, lossMask: ids.map((_, t) => t > 0) };
     });
-    const step = async () => {
-      const loss = E.tidy(() => {
-        opt.zeroGrad();
-        const l = batchLoss(model, makeBatch(examples, 0, device));
-        l.backward();
-        E.clipGradNorm(model.parameters(), 1);
-        opt.step();
-        return l;
-      });
-      const v = await loss.item();
-      loss.dispose();
-      return [v];
-    };
+    const step = async () => [await trainingStep(model, opt, examples, 0, device)];
     const flop = trainFlopsPerToken(shape, params, T);
     rows.push(
       await compare(
@@ -206,16 +195,7 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
       });
       let firstLoss: number | undefined;
       const step = async () => {
-        const loss = E.tidy(() => {
-          opt.zeroGrad();
-          const l = batchLoss(model, makeBatch(examples, padId, device));
-          l.backward();
-          E.clipGradNorm(model.parameters(), 1);
-          opt.step();
-          return l;
-        });
-        const v = await loss.item();
-        loss.dispose();
+        const v = await trainingStep(model, opt, examples, padId, device);
         firstLoss ??= v;
         return [v];
       };
@@ -276,6 +256,27 @@ async function modelCases(device: E.Device, cfg: GPTConfig, padId: number, opts:
   if (liveAfter !== liveBefore)
     throw new Error(`model suite (${device}) leaked tensors: ${liveBefore} -> ${liveAfter}`);
   return rows;
+}
+
+/** The inner step of trainSupervised (makeBatch, batchLoss, backward, clip at 1, AdamW); returns the loss. */
+async function trainingStep(
+  model: CausalLM,
+  opt: E.AdamW,
+  examples: Example[],
+  padId: number,
+  device: E.Device,
+): Promise<number> {
+  const loss = E.tidy(() => {
+    opt.zeroGrad();
+    const l = batchLoss(model, makeBatch(examples, padId, device));
+    l.backward();
+    E.clipGradNorm(model.parameters(), 1);
+    opt.step();
+    return l;
+  });
+  const v = await loss.item();
+  loss.dispose();
+  return v;
 }
 
 /** f() with env IGPO_THREADS set to `threads` (null: as it is), restored after. */

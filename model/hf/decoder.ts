@@ -9,7 +9,7 @@ import * as E from '../../engine/index.js';
 import type { Tensor } from '../../engine/index.js';
 import { cachedAttention, openCache, type CacheShape, type CacheUse, type KVCache } from '../kvcache.js';
 import type { CausalLM, ForwardOptions } from '../lm.js';
-import { ropeTables } from '../rope.js';
+import { rotaryAngles, ropeTables } from '../rope.js';
 import { hfParameterLayout, readHFConfig, type HFConfig } from './config.js';
 import { eachHFWeight, writeHFWeights } from './weights.js';
 
@@ -144,16 +144,9 @@ export class HFDecoder implements CausalLM {
 
   /** ids (B, T) int32 -> logits (B, T, V), and the extended cache and final hidden states when asked. */
   forward(ids: Tensor, opts: ForwardOptions = {}): { logits: Tensor; cache?: KVCache; hidden?: Tensor } {
-    if (ids.ndim !== 2 || ids.dtype !== 'int32')
-      throw new Error(`HFDecoder.forward: ids must be (B, T) int32, got ${E.fmt(ids.shape)} ${ids.dtype}`);
-    const [B, T] = ids.shape;
-    const past = opts.cache?.length ?? 0;
-    if (!opts.pos && past + T > this.blockSize)
-      throw new Error(`HFDecoder.forward: ${past} cached + ${T} new tokens exceed blockSize ${this.blockSize}`);
-    const pos = opts.pos ?? E.arange(T, { device: ids.device }).add(past).reshape([1, T]).expand([B, T]);
-    if (pos.shape[0] !== B || pos.shape[1] !== T)
-      throw new Error(`HFDecoder.forward: pos ${E.fmt(pos.shape)} must match ids ${E.fmt(ids.shape)}`);
-    const rot = { cos: E.indexSelect(this.ropeCos, 0, pos), sin: E.indexSelect(this.ropeSin, 0, pos) }; // (B, T, hs/2)
+    const tables = { cos: this.ropeCos, sin: this.ropeSin, blockSize: this.blockSize };
+    const rot = rotaryAngles('HFDecoder.forward', ids, opts, tables); // (B, T, headDim/2) each
+    const T = ids.shape[1];
     const embed = this.p('model.embed_tokens.weight');
     const use = openCache('HFDecoder.forward', ids, opts, embed.requiresGrad, this.cacheShape());
     let x = E.embedding(ids, embed); // (B, T, C)
