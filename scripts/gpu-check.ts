@@ -48,10 +48,17 @@ async function main(outdir: string, opts: Options): Promise<void> {
   const out = resolve(outdir);
   if (opts.testFile) return runTestFile(opts.testFile, opts.result!);
   mkdirSync(out, { recursive: true });
-  // Temporary files (test fixtures) under OUTDIR too; Dawn's runtime directory where none is set.
+  // Temporary files (test fixtures) under OUTDIR too; Dawn's runtime directory where none is set; and the
+  // drivers' shader caches (Mesa's, NVIDIA's), which would otherwise go to ~/.cache and ~/.nv. Set before
+  // the first adapter loads a driver; the test processes inherit them.
   process.env.TMPDIR = join(out, 'tmp');
   mkdirSync(process.env.TMPDIR, { recursive: true });
   process.env.XDG_RUNTIME_DIR ??= process.env.TMPDIR;
+  const cache = join(out, 'cache');
+  process.env.XDG_CACHE_HOME = cache;
+  process.env.MESA_SHADER_CACHE_DIR = join(cache, 'mesa');
+  process.env.__GL_SHADER_DISK_CACHE_PATH = join(cache, 'nvidia');
+  mkdirSync(process.env.__GL_SHADER_DISK_CACHE_PATH, { recursive: true });
   process.env.REQUIRE_WEBGPU = '1';
 
   const { adapter } = await initWebGPU();
