@@ -21,6 +21,9 @@ export function matmulDims(a: View, transA: boolean, outShape: Shape) {
   };
 }
 
+/** 0..n-1, for unrolling loops in the kernels' WGSL. */
+export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
 /** Batch ranks (after merging) up to this share a pipeline. */
 export const BATCH_RANK = 3;
 

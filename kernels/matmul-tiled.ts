@@ -19,7 +19,7 @@
 import type { View } from '../engine/index.js';
 import type { Shape } from '../engine/index.js';
 import type { KernelContext } from './context.js';
-import { matmulBatch, matmulDims } from './matmul-batch.js';
+import { matmulBatch, matmulDims, range } from './matmul-batch.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -159,8 +159,6 @@ function tiledUniforms(br: number): Uniforms {
     ['bbatch', 'u32', br],
   ]);
 }
-
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 /**
  * One operand's staging: each thread loads `units` groups of 4 elements of the slice into registers

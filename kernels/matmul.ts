@@ -26,7 +26,7 @@
 import type { View } from '../engine/index.js';
 import type { Shape } from '../engine/index.js';
 import type { KernelContext } from './context.js';
-import { matmulBatch, matmulDims } from './matmul-batch.js';
+import { matmulBatch, matmulDims, range } from './matmul-batch.js';
 import type { GpuHandle } from './pool.js';
 import {
   declareBindings,
@@ -223,8 +223,6 @@ function tiledUniforms(br: number): Uniforms {
     ['bbatch', 'u32', br],
   ]);
 }
-
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 function tiledWGSL(c: ShapeClass, uniforms: Uniforms): string {
   const T = c.t;

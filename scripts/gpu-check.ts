@@ -200,10 +200,9 @@ function outcomesOf(files: File[]): TestOutcome[] {
     });
   };
   for (const f of files) for (const t of f.tasks) walk(t, f.name, []);
-  if (files.some((f) => f.result?.state === 'fail' && f.result.errors?.length))
-    for (const f of files)
-      if (f.result?.errors?.length)
-        out.push({ file: f.name, name: '(file)', state: 'fail', ms: 0, message: firstError(f) });
+  for (const f of files)
+    if (f.result?.state === 'fail' && f.result.errors?.length)
+      out.push({ file: f.name, name: '(file)', state: 'fail', ms: 0, message: firstError(f) });
   return out;
 }
 

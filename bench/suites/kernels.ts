@@ -130,7 +130,7 @@ export async function run(opts: SuiteOptions): Promise<Row[]> {
    */
   const callsFor = async (job: () => Promise<unknown>) => {
     let ms = Infinity;
-    for (let i = 0; i < 2 && ms >= 0; i++) {
+    for (let i = 0; i < 2; i++) {
       const t0 = performance.now();
       await job();
       ms = Math.min(ms, performance.now() - t0);

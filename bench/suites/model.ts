@@ -119,19 +119,7 @@ async function smolCases(device: E.Device, opts: SuiteOptions): Promise<Row[]> {
 
     const [Bs, P, steps] = [4, 32, 8];
     const prompts = Array.from({ length: Bs }, (_, b) => syntheticIds(P, cfg.vocabSize, 400 + b));
-    let dec: BatchDecoder | null = null;
-    const prefill = async () => {
-      dec = new BatchDecoder(model, prompts, 0);
-      const probe = E.zeros([1], { device });
-      await probe.data();
-      probe.dispose();
-    };
-    const generate = async () => {
-      const g = await dec!.generate({ maxTokens: steps, temperature: 1, generator: new E.Generator(7) });
-      dec!.dispose();
-      dec = null;
-      return g.tokens.flat();
-    };
+    const { prefill, generate } = samplingJobs(model, prompts, 0, steps);
     await prefill();
     await generate();
     const t = await timeJobs(
@@ -279,6 +267,27 @@ async function trainingStep(
   return v;
 }
 
+/**
+ * Sampling as the suites time it: `prefill` (untimed) builds a decoder on the prompts and waits for its
+ * work; `generate` samples `steps` tokens per row at temperature 1 and frees the decoder.
+ */
+function samplingJobs(model: CausalLM, prompts: number[][], padId: number, steps: number) {
+  let dec: BatchDecoder | null = null;
+  const prefill = async (): Promise<void> => {
+    dec = new BatchDecoder(model, prompts, padId);
+    const probe = E.zeros([1], { device: model.device });
+    await probe.data(); // a read waits for the prefill's work queued before it
+    probe.dispose();
+  };
+  const generate = async () => {
+    const g = await dec!.generate({ maxTokens: steps, temperature: 1, generator: new E.Generator(7) });
+    dec!.dispose();
+    dec = null;
+    return g.tokens.flat();
+  };
+  return { prefill, generate };
+}
+
 /** f() with env IGPO_THREADS set to `threads` (null: as it is), restored after. */
 async function onThreads<T>(threads: number | null, f: () => Promise<T>): Promise<T> {
   const env = process.env.IGPO_THREADS;
@@ -354,19 +363,7 @@ async function sampling(
   const B = 8;
   const steps = opts.quick ? 16 : 32;
   const prompts = Array.from({ length: B }, (_, b) => syntheticIds(P, cfg.vocabSize, 200 + b));
-  let dec: BatchDecoder | null = null;
-  const prefill = async (): Promise<void> => {
-    dec = new BatchDecoder(model, prompts, padId);
-    const probe = E.zeros([1], { device });
-    await probe.data(); // a read waits for the prefill's work queued before it
-    probe.dispose();
-  };
-  const generate = async () => {
-    const g = await dec!.generate({ maxTokens: steps, temperature: 1, generator: new E.Generator(7) });
-    dec!.dispose();
-    dec = null;
-    return g.tokens.flat();
-  };
+  const { prefill, generate } = samplingJobs(model, prompts, padId, steps);
   await prefill();
   await generate();
   const weights = device === 'cpu' ? snapshot(model) : null;
