@@ -712,15 +712,18 @@ async function killRuns(
   };
   // Until n runs were killed: a run may finish before its kill, and a plain one (no --overwrite, no
   // --resume) is refused at once and not killed; those are checked the same way but not counted.
+  // How long a whole run takes here, measured first (not counted): the kills land within it, so that they
+  // fall in start-up, warm-up, steps and saves on a fast machine as on a slow one. (A fixed window of 3.5 s
+  // let most runs finish first once a warm machine ran them in about 2 s.)
+  const whole = (await once(0, 'fresh', null, 'SIGKILL')).afterMs;
   let killed = 0;
   for (let i = 0; killed < n && i < 4 * n; i++) {
     const has = existsSync(join(dir, 'checkpoint.safetensors'));
     const u = random();
     const mode = !has || u < 0.4 ? 'fresh' : u < 0.9 ? 'resume' : 'plain';
     const signal: NodeJS.Signals = random() < 0.5 ? 'SIGKILL' : 'SIGINT';
-    // A whole smoke run takes about 3.5 s here, a resumed one about 2.5 s: kills land in their start-up,
-    // warm-up, steps and saves.
-    const window = mode === 'fresh' ? 3300 : 2300;
+    // A resumed run skips the warm-up: about 0.7 of a whole one.
+    const window = (mode === 'fresh' ? 0.9 : 0.65) * whole;
     const r = await once(i, mode, mode === 'plain' ? null : 200 + random() * window, signal);
     records.push(r);
     if (/^killed/.test(r.exit)) killed++;
